@@ -1,0 +1,63 @@
+# AgentKeep developer entry points. `make run` and `make test` work on a fresh machine
+# with python3 (>= 3.11) and make; everything else is installed into .venv from the lock.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+UV_VERSION := 0.13.9
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint format typecheck pytest install lock migrate bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+
+$(STAMP): $(BIN)/python pyproject.toml requirements.lock
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -c requirements.lock -e ".[dev]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+# A .env with a freshly generated secret, readable by its owner only; never overwritten.
+.env: | $(STAMP)
+	@umask 077 && { \
+	  echo "# Written by 'make run'. See .env.example for every setting."; \
+	  echo "JWT_SECRET=$$($(BIN)/agentkeep gen-secret)"; \
+	} > .env
+	@chmod 600 .env
+	@echo "wrote .env with a new JWT_SECRET"
+
+migrate: $(STAMP) .env
+	$(BIN)/agentkeep migrate
+
+run: migrate
+	HOST=$(HOST) PORT=$(PORT) $(BIN)/agentkeep serve
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+pytest: $(STAMP)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test: lint typecheck pytest
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+# Re-pin every dependency (run after editing pyproject.toml, commit the result).
+lock: $(BIN)/python
+	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --quiet -o requirements.lock
+
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

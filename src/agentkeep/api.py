@@ -1,0 +1,11 @@
+"""Mounts every domain router on the application."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from agentkeep.health.router import router as health_router
+
+
+def mount_routers(app: FastAPI) -> None:
+    app.include_router(health_router)

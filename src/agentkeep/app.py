@@ -1,0 +1,82 @@
+"""The application factory. Everything stateful is created in the lifespan, per app."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import structlog
+from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
+
+from agentkeep import __version__
+from agentkeep.api import mount_routers
+from agentkeep.config import Settings
+from agentkeep.db.engine import create_engine, create_sessionmaker
+from agentkeep.errors import install_error_handlers
+from agentkeep.observability.middleware import RequestIdMiddleware, UnhandledErrorMiddleware
+from agentkeep.redis_client import create_redis
+
+logger = structlog.get_logger("agentkeep.app")
+
+CORS_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+CORS_HEADERS = ["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID", "Last-Event-ID"]
+CORS_EXPOSED = ["X-Request-ID", "Retry-After", "RateLimit", "RateLimit-Policy", "Location"]
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    engine = create_engine(settings)
+    app.state.engine = engine
+    app.state.sessionmaker = create_sessionmaker(engine)
+    app.state.redis = create_redis(settings.redis_url.get_secret_value()) if settings.redis_url else None
+    logger.info(
+        "started",
+        environment=settings.environment,
+        database=engine.dialect.name,
+        redis=app.state.redis is not None,
+    )
+    try:
+        yield
+    finally:
+        if app.state.redis is not None:
+            await app.state.redis.aclose()
+        await engine.dispose()
+        logger.info("stopped")
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """Build an AgentKeep application for `settings` (already validated)."""
+    app = FastAPI(
+        title="AgentKeep",
+        version=__version__,
+        summary="A secure, self-hostable control plane for AI agents.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    mount_routers(app)
+    # Added innermost first: the request id wraps everything, CORS wraps even a 500.
+    app.add_middleware(UnhandledErrorMiddleware)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_credentials=True,
+        allow_methods=CORS_METHODS,
+        allow_headers=CORS_HEADERS,
+        expose_headers=CORS_EXPOSED,
+        max_age=600,
+    )
+    app.add_middleware(RequestIdMiddleware)
+    return app
+
+
+def app_from_environment() -> FastAPI:
+    """Factory for `uvicorn --factory` and multi-worker serving: settings from the environment."""
+    from agentkeep.config import load_settings
+    from agentkeep.observability.logging import configure_logging
+
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    return create_app(settings)

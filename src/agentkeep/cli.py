@@ -1,0 +1,105 @@
+"""The `agentkeep` command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sys
+from typing import Annotated, NoReturn
+
+import typer
+
+from agentkeep.config import ConfigError, Settings, load_settings
+
+cli = typer.Typer(
+    name="agentkeep",
+    help="AgentKeep: a secure, self-hostable control plane for AI agents.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# sysexits.h EX_CONFIG: distinguishes an unsafe configuration from a usage error (2).
+EXIT_CONFIG = 78
+
+
+def _refuse(error: ConfigError) -> NoReturn:
+    typer.echo(error.render(), err=True)
+    raise typer.Exit(EXIT_CONFIG)
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except ConfigError as error:
+        _refuse(error)
+
+
+@cli.command("gen-secret")
+def gen_secret(
+    nbytes: Annotated[int, typer.Option("--bytes", min=32, max=256, help="Random bytes")] = 48,
+) -> None:
+    """Print a strong random secret for JWT_SECRET (or any other key)."""
+    typer.echo(secrets.token_urlsafe(nbytes))
+
+
+@cli.command("check-config")
+def check_config() -> None:
+    """Validate the configuration and print it with secrets redacted; non-zero when unsafe."""
+    settings = _settings()
+    typer.echo(json.dumps(settings.redacted(), indent=2, default=str))
+    typer.echo("configuration OK", err=True)
+
+
+@cli.command()
+def migrate(
+    revision: Annotated[str, typer.Argument(help="Target revision")] = "head",
+) -> None:
+    """Upgrade the database schema (to the newest revision by default)."""
+    from agentkeep.db.migrate import upgrade
+
+    settings = _settings()
+    upgrade(settings.database_url, revision)
+    typer.echo(f"database migrated to {revision}", err=True)
+
+
+@cli.command()
+def serve(
+    host: Annotated[str, typer.Option(envvar="HOST", help="Interface to bind")] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option(envvar="PORT", min=0, max=65535, help="Port (0 picks a free one)")
+    ] = 8000,
+    workers: Annotated[int, typer.Option(envvar="WEB_CONCURRENCY", min=1, max=64)] = 1,
+) -> None:
+    """Serve the HTTP API with uvicorn."""
+    import uvicorn
+
+    from agentkeep.app import create_app
+    from agentkeep.observability.logging import configure_logging
+
+    settings = _settings()
+    configure_logging(settings.log_level, settings.log_format)
+    common: dict[str, object] = {
+        "host": host,
+        "port": port,
+        "log_config": None,
+        # Client addresses come from our own TRUSTED_PROXIES rule, never from uvicorn's.
+        "proxy_headers": False,
+        "server_header": False,
+        "access_log": False,
+    }
+    if workers > 1:
+        uvicorn.run("agentkeep.app:app_from_environment", factory=True, workers=workers, **common)  # type: ignore[arg-type]
+    else:
+        uvicorn.run(create_app(settings), **common)  # type: ignore[arg-type]
+
+
+def main() -> None:
+    # Keep stray .env lookups relative to where the operator runs the command.
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    try:
+        cli()
+    except ConfigError as error:  # raised by a command that loaded settings late
+        typer.echo(error.render(), err=True)
+        sys.exit(EXIT_CONFIG)

@@ -1,0 +1,245 @@
+"""Settings read from the environment (and an optional `.env`), with every safety rule.
+
+Nothing here performs I/O beyond reading the environment: the rules are pure so that
+`agentkeep check-config`, `serve` and the tests all apply exactly the same ones.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+MIN_SECRET_LENGTH = 32
+
+# Values that appear in documentation, examples and tutorials: a secret equal to one of
+# these is public knowledge, whatever its length.
+PLACEHOLDER_SECRETS = frozenset(
+    {
+        "your-secret-key-change-in-production",
+        "change-me-to-a-random-string-of-at-least-32-characters",
+        "replace-with-output-of-agentkeep-gen-secret",
+        "changeme",
+        "change-me",
+        "change_me",
+        "secret",
+        "your-secret-key",
+        "your_secret_key",
+        "supersecret",
+        "jwt-secret",
+        "jwt_secret",
+        "password",
+        "development",
+        "test",
+    }
+)
+
+SQLITE_DRIVER = "sqlite+aiosqlite"
+POSTGRES_DRIVER = "postgresql+asyncpg"
+_DRIVER_ALIASES = {
+    "sqlite": SQLITE_DRIVER,
+    "sqlite+aiosqlite": SQLITE_DRIVER,
+    "postgres": POSTGRES_DRIVER,
+    "postgresql": POSTGRES_DRIVER,
+    "postgresql+asyncpg": POSTGRES_DRIVER,
+}
+_ORIGIN_RE = re.compile(r"^https?://[A-Za-z0-9.\-]+(:\d{1,5})?$|^https?://\[[0-9A-Fa-f:.]+\](:\d{1,5})?$")
+
+CommaList = Annotated[list[str], NoDecode]
+
+
+class ConfigError(Exception):
+    """The configuration is unsafe or malformed; `problems` lists every reason."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        lines = "\n".join(f"  - {problem}" for problem in self.problems)
+        return f"AgentKeep refuses to start: the configuration is not safe.\n{lines}"
+
+
+def _split_commas(value: Any) -> Any:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+def normalise_database_url(raw: str) -> str:
+    """Map `postgresql://` and `sqlite://` URLs to the async drivers AgentKeep uses."""
+    try:
+        url: URL = make_url(raw)
+    except ArgumentError as exc:
+        raise ValueError(f"is not a valid database URL ({exc})") from None
+    driver = _DRIVER_ALIASES.get(url.drivername)
+    if driver is None:
+        raise ValueError(
+            f"uses the unsupported driver {url.drivername!r}; "
+            "use postgresql+asyncpg://... or sqlite+aiosqlite:///path"
+        )
+    url = url.set(drivername=driver)
+    if driver == POSTGRES_DRIVER and not url.host and not url.query.get("host"):
+        raise ValueError("names no host")
+    if driver == POSTGRES_DRIVER and not url.database:
+        raise ValueError("names no database")
+    if driver == SQLITE_DRIVER and not url.database:
+        raise ValueError("names no SQLite file (an in-memory database would lose every write)")
+    return url.render_as_string(hide_password=False)
+
+
+class Settings(BaseSettings):
+    """Every setting AgentKeep reads. Field names are the environment variable names."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+        validate_default=True,
+    )
+
+    environment: Literal["development", "production"] = "development"
+
+    jwt_secret: SecretStr = SecretStr("")
+    jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
+    access_token_ttl_seconds: int = Field(default=900, ge=60, le=86_400)
+    refresh_token_ttl_seconds: int = Field(default=14 * 86_400, ge=300, le=90 * 86_400)
+
+    database_url: str = f"{SQLITE_DRIVER}:///./var/agentkeep.db"
+    db_pool_size: int = Field(default=20, ge=1, le=500)
+    db_max_overflow: int = Field(default=40, ge=0, le=1000)
+    db_pool_timeout: float = Field(default=30, gt=0, le=300)
+    db_pool_recycle: int = Field(default=3600, ge=30, le=86_400)
+    db_command_timeout: float = Field(default=30, gt=0, le=3600)
+    db_connect_timeout: float = Field(default=10, gt=0, le=300)
+
+    redis_url: SecretStr | None = None
+
+    cors_origins: CommaList = Field(default_factory=lambda: ["http://localhost:3000"])
+    allowed_hosts: CommaList = Field(default_factory=list)
+    trusted_proxies: CommaList = Field(default_factory=list)
+
+    rate_limit_auth: str = "5/minute"
+
+    openai_base_url: str | None = None
+    openai_api_key: SecretStr | None = None
+
+    health_check_timeout: float = Field(default=2.0, gt=0, le=30)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "console"] = "console"
+
+    @field_validator("cors_origins", "allowed_hosts", "trusted_proxies", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        return _split_commas(value)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def _strong_secret(cls, value: SecretStr) -> SecretStr:
+        secret = value.get_secret_value()
+        if not secret:
+            raise ValueError("is required; generate one with `agentkeep gen-secret`")
+        if secret.strip().lower() in PLACEHOLDER_SECRETS:
+            raise ValueError("is a published placeholder value; generate one with `agentkeep gen-secret`")
+        if len(secret) < MIN_SECRET_LENGTH:
+            raise ValueError(
+                f"must be at least {MIN_SECRET_LENGTH} characters (got {len(secret)}); "
+                "generate one with `agentkeep gen-secret`"
+            )
+        if len(set(secret)) < 8:
+            raise ValueError("has too few distinct characters to be a random secret")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _valid_database_url(cls, value: str) -> str:
+        return normalise_database_url(value)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _valid_redis_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        parts = urlsplit(value.get_secret_value().strip())
+        if parts.scheme not in {"redis", "rediss", "unix"}:
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        if parts.scheme != "unix" and not parts.hostname:
+            raise ValueError("names no host")
+        try:
+            _ = parts.port
+        except ValueError:
+            raise ValueError("has an invalid port") from None
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _explicit_origins(cls, value: list[str]) -> list[str]:
+        problems = []
+        value = [origin.rstrip("/") for origin in value]
+        for origin in value:
+            if origin == "*":
+                problems.append("'*' would let any web site call the API with its users' credentials")
+            elif not _ORIGIN_RE.match(origin):
+                problems.append(f"{origin!r} is not an origin of the form scheme://host[:port]")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
+
+    @model_validator(mode="after")
+    def _pool_is_sane(self) -> Settings:
+        if self.db_max_overflow > 10 * self.db_pool_size:
+            raise ValueError(
+                "DB_MAX_OVERFLOW is more than ten times DB_POOL_SIZE; raise the pool size instead"
+            )
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith(SQLITE_DRIVER)
+
+    def redacted(self) -> dict[str, Any]:
+        """The effective settings with every secret masked, for display."""
+        shown: dict[str, Any] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                value = "**********" if value.get_secret_value() else ""
+            elif name == "database_url":
+                value = make_url(value).render_as_string(hide_password=True)
+            shown[name.upper()] = value
+        return shown
+
+
+def _field_env_name(loc: tuple[int | str, ...]) -> str:
+    return str(loc[0]).upper() if loc else "configuration"
+
+
+def describe_validation_error(error: ValidationError) -> list[str]:
+    """Turn pydantic's errors into one readable line per problem, named by variable."""
+    problems = []
+    for item in error.errors(include_url=False, include_input=False):
+        message = str(item["msg"]).removeprefix("Value error, ")
+        if item["loc"]:
+            problems.append(f"{_field_env_name(item['loc'])}: {message}")
+        else:
+            problems.append(message)
+    return problems
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read and validate the settings; raise ConfigError listing every problem at once."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc)) from None

@@ -1,0 +1,6 @@
+"""Imports every model so Base.metadata is complete (for Alembic and its drift check)."""
+
+from agentkeep.db.base import Base
+from agentkeep.users.models import User
+
+__all__ = ["Base", "User"]

@@ -1,0 +1,59 @@
+"""Readiness checks: each dependency probed with its own short timeout, all in parallel."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+import structlog
+from redis.asyncio import Redis
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from agentkeep.health.schemas import CheckResult, HealthReport
+
+logger = structlog.get_logger("agentkeep.health")
+
+
+async def _timed(probe: Callable[[], Awaitable[object]], seconds: float) -> CheckResult:
+    started = time.perf_counter()
+    try:
+        async with asyncio.timeout(seconds):
+            await probe()
+    except TimeoutError:
+        error: str | None = f"no answer within {seconds:g}s"
+    except Exception as exc:  # any failure of the dependency is a failed check, not a 500
+        error = type(exc).__name__
+    else:
+        error = None
+    latency = round((time.perf_counter() - started) * 1000, 2)
+    return CheckResult(status="fail" if error else "ok", latency_ms=latency, error=error)
+
+
+async def check_database(engine: AsyncEngine, seconds: float) -> CheckResult:
+    async def probe() -> None:
+        async with engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+
+    return await _timed(probe, seconds)
+
+
+async def check_redis(redis: Redis, seconds: float) -> CheckResult:
+    async def probe() -> None:
+        await redis.ping()
+
+    return await _timed(probe, seconds)
+
+
+async def readiness(engine: AsyncEngine, redis: Redis | None, seconds: float) -> HealthReport:
+    names = ["database"]
+    probes = [check_database(engine, seconds)]
+    if redis is not None:
+        names.append("redis")
+        probes.append(check_redis(redis, seconds))
+    results = dict(zip(names, await asyncio.gather(*probes), strict=True))
+    failed = [name for name, result in results.items() if result.status != "ok"]
+    if failed:
+        logger.warning("readiness_failed", failed=failed)
+    return HealthReport(status="fail" if failed else "ok", checks=results)

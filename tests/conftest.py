@@ -1,0 +1,131 @@
+"""Shared fixtures: every database test runs on SQLite and on PostgreSQL (+ Redis)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
+from redis.asyncio import Redis
+
+from agentkeep.app import create_app
+from agentkeep.config import Settings
+from tests.support.databases import (
+    REDIS_URL,
+    create_postgres_database,
+    drop_postgres_database,
+    migrate,
+    postgres_answers,
+    services_required,
+    truncate_all,
+)
+
+BACKENDS = ["sqlite", "postgres"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # The operator's shell must not leak settings into tests: each test states its own.
+    for name in Settings.model_fields:
+        os.environ.pop(name.upper(), None)
+
+
+def _unavailable(what: str) -> None:
+    message = f"{what} is not answering"
+    if services_required():
+        pytest.fail(f"{message}, and AGENTKEEP_TEST_REQUIRE_SERVICES makes it mandatory")
+    pytest.skip(message)
+
+
+async def redis_answers(url: str = REDIS_URL) -> bool:
+    client = Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+    try:
+        return bool(await client.ping())
+    except Exception:
+        return False
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture(scope="session")
+def jwt_secret() -> str:
+    return secrets.token_urlsafe(48)
+
+
+@pytest.fixture(scope="session")
+async def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    path = tmp_path_factory.mktemp("db") / "agentkeep.db"
+    url = f"sqlite+aiosqlite:///{path}"
+    await migrate(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+async def postgres_url() -> AsyncIterator[str | None]:
+    if not await postgres_answers():
+        yield None
+        return
+    url = await create_postgres_database()
+    await migrate(url)
+    yield url
+    await drop_postgres_database(url)
+
+
+@pytest.fixture(scope="session")
+async def redis_available() -> bool:
+    return await redis_answers()
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+async def database_url(
+    backend: str, sqlite_url: str, postgres_url: str | None, redis_available: bool
+) -> AsyncIterator[str]:
+    if backend == "postgres":
+        if postgres_url is None:
+            _unavailable("PostgreSQL")
+        if not redis_available:
+            _unavailable("Redis")
+        assert postgres_url is not None
+        url = postgres_url
+    else:
+        url = sqlite_url
+    yield url
+    await truncate_all(url)
+
+
+@pytest.fixture
+def make_settings(jwt_secret: str) -> Callable[..., Settings]:
+    def build(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {"jwt_secret": jwt_secret, "log_level": "WARNING"}
+        values.update(overrides)
+        return Settings(_env_file=None, **values)
+
+    return build
+
+
+@pytest.fixture
+def settings(backend: str, database_url: str, make_settings: Callable[..., Settings]) -> Settings:
+    redis_url = REDIS_URL if backend == "postgres" else None
+    return make_settings(database_url=database_url, redis_url=redis_url)
+
+
+@pytest.fixture
+def app(settings: Settings) -> FastAPI:
+    return create_app(settings)
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            yield http

@@ -1,0 +1,77 @@
+"""Test databases: a fresh PostgreSQL database per test run, a SQLite file otherwise."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+
+from sqlalchemy import delete, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
+
+from agentkeep.db.migrate import upgrade
+from agentkeep.db.models import Base
+
+ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def services_required() -> bool:
+    """In CI the PostgreSQL + Redis suite must run: a missing service fails instead of skipping."""
+    return os.environ.get("AGENTKEEP_TEST_REQUIRE_SERVICES", "").lower() in {"1", "true", "yes"}
+
+
+async def postgres_answers(url: str = ADMIN_URL) -> bool:
+    engine = create_async_engine(url, poolclass=NullPool, connect_args={"timeout": 3})
+    try:
+        async with engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+        return True
+    except Exception:
+        return False
+    finally:
+        await engine.dispose()
+
+
+async def create_postgres_database(prefix: str = "agentkeep_test") -> str:
+    """Create an empty database with a unique name on the test server; return its URL."""
+    name = f"{prefix}_{secrets.token_hex(6)}"
+    engine = create_async_engine(ADMIN_URL, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as connection:
+            await connection.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        await engine.dispose()
+    return make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+
+
+async def drop_postgres_database(url: str) -> None:
+    name = make_url(url).database
+    engine = create_async_engine(ADMIN_URL, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as connection:
+            await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        await engine.dispose()
+
+
+async def migrate(url: str) -> None:
+    await asyncio.to_thread(upgrade, url)
+
+
+async def truncate_all(url: str) -> None:
+    """Empty every table (children first) so each test starts from a clean schema."""
+    engine = create_async_engine(url, poolclass=NullPool)
+    try:
+        async with engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                names = ", ".join(f'"{table.name}"' for table in Base.metadata.sorted_tables)
+                if names:
+                    await connection.execute(text(f"TRUNCATE {names} CASCADE"))
+            else:
+                for table in reversed(Base.metadata.sorted_tables):
+                    await connection.execute(delete(table))
+    finally:
+        await engine.dispose()

@@ -1,0 +1,107 @@
+"""Health probes with the database (and Redis) up, down, and coming back."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+
+from agentkeep.app import create_app
+from agentkeep.config import Settings
+from tests.support.throwaway import ThrowawayPostgres, free_port, postgres_binaries_available
+
+
+async def test_health_reports_each_check_ok(client: httpx.AsyncClient, backend: str) -> None:
+    for path in ("/health", "/health/ready"):
+        response = await client.get(path)
+        assert response.status_code == 200
+        body = response.json()
+        assert body["status"] == "ok"
+        assert body["checks"]["database"]["status"] == "ok"
+        if backend == "postgres":
+            assert body["checks"]["redis"]["status"] == "ok"
+        else:
+            assert "redis" not in body["checks"]
+        assert response.headers["cache-control"] == "no-store"
+
+
+async def test_live_touches_nothing(client: httpx.AsyncClient) -> None:
+    response = await client.get("/health/live")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+@pytest.fixture
+async def unreachable_client(make_settings: Callable[..., Settings]) -> AsyncIterator[httpx.AsyncClient]:
+    closed = free_port()
+    settings = make_settings(
+        database_url=f"postgresql+asyncpg://postgres@127.0.0.1:{closed}/agentkeep",
+        redis_url=f"redis://127.0.0.1:{free_port()}/0",
+        health_check_timeout=1.0,
+    )
+    app = create_app(settings)
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            yield http
+
+
+async def test_server_starts_with_database_and_redis_down(unreachable_client: httpx.AsyncClient) -> None:
+    live = await unreachable_client.get("/health/live")
+    assert live.status_code == 200
+
+
+async def test_health_answers_503_quickly_when_dependencies_are_down(
+    unreachable_client: httpx.AsyncClient,
+) -> None:
+    for path in ("/health", "/health/ready"):
+        started = time.monotonic()
+        response = await unreachable_client.get(path)
+        assert time.monotonic() - started < 5
+        assert response.status_code == 503
+        body = response.json()
+        assert body["status"] == "fail"
+        assert body["checks"]["database"]["status"] == "fail"
+        assert body["checks"]["redis"]["status"] == "fail"
+        assert "password" not in response.text
+
+
+@pytest.fixture
+def throwaway_postgres() -> Iterator[ThrowawayPostgres]:
+    if not postgres_binaries_available():
+        pytest.skip("PostgreSQL server binaries are not installed")
+    server = ThrowawayPostgres().init()
+    server.start()
+    yield server
+    server.destroy()
+
+
+@pytest.mark.slow
+async def test_health_recovers_by_itself_when_postgres_comes_back(
+    throwaway_postgres: ThrowawayPostgres, make_settings: Callable[..., Settings]
+) -> None:
+    settings = make_settings(database_url=throwaway_postgres.url, health_check_timeout=1.0)
+    app = create_app(settings)
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            assert (await http.get("/health")).status_code == 200
+
+            throwaway_postgres.stop()
+            started = time.monotonic()
+            down = await http.get("/health/ready")
+            assert down.status_code == 503
+            assert time.monotonic() - started < 5
+            assert (await http.get("/health/live")).status_code == 200
+
+            throwaway_postgres.start()
+            statuses = []
+            for _ in range(20):
+                response = await http.get("/health")
+                statuses.append(response.status_code)
+                if response.status_code == 200:
+                    break
+            assert statuses[-1] == 200, statuses

@@ -105,7 +105,12 @@ async def database_url(
 @pytest.fixture
 def make_settings(jwt_secret: str) -> Callable[..., Settings]:
     def build(**overrides: Any) -> Settings:
-        values: dict[str, Any] = {"jwt_secret": jwt_secret, "log_level": "WARNING"}
+        values: dict[str, Any] = {
+            "jwt_secret": jwt_secret,
+            "log_level": "WARNING",
+            # Each test gets its own Redis namespace: runs and tests never share keys.
+            "redis_key_prefix": f"agentkeep-test-{secrets.token_hex(6)}",
+        }
         values.update(overrides)
         return Settings(_env_file=None, **values)
 

@@ -171,3 +171,9 @@ def test_settings_are_read_from_the_environment(monkeypatch: pytest.MonkeyPatch)
     settings = load_settings(_env_file=None)
     assert settings.cors_origins == ["https://a.example", "https://b.example"]
     assert settings.db_pool_size == 7
+
+
+def test_trusted_proxies_must_be_addresses_or_cidrs() -> None:
+    (problem,) = problems_for(trusted_proxies="10.0.0.0/8,proxy.internal")
+    assert problem.startswith("TRUSTED_PROXIES:")
+    assert "proxy.internal" in problem

@@ -16,6 +16,7 @@ from agentkeep.db.engine import create_engine, create_sessionmaker
 from agentkeep.errors import install_error_handlers
 from agentkeep.observability.middleware import RequestIdMiddleware, UnhandledErrorMiddleware
 from agentkeep.redis_client import create_redis
+from agentkeep.security.client_ip import parse_networks
 
 logger = structlog.get_logger("agentkeep.app")
 
@@ -55,6 +56,7 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.trusted_proxies = parse_networks(settings.trusted_proxies)
     install_error_handlers(app)
     mount_routers(app)
     # Added innermost first: the request id wraps everything, CORS wraps even a 500.

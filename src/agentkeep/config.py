@@ -15,6 +15,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from agentkeep.security.client_ip import parse_networks
+
 MIN_SECRET_LENGTH = 32
 
 # Values that appear in documentation, examples and tutorials: a secret equal to one of
@@ -120,6 +122,8 @@ class Settings(BaseSettings):
     db_connect_timeout: float = Field(default=10, gt=0, le=300)
 
     redis_url: SecretStr | None = None
+    # Namespaces every Redis key, so several deployments (or test runs) can share one Redis.
+    redis_key_prefix: str = Field(default="agentkeep", pattern=r"^[A-Za-z0-9_\-:.]{1,64}$")
 
     cors_origins: CommaList = Field(default_factory=lambda: ["http://localhost:3000"])
     allowed_hosts: CommaList = Field(default_factory=list)
@@ -138,6 +142,12 @@ class Settings(BaseSettings):
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         return _split_commas(value)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _valid_proxies(cls, value: list[str]) -> list[str]:
+        parse_networks(value)
+        return value
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -17,6 +17,7 @@ from agentkeep.errors import install_error_handlers
 from agentkeep.observability.middleware import RequestIdMiddleware, UnhandledErrorMiddleware
 from agentkeep.redis_client import create_redis
 from agentkeep.security.client_ip import parse_networks
+from agentkeep.security.hosts import AllowedHostsMiddleware
 
 logger = structlog.get_logger("agentkeep.app")
 
@@ -70,6 +71,8 @@ def create_app(settings: Settings) -> FastAPI:
         expose_headers=CORS_EXPOSED,
         max_age=600,
     )
+    if settings.allowed_hosts:
+        app.add_middleware(AllowedHostsMiddleware, allowed_hosts=settings.allowed_hosts)
     app.add_middleware(RequestIdMiddleware)
     return app
 

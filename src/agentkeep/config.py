@@ -52,6 +52,8 @@ _DRIVER_ALIASES = {
 }
 _ORIGIN_RE = re.compile(r"^https?://[A-Za-z0-9.\-]+(:\d{1,5})?$|^https?://\[[0-9A-Fa-f:.]+\](:\d{1,5})?$")
 
+_HOST_RE = re.compile(r"^(\*\.)?[A-Za-z0-9]([A-Za-z0-9\-.]{0,251}[A-Za-z0-9])?$")
+
 CommaList = Annotated[list[str], NoDecode]
 
 
@@ -142,6 +144,14 @@ class Settings(BaseSettings):
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         return _split_commas(value)
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _valid_hosts(cls, value: list[str]) -> list[str]:
+        bad = [host for host in value if not _HOST_RE.match(host)]
+        if bad:
+            raise ValueError(f"{', '.join(map(repr, bad))}: not a host name or *.domain pattern")
+        return value
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -1,0 +1,77 @@
+"""Start a real `agentkeep serve` process on a free loopback port for benchmarks."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Server:
+    base_url: str
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def _cli(*args: str, env: dict[str, str], cwd: Path) -> None:
+    subprocess.run([sys.executable, "-m", "agentkeep", *args], env=env, cwd=cwd, check=True, timeout=120)
+
+
+@contextlib.contextmanager
+def running_server(extra_env: dict[str, str] | None = None, workers: int = 1) -> Iterator[Server]:
+    """Migrate and serve with the given settings; stop the process on exit."""
+    workdir = Path(tempfile.mkdtemp(prefix="agentkeep-bench-"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "REDIS_", "JWT_"))}
+    env.update(
+        {
+            "JWT_SECRET": secrets.token_urlsafe(48),
+            "DATABASE_URL": f"sqlite+aiosqlite:///{workdir / 'bench.db'}",
+            "LOG_LEVEL": "WARNING",
+            "REDIS_KEY_PREFIX": f"agentkeep-bench-{secrets.token_hex(4)}",
+        }
+    )
+    env.update(extra_env or {})
+    _cli("migrate", env=env, cwd=workdir)
+    port = free_port()
+    log_path = workdir / "server.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "agentkeep", "serve", "--port", str(port), "--workers", str(workers)],
+            env=env,
+            cwd=workdir,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        base_url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                with contextlib.suppress(httpx.HTTPError):
+                    if httpx.get(f"{base_url}/health/live", timeout=1).status_code == 200:
+                        break
+                if process.poll() is not None:
+                    raise RuntimeError(f"server exited: {log_path.read_text()}")
+                time.sleep(0.1)
+            yield Server(base_url=base_url, log_path=log_path)
+        finally:
+            process.terminate()
+            process.wait(timeout=15)

@@ -15,8 +15,11 @@ from agentkeep.config import Settings
 from agentkeep.db.engine import create_engine, create_sessionmaker
 from agentkeep.errors import install_error_handlers
 from agentkeep.observability.middleware import RequestIdMiddleware, UnhandledErrorMiddleware
+from agentkeep.profile import relaxed_safeguards
 from agentkeep.redis_client import create_redis
+from agentkeep.security.body_limit import BodyLimitMiddleware
 from agentkeep.security.client_ip import parse_networks
+from agentkeep.security.headers import SecurityHeadersMiddleware
 from agentkeep.security.hosts import AllowedHostsMiddleware
 
 logger = structlog.get_logger("agentkeep.app")
@@ -33,6 +36,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.engine = engine
     app.state.sessionmaker = create_sessionmaker(engine)
     app.state.redis = create_redis(settings.redis_url.get_secret_value()) if settings.redis_url else None
+    for safeguard in relaxed_safeguards(settings):
+        logger.warning("safeguard_off", detail=safeguard)
     logger.info(
         "started",
         environment=settings.environment,
@@ -50,11 +55,15 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 def create_app(settings: Settings) -> FastAPI:
     """Build an AgentKeep application for `settings` (already validated)."""
+    docs = settings.api_docs_enabled
     app = FastAPI(
         title="AgentKeep",
         version=__version__,
         summary="A secure, self-hostable control plane for AI agents.",
         lifespan=lifespan,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
     )
     app.state.settings = settings
     app.state.trusted_proxies = parse_networks(settings.trusted_proxies)
@@ -62,6 +71,7 @@ def create_app(settings: Settings) -> FastAPI:
     mount_routers(app)
     # Added innermost first: the request id wraps everything, CORS wraps even a 500.
     app.add_middleware(UnhandledErrorMiddleware)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origins,
@@ -73,6 +83,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     if settings.allowed_hosts:
         app.add_middleware(AllowedHostsMiddleware, allowed_hosts=settings.allowed_hosts)
+    app.add_middleware(SecurityHeadersMiddleware, hsts=settings.environment == "production")
     app.add_middleware(RequestIdMiddleware)
     return app
 

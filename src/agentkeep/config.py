@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from agentkeep.profile import relaxed_safeguards
 from agentkeep.security.client_ip import parse_networks
 
 MIN_SECRET_LENGTH = 32
@@ -53,6 +54,9 @@ _DRIVER_ALIASES = {
 _ORIGIN_RE = re.compile(r"^https?://[A-Za-z0-9.\-]+(:\d{1,5})?$|^https?://\[[0-9A-Fa-f:.]+\](:\d{1,5})?$")
 
 _HOST_RE = re.compile(r"^(\*\.)?[A-Za-z0-9]([A-Za-z0-9\-.]{0,251}[A-Za-z0-9])?$")
+
+# Model-level rules report several problems through one ValueError, split again for display.
+_MULTI_PROBLEM_SEPARATOR = "\n"
 
 CommaList = Annotated[list[str], NoDecode]
 
@@ -136,6 +140,10 @@ class Settings(BaseSettings):
     openai_base_url: str | None = None
     openai_api_key: SecretStr | None = None
 
+    # Unset: interactive docs on in development, off in production.
+    docs_enabled: bool | None = None
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+
     health_check_timeout: float = Field(default=2.0, gt=0, le=30)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "console"
@@ -217,12 +225,22 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _pool_is_sane(self) -> Settings:
+    def _consistent(self) -> Settings:
+        problems = []
         if self.db_max_overflow > 10 * self.db_pool_size:
-            raise ValueError(
-                "DB_MAX_OVERFLOW is more than ten times DB_POOL_SIZE; raise the pool size instead"
-            )
+            problems.append("DB_MAX_OVERFLOW: more than ten times DB_POOL_SIZE; raise the pool size instead")
+        if self.environment == "production":
+            problems.extend(relaxed_safeguards(self))
+        if problems:
+            raise ValueError(_MULTI_PROBLEM_SEPARATOR.join(problems))
         return self
+
+    @property
+    def api_docs_enabled(self) -> bool:
+        """Interactive API docs: on in development, off in production unless DOCS_ENABLED."""
+        if self.docs_enabled is not None:
+            return self.docs_enabled
+        return self.environment == "development"
 
     @property
     def is_sqlite(self) -> bool:
@@ -253,7 +271,7 @@ def describe_validation_error(error: ValidationError) -> list[str]:
         if item["loc"]:
             problems.append(f"{_field_env_name(item['loc'])}: {message}")
         else:
-            problems.append(message)
+            problems.extend(message.split(_MULTI_PROBLEM_SEPARATOR))
     return problems
 
 

@@ -15,8 +15,8 @@ import time
 
 import httpx
 
-from bench.server import running_server
 from bench.stats import median, summary_ms
+from tests.support.server import running_server
 
 
 async def _round(client: httpx.AsyncClient, concurrency: int) -> tuple[list[float], int]:

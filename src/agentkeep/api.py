@@ -5,7 +5,9 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from agentkeep.health.router import router as health_router
+from agentkeep.observability.router import router as observability_router
 
 
 def mount_routers(app: FastAPI) -> None:
     app.include_router(health_router)
+    app.include_router(observability_router)

@@ -14,6 +14,7 @@ from agentkeep.api import mount_routers
 from agentkeep.config import Settings
 from agentkeep.db.engine import create_engine, create_sessionmaker
 from agentkeep.errors import install_error_handlers
+from agentkeep.observability.metrics import Metrics, MetricsMiddleware
 from agentkeep.observability.middleware import RequestIdMiddleware, UnhandledErrorMiddleware
 from agentkeep.profile import relaxed_safeguards
 from agentkeep.redis_client import create_redis
@@ -66,6 +67,7 @@ def create_app(settings: Settings) -> FastAPI:
         openapi_url="/openapi.json" if docs else None,
     )
     app.state.settings = settings
+    app.state.metrics = Metrics()
     app.state.trusted_proxies = parse_networks(settings.trusted_proxies)
     install_error_handlers(app)
     mount_routers(app)
@@ -83,6 +85,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     if settings.allowed_hosts:
         app.add_middleware(AllowedHostsMiddleware, allowed_hosts=settings.allowed_hosts)
+    app.add_middleware(MetricsMiddleware, metrics_of=lambda: app.state.metrics)
     app.add_middleware(SecurityHeadersMiddleware, hsts=settings.environment == "production")
     app.add_middleware(RequestIdMiddleware)
     return app

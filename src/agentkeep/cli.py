@@ -6,6 +6,7 @@ import json
 import os
 import secrets
 import sys
+import tempfile
 from typing import Annotated, NoReturn
 
 import typer
@@ -77,6 +78,7 @@ def serve(
 
     from agentkeep.app import create_app
     from agentkeep.observability.logging import configure_logging
+    from agentkeep.observability.metrics import MULTIPROC_ENV
 
     settings = _settings()
     configure_logging(settings.log_level, settings.log_format)
@@ -90,6 +92,8 @@ def serve(
         "access_log": False,
     }
     if workers > 1:
+        # Each worker writes its metric samples here; any worker's /metrics aggregates them.
+        os.environ.setdefault(MULTIPROC_ENV, tempfile.mkdtemp(prefix="agentkeep-metrics-"))
         uvicorn.run("agentkeep.app:app_from_environment", factory=True, workers=workers, **common)  # type: ignore[arg-type]
     else:
         uvicorn.run(create_app(settings), **common)  # type: ignore[arg-type]

@@ -125,7 +125,7 @@ class Settings(BaseSettings):
     db_pool_timeout: float = Field(default=30, gt=0, le=300)
     db_pool_recycle: int = Field(default=3600, ge=30, le=86_400)
     db_command_timeout: float = Field(default=30, gt=0, le=3600)
-    db_connect_timeout: float = Field(default=10, gt=0, le=300)
+    db_connect_timeout: float = Field(default=3, gt=0, le=300)
 
     redis_url: SecretStr | None = None
     # Namespaces every Redis key, so several deployments (or test runs) can share one Redis.
@@ -143,6 +143,9 @@ class Settings(BaseSettings):
     # Unset: interactive docs on in development, off in production.
     docs_enabled: bool | None = None
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+
+    # Bearer token for GET /metrics; unset: metrics answer loopback clients only.
+    metrics_token: SecretStr | None = None
 
     health_check_timeout: float = Field(default=2.0, gt=0, le=30)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -165,6 +168,15 @@ class Settings(BaseSettings):
     @classmethod
     def _valid_proxies(cls, value: list[str]) -> list[str]:
         parse_networks(value)
+        return value
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _strong_metrics_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        if len(value.get_secret_value()) < 24:
+            raise ValueError("must be at least 24 characters; generate one with `agentkeep gen-secret`")
         return value
 
     @field_validator("log_level", mode="before")

@@ -11,10 +11,15 @@ from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
 
+import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+logger = structlog.get_logger("agentkeep.errors")
 
 PROBLEM_JSON = "application/problem+json"
 REQUEST_ID_STATE_KEY = "request_id"
@@ -173,7 +178,30 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+DATABASE_RETRY_AFTER_SECONDS = 5
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    # Connection refused, timed out, pool exhausted or the server went away: the request
+    # could not be served now, but may be in a moment. Never a 500 with driver internals.
+    logger.warning("database_unavailable", error=type(exc).__name__, path=request.url.path)
+    return problem_response(
+        request,
+        503,
+        title="Database unavailable",
+        detail="The database is not answering; retry shortly.",
+        type_slug="database-unavailable",
+        headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(OperationalError, _database_unavailable)
+    app.add_exception_handler(InterfaceError, _database_unavailable)
+    app.add_exception_handler(SQLAlchemyTimeoutError, _database_unavailable)
+    # A dependency that never answered (asyncpg connect timeout, a socket that went away).
+    app.add_exception_handler(TimeoutError, _database_unavailable)
+    app.add_exception_handler(ConnectionError, _database_unavailable)
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

@@ -1,11 +1,11 @@
-"""Start a real `agentkeep serve` process on a free loopback port for benchmarks."""
+"""Start real `agentkeep serve` processes on free loopback ports (tests and benchmarks)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import secrets
-import socket
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -16,11 +16,8 @@ from pathlib import Path
 
 import httpx
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from agentkeep.config import Settings
+from tests.support.throwaway import free_port
 
 
 @dataclass
@@ -37,20 +34,30 @@ def _cli(*args: str, env: dict[str, str], cwd: Path) -> None:
 
 
 @contextlib.contextmanager
-def running_server(extra_env: dict[str, str] | None = None, workers: int = 1) -> Iterator[Server]:
-    """Migrate and serve with the given settings; stop the process on exit."""
-    workdir = Path(tempfile.mkdtemp(prefix="agentkeep-bench-"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "REDIS_", "JWT_"))}
+def running_server(
+    extra_env: dict[str, str] | None = None,
+    workers: int = 1,
+    migrate: bool = True,
+    workdir: Path | None = None,
+) -> Iterator[Server]:
+    """Migrate and serve with the given settings; stop the process (and its files) on exit.
+
+    Servers given the same `workdir` and `extra_env` share one SQLite file (or database).
+    """
+    owned = workdir is None
+    workdir = workdir or Path(tempfile.mkdtemp(prefix="agentkeep-server-"))
+    env = {k: v for k, v in os.environ.items() if k.lower() not in Settings.model_fields}
     env.update(
         {
-            "JWT_SECRET": secrets.token_urlsafe(48),
+            "JWT_SECRET": (extra_env or {}).get("JWT_SECRET", secrets.token_urlsafe(48)),
             "DATABASE_URL": f"sqlite+aiosqlite:///{workdir / 'bench.db'}",
             "LOG_LEVEL": "WARNING",
-            "REDIS_KEY_PREFIX": f"agentkeep-bench-{secrets.token_hex(4)}",
+            "REDIS_KEY_PREFIX": f"agentkeep-proc-{secrets.token_hex(4)}",
         }
     )
     env.update(extra_env or {})
-    _cli("migrate", env=env, cwd=workdir)
+    if migrate:
+        _cli("migrate", env=env, cwd=workdir)
     port = free_port()
     log_path = workdir / "server.log"
     with log_path.open("wb") as log:
@@ -74,4 +81,10 @@ def running_server(extra_env: dict[str, str] | None = None, workers: int = 1) ->
             yield Server(base_url=base_url, log_path=log_path)
         finally:
             process.terminate()
-            process.wait(timeout=15)
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=5)
+            if owned:
+                shutil.rmtree(workdir, ignore_errors=True)

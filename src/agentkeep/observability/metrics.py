@@ -1,0 +1,129 @@
+"""Prometheus metrics, one registry per app, correct under several uvicorn workers.
+
+With PROMETHEUS_MULTIPROC_DIR set (`agentkeep serve --workers N` sets it), every process
+writes its samples to files there and a scrape of any worker aggregates all of them.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+UNMATCHED_ROUTE = "<unmatched>"
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+def multiprocess_enabled() -> bool:
+    return bool(os.environ.get(MULTIPROC_ENV))
+
+
+class Metrics:
+    """Every metric AgentKeep exports. Domains increment these through app.state.metrics."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        registry = self.registry
+        self.http_requests = Counter(
+            "agentkeep_http_requests_total",
+            "HTTP requests by route template, method and status.",
+            ["route", "method", "status"],
+            registry=registry,
+        )
+        self.http_latency = Histogram(
+            "agentkeep_http_request_duration_seconds",
+            "HTTP request latency by route template and method.",
+            ["route", "method"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.db_pool = Gauge(
+            "agentkeep_db_pool_connections",
+            "Database pool connections by state (size, checked_out, overflow).",
+            ["state"],
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self.logins = Counter(
+            "agentkeep_logins_total", "Login attempts by outcome.", ["outcome"], registry=registry
+        )
+        self.rate_limit_decisions = Counter(
+            "agentkeep_rate_limit_decisions_total",
+            "Rate-limit decisions by rule and outcome (allowed, limited).",
+            ["rule", "outcome"],
+            registry=registry,
+        )
+        self.rate_limit_fallbacks = Counter(
+            "agentkeep_rate_limit_fallbacks_total",
+            "Times the limiter fell back from Redis to in-process memory.",
+            registry=registry,
+        )
+        self.audit_records = Counter(
+            "agentkeep_audit_records_total", "Audit records written by action.", ["action"], registry=registry
+        )
+        self.audit_failures = Counter(
+            "agentkeep_audit_write_failures_total", "Audit writes that failed.", registry=registry
+        )
+
+    def observe_pool(self, engine: AsyncEngine) -> None:
+        pool = engine.sync_engine.pool
+        for state, reader in (("size", "size"), ("checked_out", "checkedout"), ("overflow", "overflow")):
+            read = getattr(pool, reader, None)
+            if callable(read):
+                self.db_pool.labels(state).set(max(0, int(read())))
+
+    def render(self) -> tuple[bytes, str]:
+        if multiprocess_enabled():
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+            return generate_latest(registry), CONTENT_TYPE_LATEST
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+def _route_template(scope: Scope) -> str:
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else UNMATCHED_ROUTE
+
+
+class MetricsMiddleware:
+    """Count and time every request by its route template (never the raw path: no ids)."""
+
+    def __init__(self, app: ASGIApp, metrics_of: Callable[[], Metrics | None]) -> None:
+        self.app = app
+        self.metrics_of = metrics_of
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        metrics = self.metrics_of() if scope["type"] == "http" else None
+        if metrics is None:
+            await self.app(scope, receive, send)
+            return
+        status = 500
+        started = time.perf_counter()
+
+        async def recording_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, recording_send)
+        finally:
+            route = _route_template(scope)
+            method = str(scope.get("method", ""))
+            metrics.http_requests.labels(route, method, str(status)).inc()
+            metrics.http_latency.labels(route, method).observe(time.perf_counter() - started)

@@ -89,7 +89,9 @@ def serve(
         # Client addresses come from our own TRUSTED_PROXIES rule, never from uvicorn's.
         "proxy_headers": False,
         "server_header": False,
-        "access_log": False,
+        "access_log": False,  # our own structured access log replaces uvicorn's
+        # SIGTERM: stop accepting, let in-flight requests finish, then run the lifespan shutdown.
+        "timeout_graceful_shutdown": 30,
     }
     if workers > 1:
         # Each worker writes its metric samples here; any worker's /metrics aggregates them.

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import TextIO
 
 import structlog
 
 
-def configure_logging(level: str = "INFO", fmt: str = "console") -> None:
+def configure_logging(level: str = "INFO", fmt: str = "console", stream: TextIO | None = None) -> None:
     """Route stdlib and structlog output through one structlog renderer.
 
     Logging is process-wide by nature; calling this again simply reconfigures it.
@@ -38,7 +39,7 @@ def configure_logging(level: str = "INFO", fmt: str = "console") -> None:
         foreign_pre_chain=shared,
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
     )
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -10,6 +10,7 @@ import os
 import time
 from collections.abc import Callable
 
+import structlog
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -21,6 +22,8 @@ from prometheus_client import (
 from prometheus_client.multiprocess import MultiProcessCollector
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+access_logger = structlog.get_logger("agentkeep.access")
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 UNMATCHED_ROUTE = "<unmatched>"
@@ -100,7 +103,11 @@ def _route_template(scope: Scope) -> str:
 
 
 class MetricsMiddleware:
-    """Count and time every request by its route template (never the raw path: no ids)."""
+    """Count, time and log every request by its route template (never the raw path: no ids).
+
+    The log line is the access log: one structured event per request, carrying the request
+    id (and the user and organization once the auth dependency has bound them).
+    """
 
     def __init__(self, app: ASGIApp, metrics_of: Callable[[], Metrics | None]) -> None:
         self.app = app
@@ -126,4 +133,8 @@ class MetricsMiddleware:
             route = _route_template(scope)
             method = str(scope.get("method", ""))
             metrics.http_requests.labels(route, method, str(status)).inc()
-            metrics.http_latency.labels(route, method).observe(time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            metrics.http_latency.labels(route, method).observe(elapsed)
+            access_logger.info(
+                "request", method=method, route=route, status=status, duration_ms=round(elapsed * 1000, 2)
+            )

@@ -9,6 +9,7 @@ import pytest
 
 from agentkeep.config import ConfigError, load_settings
 from agentkeep.profile import relaxed_safeguards
+from agentkeep.security.secretbox import generate_key
 
 SECRET = secrets.token_urlsafe(48)
 HARDENED: dict[str, Any] = {
@@ -20,6 +21,7 @@ HARDENED: dict[str, Any] = {
     "allowed_hosts": "agents.example.com",
     "cors_origins": "https://app.example.com",
     "trusted_proxies": "10.0.0.0/8",
+    "secrets_encryption_keys": generate_key(),
 }
 
 
@@ -46,6 +48,7 @@ def test_a_hardened_production_configuration_starts() -> None:
         ({"access_token_ttl_seconds": 3600}, "ACCESS_TOKEN_TTL_SECONDS"),
         ({"trusted_proxies": "0.0.0.0/0"}, "TRUSTED_PROXIES"),
         ({"trusted_proxies": "10.0.0.0/8,::/0"}, "TRUSTED_PROXIES"),
+        ({"secrets_encryption_keys": ""}, "SECRETS_ENCRYPTION_KEYS"),
     ],
 )
 def test_each_relaxed_safeguard_refuses_production(change: dict[str, Any], variable: str) -> None:

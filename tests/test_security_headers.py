@@ -11,6 +11,7 @@ from pydantic import BaseModel
 
 from agentkeep.app import create_app
 from agentkeep.config import Settings
+from agentkeep.security.secretbox import generate_key
 
 
 class Blob(BaseModel):
@@ -78,6 +79,7 @@ async def test_hsts_and_no_docs_in_production(make_settings: Callable[..., Setti
         redis_url="redis://127.0.0.1:1/0",
         allowed_hosts="testserver",
         cors_origins="https://app.example",
+        secrets_encryption_keys=generate_key(),
     )
     app = create_app(settings)
     async with LifespanManager(app) as manager:

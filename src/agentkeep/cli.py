@@ -40,8 +40,16 @@ def _settings() -> Settings:
 @cli.command("gen-secret")
 def gen_secret(
     nbytes: Annotated[int, typer.Option("--bytes", min=32, max=256, help="Random bytes")] = 48,
+    encryption_key: Annotated[
+        bool, typer.Option("--encryption-key", help="Print a key for SECRETS_ENCRYPTION_KEYS instead")
+    ] = False,
 ) -> None:
     """Print a strong random secret for JWT_SECRET (or any other key)."""
+    if encryption_key:
+        from agentkeep.security.secretbox import generate_key
+
+        typer.echo(generate_key())
+        return
     typer.echo(secrets.token_urlsafe(nbytes))
 
 

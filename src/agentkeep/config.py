@@ -17,6 +17,7 @@ from sqlalchemy.exc import ArgumentError
 
 from agentkeep.profile import relaxed_safeguards
 from agentkeep.security.client_ip import parse_networks
+from agentkeep.security.secretbox import validate_keys
 
 MIN_SECRET_LENGTH = 32
 
@@ -144,6 +145,9 @@ class Settings(BaseSettings):
     docs_enabled: bool | None = None
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
 
+    # Fernet keys for secrets at rest, newest first (comma-separated); every key decrypts.
+    secrets_encryption_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+
     # Bearer token for GET /metrics; unset: metrics answer loopback clients only.
     metrics_token: SecretStr | None = None
 
@@ -168,6 +172,17 @@ class Settings(BaseSettings):
     @classmethod
     def _valid_proxies(cls, value: list[str]) -> list[str]:
         parse_networks(value)
+        return value
+
+    @field_validator("secrets_encryption_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: Any) -> Any:
+        return _split_commas(value)
+
+    @field_validator("secrets_encryption_keys")
+    @classmethod
+    def _valid_encryption_keys(cls, value: list[SecretStr]) -> list[SecretStr]:
+        validate_keys([key.get_secret_value() for key in value])
         return value
 
     @field_validator("metrics_token")
@@ -265,6 +280,8 @@ class Settings(BaseSettings):
             value = getattr(self, name)
             if isinstance(value, SecretStr):
                 value = "**********" if value.get_secret_value() else ""
+            elif isinstance(value, list) and value and isinstance(value[0], SecretStr):
+                value = ["**********"] * len(value)
             elif name == "database_url":
                 value = make_url(value).render_as_string(hide_password=True)
             shown[name.upper()] = value

@@ -48,4 +48,9 @@ def relaxed_safeguards(settings: Settings) -> list[str]:
             f"TRUSTED_PROXIES: {', '.join(wildcard)} trusts every peer to name its own address; "
             "production requires the proxies' own ranges"
         )
+    if not settings.secrets_encryption_keys:
+        relaxed.append(
+            "SECRETS_ENCRYPTION_KEYS: unset, so provider credentials cannot be stored; "
+            "production requires a key for secrets at rest"
+        )
     return relaxed

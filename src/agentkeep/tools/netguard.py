@@ -1,0 +1,159 @@
+"""Which network targets a tool may reach: URL checks and the address policy against SSRF.
+
+A target is checked on its resolved addresses, never on its spelling: a name is resolved and
+every address it resolves to must be public, and the caller then connects to one of those
+checked addresses (pinning), so a second DNS answer (rebinding) is never used. Hosts named
+in an agent's allowlist may resolve to private addresses; unspecified, multicast and cloud
+metadata targets are refused even then.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
+
+import httpx
+
+from agentkeep.tools.context import IPAddress, Resolver
+from agentkeep.tools.errors import ToolError
+
+METADATA_ADDRESSES = frozenset(
+    ip_address(a) for a in ("169.254.169.254", "169.254.170.2", "100.100.100.200", "fd00:ec2::254")
+)
+METADATA_HOSTNAMES = frozenset(
+    {"metadata", "metadata.google.internal", "metadata.goog", "instance-data", "instance-data.ec2.internal"}
+)
+SHARED_ADDRESS_SPACE = ip_network("100.64.0.0/10")
+NAT64_PREFIXES = (ip_network("64:ff9b::/96"), ip_network("64:ff9b:1::/48"))
+HOSTNAME = re.compile(
+    r"^(?=.{1,253}$)[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)*$"
+)
+# A last label that is a number: "2130706433", "0x7f.1", "0177.0.0.1" spell IPv4 addresses that
+# resolvers accept and ipaddress does not; no real host name ends with a numeric label.
+NUMERIC_LABEL = re.compile(r"^(0x[0-9a-f]*|[0-9]+)$")
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A checked http(s) URL and its normalised host."""
+
+    url: httpx.URL
+    host: str
+    port: int
+    literal: IPAddress | None
+
+
+def _embedded_ipv4(address: IPv6Address) -> IPv4Address | None:
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address.teredo is not None:
+        return address.teredo[1]
+    if any(address in prefix for prefix in NAT64_PREFIXES):
+        return IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
+def refusal_reason(address: IPAddress) -> tuple[str, bool] | None:
+    """Why `address` is not a public unicast address, and whether an allowlist may exempt it."""
+    if address.is_unspecified:
+        return "an unspecified address", False
+    if address.is_multicast:
+        return "a multicast address", False
+    if address in METADATA_ADDRESSES:
+        return "a cloud metadata address", False
+    if isinstance(address, IPv6Address) and (embedded := _embedded_ipv4(address)) is not None:
+        return refusal_reason(embedded)
+    checks = (
+        (address.is_loopback, "a loopback address"),
+        (address.is_link_local, "a link-local address"),
+        (address in SHARED_ADDRESS_SPACE, "a shared (carrier-grade NAT) address"),
+        (address.is_private, "a private address"),
+        (address.is_reserved, "a reserved address"),
+        (isinstance(address, IPv6Address) and address.is_site_local, "a site-local address"),
+        (not address.is_global, "not a public address"),
+    )
+    for failed, reason in checks:
+        if failed:
+            return reason, True
+    return None
+
+
+def normalise_host(host: str) -> str:
+    """Lower case, no trailing dot, no IPv6 brackets, canonical IP spelling."""
+    host = host.strip().lower().rstrip(".").removeprefix("[").removesuffix("]")
+    try:
+        return str(ip_address(host))
+    except ValueError:
+        return host
+
+
+def check_allowlist_entry(entry: str) -> str:
+    """Normalise one allowlist entry; ValueError when it is not a bare host name or IP address."""
+    host = normalise_host(entry)
+    try:
+        literal: IPAddress | None = ip_address(host)
+    except ValueError:
+        literal = None
+        if not HOSTNAME.match(host) or NUMERIC_LABEL.match(host.rsplit(".", 1)[-1]):
+            raise ValueError(
+                f"{entry!r} is not a host name or IP address (no scheme, port or path)"
+            ) from None
+    if host in METADATA_HOSTNAMES or (literal and (reason := refusal_reason(literal)) and not reason[1]):
+        raise ValueError(f"{entry!r} can never be allowed: it is a metadata, unspecified or multicast target")
+    return host
+
+
+def parse_target(raw: str | httpx.URL) -> Target:
+    """Check the URL's form (scheme, credentials, host spelling); no network access."""
+    try:
+        url = httpx.URL(raw)
+    except (httpx.InvalidURL, TypeError, ValueError) as exc:
+        raise ToolError(f"invalid URL: {exc}") from None
+    if url.scheme not in ("http", "https"):
+        raise ToolError("refused: only http and https URLs are allowed")
+    if url.userinfo:
+        raise ToolError("refused: credentials in URLs are not allowed")
+    host = normalise_host(url.host)
+    if not host:
+        raise ToolError("invalid URL: no host")
+    try:
+        literal: IPAddress | None = ip_address(host)
+    except ValueError:
+        literal = None
+        if NUMERIC_LABEL.match(host.rsplit(".", 1)[-1]):
+            raise ToolError(f"refused: {host!r} is not a canonical IP address") from None
+    port = url.port or (443 if url.scheme == "https" else 80)
+    return Target(url=url, host=host, port=port, literal=literal)
+
+
+async def checked_addresses(
+    target: Target, allowed_hosts: frozenset[str], only_allowed: bool, resolve: Resolver
+) -> list[IPAddress]:
+    """The target's addresses, each one permitted; a `ToolError` before any connection otherwise."""
+    allowlisted = target.host in allowed_hosts
+    if only_allowed and not allowlisted:
+        raise ToolError(f"refused: {target.host} is not in this agent's allowed hosts")
+    if target.host in METADATA_HOSTNAMES:
+        raise ToolError(f"refused: {target.host} is a cloud metadata host")
+    if target.literal is not None:
+        addresses = [target.literal]
+    else:
+        try:
+            addresses = await resolve(target.host, target.port)
+        except (OSError, UnicodeError, ValueError):
+            raise ToolError(f"could not resolve host {target.host}") from None
+        if not addresses:
+            raise ToolError(f"could not resolve host {target.host}")
+    for address in addresses:
+        refusal = refusal_reason(address)
+        if refusal is not None and not (allowlisted and refusal[1]):
+            if target.literal is not None:
+                raise ToolError(f"refused: {address} is {refusal[0]}")
+            raise ToolError(f"refused: {target.host} resolves to {address}, {refusal[0]}")
+    return addresses
+
+
+__all__ = ["Target", "check_allowlist_entry", "checked_addresses", "parse_target", "refusal_reason"]

@@ -153,7 +153,8 @@ def evaluate(expression: str) -> Number:
     if len(expression) > MAX_EXPRESSION_LENGTH:
         raise ToolError(f"expression too long (limit {MAX_EXPRESSION_LENGTH} characters)")
     try:
-        tree = ast.parse(expression.strip(), mode="eval")
+        # Newlines and tabs are spacing to a person; the parser would refuse a bare newline.
+        tree = ast.parse(" ".join(expression.split()), mode="eval")
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         raise ToolError("not a valid arithmetic expression") from None
     if sum(1 for _ in ast.walk(tree)) > MAX_NODES:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import ssl
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,6 +15,7 @@ from agentkeep.tools import ToolContext, ToolError, get_tool
 from agentkeep.tools.context import IPAddress, system_resolve
 from agentkeep.tools.http_get import HttpGetArgs, HttpGetSettings
 from tests.tools.local_server import LocalServer
+from tests.tools.tls import LocalCA
 
 LOOPBACK = {"127.0.0.1", "::1"}
 
@@ -21,9 +23,9 @@ LOOPBACK = {"127.0.0.1", "::1"}
 class RecordingTransport(httpx.AsyncBaseTransport):
     """The real transport, refusing anything but loopback and recording every request."""
 
-    def __init__(self) -> None:
+    def __init__(self, verify: ssl.SSLContext | bool = True) -> None:
         self.requests: list[httpx.Request] = []
-        self._inner = httpx.AsyncHTTPTransport(retries=0)
+        self._inner = httpx.AsyncHTTPTransport(retries=0, verify=verify)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         assert request.url.host in LOOPBACK, f"a test tried to reach {request.url.host}"
@@ -302,3 +304,36 @@ def test_settings_defaults_and_normalised_allowlist() -> None:
         262144,
         3,
     )
+
+
+@pytest.mark.parametrize(
+    ("certificate_for", "trusted"), [("internal-api.example", True), ("other.example", False)]
+)
+async def test_https_is_pinned_to_the_address_and_verified_for_the_name(
+    certificate_for: str, trusted: bool
+) -> None:
+    authority = LocalCA()
+    server_names: list[str | None] = []
+    tls = authority.server_context(certificate_for)
+
+    def record_server_name(_socket: ssl.SSLObject, name: str | None, _context: ssl.SSLContext) -> None:
+        server_names.append(name)
+
+    tls.sni_callback = record_server_name
+    server = LocalServer(tls=tls)
+    await server.start()
+    transport = RecordingTransport(verify=authority.client_context())
+    resolver = RecordingResolver({"internal-api.example": ["127.0.0.1"]})
+    url = server.url("/host", host="internal-api.example")
+    try:
+        if trusted:
+            result = await http_get(url, context(transport, resolver), allowed_hosts=["internal-api.example"])
+            assert result["body"] == f"internal-api.example:{server.port}"
+        else:
+            with pytest.raises(ToolError, match="could not connect"):
+                await http_get(url, context(transport, resolver), allowed_hosts=["internal-api.example"])
+    finally:
+        await transport.aclose()
+        await server.stop()
+    assert transport.requests[0].url.host == "127.0.0.1"
+    assert server_names == ["internal-api.example"]

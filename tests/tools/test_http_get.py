@@ -216,7 +216,8 @@ SSRF_TARGETS = [
     ("ftp://example.com/", "only http and https"),
     ("gopher://127.0.0.1/", "only http and https"),
     ("http://user:secret@example.com/", "credentials in URLs"),
-    ("/relative/path", "only http and https|invalid URL"),
+    ("/relative/path", "an absolute http or https URL is required"),
+    ("example.com", "an absolute http or https URL is required"),
 ]
 
 

@@ -112,8 +112,10 @@ def parse_target(raw: str | httpx.URL) -> Target:
         url = httpx.URL(raw)
     except (httpx.InvalidURL, TypeError, ValueError) as exc:
         raise ToolError(f"invalid URL: {exc}") from None
-    if url.scheme not in ("http", "https"):
+    if url.scheme and url.scheme not in ("http", "https"):
         raise ToolError("refused: only http and https URLs are allowed")
+    if not url.is_absolute_url:
+        raise ToolError("invalid URL: an absolute http or https URL is required")
     if url.userinfo:
         raise ToolError("refused: credentials in URLs are not allowed")
     host = normalise_host(url.host)

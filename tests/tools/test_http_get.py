@@ -338,3 +338,14 @@ async def test_https_is_pinned_to_the_address_and_verified_for_the_name(
         await server.stop()
     assert transport.requests[0].url.host == "127.0.0.1"
     assert server_names == ["internal-api.example"]
+
+
+async def test_default_transport_ignores_proxy_variables_and_follows_redirects(
+    server: LocalServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Port 9 (discard) on loopback: if the proxy were used, the call would fail.
+    for variable in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "all_proxy"):
+        monkeypatch.setenv(variable, "http://127.0.0.1:9")
+    result = await http_get(server.url("/redirect/1"), ToolContext(), **LOCAL)
+    assert result["body"] == "arrived"
+    assert [r.path for r in server.requests] == ["/redirect/1", "/redirect/0"]

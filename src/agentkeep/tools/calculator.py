@@ -55,6 +55,14 @@ def _round(x: Number, digits: Number = 0) -> Number:
     return round(x, digits) if digits else round(x)
 
 
+def _min(*values: Number) -> Number:
+    return min(values)
+
+
+def _max(*values: Number) -> Number:
+    return max(values)
+
+
 def _log(x: Number, base: Number = math.e) -> float:
     return math.log(x, base)
 
@@ -74,8 +82,8 @@ FUNCTIONS: dict[str, Callable[..., Number]] = {
     "sqrt": math.sqrt,
     "abs": abs,
     "round": _round,
-    "min": min,
-    "max": max,
+    "min": _min,
+    "max": _max,
     "floor": math.floor,
     "ceil": math.ceil,
     "log": _log,

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from agentkeep.auth.router import router as auth_router
 from agentkeep.health.router import router as health_router
 
 
 def mount_routers(app: FastAPI) -> None:
     app.include_router(health_router)
+    app.include_router(auth_router)

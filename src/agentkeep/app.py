@@ -17,6 +17,8 @@ from agentkeep.errors import install_error_handlers
 from agentkeep.observability.middleware import RequestIdMiddleware, UnhandledErrorMiddleware
 from agentkeep.redis_client import create_redis
 from agentkeep.security.client_ip import parse_networks
+from agentkeep.security.passwords import PasswordHasher, default_concurrency
+from agentkeep.security.tokens import TokenCodec
 
 logger = structlog.get_logger("agentkeep.app")
 
@@ -32,6 +34,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.engine = engine
     app.state.sessionmaker = create_sessionmaker(engine)
     app.state.redis = create_redis(settings.redis_url.get_secret_value()) if settings.redis_url else None
+    app.state.token_codec = TokenCodec.from_settings(settings)
+    app.state.password_hasher = PasswordHasher(default_concurrency(settings.password_hash_concurrency))
+    await app.state.password_hasher.prepare()
     logger.info(
         "started",
         environment=settings.environment,

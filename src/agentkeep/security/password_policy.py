@@ -33,8 +33,8 @@ def common_passwords() -> frozenset[str]:
 
 def _is_repetition(password: str) -> bool:
     for size in range(1, _MAX_REPEATED_UNIT + 1):
-        unit = password[:size]
-        if len(password) % size == 0 and unit * (len(password) // size) == password:
+        repeats = -(-len(password) // size)  # ceiling division; a partial last unit counts
+        if (password[:size] * repeats)[: len(password)] == password:
             return True
     return False
 

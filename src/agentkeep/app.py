@@ -46,6 +46,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        app.state.password_hasher.close()
         if app.state.redis is not None:
             await app.state.redis.aclose()
         await engine.dispose()

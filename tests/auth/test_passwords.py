@@ -48,6 +48,7 @@ async def test_hashes_run_in_threads_bounded_by_the_semaphore() -> None:
     hashes = await asyncio.gather(*(hasher.hash(f"passphrase number {n}") for n in range(8)))
     elapsed = time.perf_counter() - started
     task.cancel()
+    hasher.close()
     assert len(set(hashes)) == 8
     assert counting.peak == 2
     # The loop kept turning while hashing: at least a fifth of the possible ticks happened.
@@ -59,12 +60,16 @@ async def test_verify_accepts_the_right_password_only_and_normalises_unicode() -
     stored = await hasher.hash("ﬁne café passphrase")  # 'ﬁ' ligature, composed é
     assert await hasher.verify("fine cafe\u0301 passphrase", stored)
     assert not await hasher.verify("fine cafe passphrase", stored)
+    hasher.close()
 
 
 async def test_outdated_parameters_produce_a_new_hash_on_verify() -> None:
     weak = PasswordHasher(1, PasswordHash((Argon2Hasher(memory_cost=8192, time_cost=1, parallelism=1),)))
+    current = PasswordHasher(1)
     old = await weak.hash("a passphrase to upgrade")
-    valid, new = await PasswordHasher(1).verify_and_update("a passphrase to upgrade", old)
+    valid, new = await current.verify_and_update("a passphrase to upgrade", old)
+    weak.close()
+    current.close()
     assert valid
     assert new is not None
     assert "m=19456,t=3,p=1" in new

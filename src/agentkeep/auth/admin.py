@@ -16,16 +16,13 @@ async def create_admin(settings: Settings, username: str, email: str, password: 
     Raises WeakPassword or Conflict (agentkeep.errors.AppError) when refused.
     """
     engine = create_engine(settings)
+    hasher = PasswordHasher(default_concurrency(settings.password_hash_concurrency))
     try:
         async with create_sessionmaker(engine)() as session:
-            service = AuthService(
-                session,
-                settings,
-                PasswordHasher(default_concurrency(settings.password_hash_concurrency)),
-                TokenCodec.from_settings(settings),
-            )
+            service = AuthService(session, settings, hasher, TokenCodec.from_settings(settings))
             user = await service.create_user(username, email, password, is_superuser=True)
             await session.commit()
             return user
     finally:
+        hasher.close()
         await engine.dispose()

@@ -31,13 +31,45 @@ class SessionState:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class LoginAccount:
+    """The columns a login needs, as plain values (they outlive the transaction)."""
+
+    id: uuid.UUID
+    password_hash: str
+    is_active: bool
+
+
 class AuthRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def find_user_by_login(self, identifier: str) -> User | None:
-        statement = select(User).where(or_(User.username == identifier, User.email == identifier))
-        return (await self.session.execute(statement)).scalars().first()
+    async def find_login_account(self, identifier: str) -> LoginAccount | None:
+        statement = select(User.id, User.password_hash, User.is_active).where(
+            or_(User.username == identifier, User.email == identifier)
+        )
+        row = (await self.session.execute(statement)).first()
+        return (
+            LoginAccount(id=row.id, password_hash=row.password_hash, is_active=row.is_active) if row else None
+        )
+
+    async def release_connection(self) -> None:
+        """End the read-only transaction so the pooled connection is free during slow work.
+
+        Only called before anything was written; the next statement starts a new transaction.
+        """
+        if self.session.new or self.session.dirty or self.session.deleted:
+            raise RuntimeError("release_connection() would discard pending changes")
+        await self.session.rollback()
+
+    async def set_password_hash(self, user_id: uuid.UUID, new_hash: str, *, expected: str) -> None:
+        """Replace the hash unless the password changed meanwhile (then keep the newer one)."""
+        await self.session.execute(
+            update(User)
+            .where(User.id == user_id, User.password_hash == expected)
+            .values(password_hash=new_hash)
+            .execution_options(synchronize_session=False)
+        )
 
     async def username_or_email_taken(self, username: str, email: str) -> str | None:
         """'username' or 'email' when already registered, else None."""

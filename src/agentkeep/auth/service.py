@@ -40,7 +40,7 @@ class IssuedTokens:
     expires_in: int
     refresh_expires_in: int
     session_id: uuid.UUID
-    user: User
+    user_id: uuid.UUID
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,15 +80,12 @@ class AuthService:
         """Create an account after the password policy; 409 when username or email is taken."""
         username, email = normalise_identifier(username), normalise_identifier(email)
         check_password_policy(password, username=username, email=email)
+        # Hash before touching the database, so no connection is held while hashing.
+        password_hash = await self.hasher.hash(password)
         taken = await self.repository.username_or_email_taken(username, email)
         if taken:
             raise Conflict(f"This {taken} is already registered.", extra={"field": taken})
-        user = User(
-            username=username,
-            email=email,
-            password_hash=await self.hasher.hash(password),
-            is_superuser=is_superuser,
-        )
+        user = User(username=username, email=email, password_hash=password_hash, is_superuser=is_superuser)
         try:
             await self.repository.add(user)
         except IntegrityError:
@@ -104,30 +101,32 @@ class AuthService:
     async def login(self, identifier: str, password: str, context: RequestContext) -> IssuedTokens:
         """Check the password and open a new session; LoginFailed carries why it failed."""
         login = normalise_identifier(identifier)
-        user = await self.repository.find_user_by_login(login)
-        if user is None:
+        account = await self.repository.find_login_account(login)
+        # Hashing can wait for a permit: hold no database connection meanwhile.
+        await self.repository.release_connection()
+        if account is None:
             await self.hasher.verify_dummy(password)
             raise LoginFailed("unknown_user", username=login)
-        valid, new_hash = await self.hasher.verify_and_update(password, user.password_hash)
+        valid, new_hash = await self.hasher.verify_and_update(password, account.password_hash)
         if not valid:
             raise LoginFailed("bad_password", username=login)
-        if not user.is_active:
+        if not account.is_active:
             raise LoginFailed("disabled", username=login)
         if new_hash is not None:
-            user.password_hash = new_hash
+            await self.repository.set_password_hash(account.id, new_hash, expected=account.password_hash)
         now = datetime.now(UTC)
         auth_session = AuthSession(
             id=uuid.uuid4(),
-            user_id=user.id,
+            user_id=account.id,
             created_at=now,
             expires_at=now + timedelta(seconds=self.settings.refresh_token_ttl_seconds),
             ip=context.ip_address,
             user_agent=context.user_agent,
         )
         await self.repository.add(auth_session)
-        return await self._issue(user, auth_session, now)
+        return await self._issue(account.id, auth_session, now)
 
-    async def _issue(self, user: User, auth_session: AuthSession, now: datetime) -> IssuedTokens:
+    async def _issue(self, user_id: uuid.UUID, auth_session: AuthSession, now: datetime) -> IssuedTokens:
         refresh_token = new_refresh_token()
         # A refresh token never outlives its family: the login's absolute lifetime bounds it.
         await self.repository.add(
@@ -138,14 +137,14 @@ class AuthService:
                 expires_at=auth_session.expires_at,
             )
         )
-        access_token, _ = self.tokens.issue_access(user.id, auth_session.id, now=now)
+        access_token, _ = self.tokens.issue_access(user_id, auth_session.id, now=now)
         return IssuedTokens(
             access_token=access_token,
             refresh_token=refresh_token,
             expires_in=self.tokens.access_ttl_seconds,
             refresh_expires_in=max(0, int((auth_session.expires_at - now).total_seconds())),
             session_id=auth_session.id,
-            user=user,
+            user_id=user_id,
         )
 
     async def refresh(self, refresh_token: str, context: RequestContext) -> IssuedTokens:
@@ -168,7 +167,7 @@ class AuthService:
             raise RefreshRejected("expired")
         if not state.is_alive(now):
             raise RefreshRejected("session_revoked")
-        return await self._issue(state.user, state.session, now)
+        return await self._issue(state.user.id, state.session, now)
 
     async def authenticate(self, access_token: str | None) -> Authenticated:
         """Verify the token and that its session is alive now (one query, every instance)."""

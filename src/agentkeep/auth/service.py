@@ -101,6 +101,9 @@ class AuthService:
     async def login(self, identifier: str, password: str, context: RequestContext) -> IssuedTokens:
         """Check the password and open a new session; LoginFailed carries why it failed."""
         login = normalise_identifier(identifier)
+        # The session counts as created before the password was read: a password change
+        # that commits while this login is hashing the old password still cuts it off.
+        now = datetime.now(UTC)
         account = await self.repository.find_login_account(login)
         # Hashing can wait for a permit: hold no database connection meanwhile.
         await self.repository.release_connection()
@@ -114,7 +117,6 @@ class AuthService:
             raise LoginFailed("disabled", username=login)
         if new_hash is not None:
             await self.repository.set_password_hash(account.id, new_hash, expected=account.password_hash)
-        now = datetime.now(UTC)
         auth_session = AuthSession(
             id=uuid.uuid4(),
             user_id=account.id,

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from asgi_lifespan import LifespanManager
 from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import create_async_engine
-from sqlalchemy.pool import NullPool
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool, QueuePool
 
+from agentkeep.app import create_app
 from agentkeep.config import Settings
-from agentkeep.security.passwords import build_password_hash, normalise_password
+from agentkeep.security.passwords import PasswordHasher, build_password_hash, normalise_password
 from agentkeep.users.models import User
 from tests.auth.helpers import PASSWORD, bearer, login, register, without_request_id
 
@@ -139,3 +141,40 @@ async def test_me_without_a_token_is_401_with_a_bearer_challenge(client: httpx.A
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == "Bearer"
     assert response.headers["content-type"] == "application/problem+json"
+
+
+class ProbingHasher(PasswordHasher):
+    """The real hasher, noting how many pooled connections are out while a password is verified."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        super().__init__(concurrency=1)
+        self.engine = engine
+        self.checked_out: list[int] = []
+
+    async def verify_and_update(self, password: str, password_hash: str) -> tuple[bool, str | None]:
+        pool = self.engine.pool
+        assert isinstance(pool, QueuePool)
+        self.checked_out.append(pool.checkedout())
+        return await super().verify_and_update(password, password_hash)
+
+
+async def test_a_login_holds_no_database_connection_while_hashing(settings: Settings) -> None:
+    app = create_app(settings)
+    async with LifespanManager(app) as manager:
+        probe = ProbingHasher(app.state.engine)
+        app.state.password_hasher.close()
+        app.state.password_hasher = probe
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            await register(http)
+            assert (await login(http)).status_code == 200
+            assert (await login(http, username="nobody")).status_code == 401
+        probe.close()
+    assert probe.checked_out == [0, 0]
+
+
+async def test_a_malformed_multipart_login_is_a_client_error(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/auth/login", content=b"--x\r\nbroken", headers={"Content-Type": "multipart/form-data"}
+    )
+    assert 400 <= response.status_code < 500

@@ -17,12 +17,19 @@ AGENTKEEP = [sys.executable, "-m", "agentkeep"]
 
 
 def run_cli(
-    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 60
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 60, input: str | None = None
 ) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if k.lower() not in Settings.model_fields}
     base.update(env or {})
     return subprocess.run(
-        [*AGENTKEEP, *args], cwd=cwd, env=base, capture_output=True, text=True, timeout=timeout, check=False
+        [*AGENTKEEP, *args],
+        cwd=cwd,
+        env=base,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        input=input,
     )
 
 

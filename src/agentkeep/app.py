@@ -22,6 +22,8 @@ from agentkeep.security.body_limit import BodyLimitMiddleware
 from agentkeep.security.client_ip import parse_networks
 from agentkeep.security.headers import SecurityHeadersMiddleware
 from agentkeep.security.hosts import AllowedHostsMiddleware
+from agentkeep.security.passwords import PasswordHasher, default_concurrency
+from agentkeep.security.tokens import TokenCodec
 
 logger = structlog.get_logger("agentkeep.app")
 
@@ -39,6 +41,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.redis = create_redis(settings.redis_url.get_secret_value()) if settings.redis_url else None
     for safeguard in relaxed_safeguards(settings):
         logger.warning("safeguard_off", detail=safeguard)
+    app.state.token_codec = TokenCodec.from_settings(settings)
+    app.state.password_hasher = PasswordHasher(default_concurrency(settings.password_hash_concurrency))
+    await app.state.password_hasher.prepare()
     logger.info(
         "started",
         environment=settings.environment,
@@ -48,6 +53,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        app.state.password_hasher.close()
         if app.state.redis is not None:
             await app.state.redis.aclose()
         await engine.dispose()

@@ -73,6 +73,32 @@ def migrate(
     typer.echo(f"database migrated to {revision}", err=True)
 
 
+ADMIN_PASSWORD_ENV = "AGENTKEEP_ADMIN_PASSWORD"  # noqa: S105 - a variable name
+
+
+@cli.command("create-admin")
+def create_admin(
+    username: Annotated[str, typer.Option(help="Login name of the administrator")],
+    email: Annotated[str, typer.Option(help="Email address of the administrator")],
+) -> None:
+    """Create a superuser. The password comes from a prompt or AGENTKEEP_ADMIN_PASSWORD."""
+    import asyncio
+
+    from agentkeep.auth.admin import create_admin as create
+    from agentkeep.errors import AppError
+
+    settings = _settings()
+    password = os.environ.get(ADMIN_PASSWORD_ENV) or typer.prompt(
+        "Password", hide_input=True, confirmation_prompt=True
+    )
+    try:
+        user = asyncio.run(create(settings, username, email, password))
+    except AppError as error:
+        typer.echo(f"create-admin refused: {error.detail}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"created administrator {user.username} ({user.id})", err=True)
+
+
 @cli.command()
 def serve(
     host: Annotated[str, typer.Option(envvar="HOST", help="Interface to bind")] = "127.0.0.1",

@@ -119,6 +119,13 @@ class Settings(BaseSettings):
     jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
     access_token_ttl_seconds: int = Field(default=900, ge=60, le=86_400)
     refresh_token_ttl_seconds: int = Field(default=14 * 86_400, ge=300, le=90 * 86_400)
+    jwt_issuer: str = Field(default="agentkeep", min_length=1, max_length=256)
+    jwt_audience: str = Field(default="agentkeep-api", min_length=1, max_length=256)
+
+    allow_registration: bool = True
+    # Argon2 hashes running at once; each holds its memory cost (19 MiB) while it runs.
+    # Unset: one per CPU.
+    password_hash_concurrency: int | None = Field(default=None, ge=1, le=256)
 
     database_url: str = f"{SQLITE_DRIVER}:///./var/agentkeep.db"
     db_pool_size: int = Field(default=20, ge=1, le=500)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import String, false, true
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -20,3 +22,5 @@ class User(UUIDPrimaryKey, Timestamps, Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     is_active: Mapped[bool] = mapped_column(default=True, server_default=true())
     is_superuser: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # Sessions created at or before this instant are dead (password change, disabling).
+    tokens_valid_after: Mapped[datetime | None]

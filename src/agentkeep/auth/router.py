@@ -1,0 +1,114 @@
+"""HTTP endpoints under /auth: parse, call the service, shape the answer."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Form, Request, Response, status
+from fastapi.responses import JSONResponse
+
+from agentkeep.auth.dependencies import AuthServiceDep, CurrentPrincipal
+from agentkeep.auth.errors import RefreshRejected
+from agentkeep.auth.schemas import (
+    LoginForm,
+    PasswordChangeRequest,
+    RefreshRequest,
+    RegisterRequest,
+    TokenResponse,
+    UserRead,
+)
+from agentkeep.auth.service import IssuedTokens
+from agentkeep.context import RequestContextDep
+from agentkeep.errors import InvalidInput, problem_response
+
+router = APIRouter(prefix="/auth", tags=["auth"])
+
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+def require_form_body(request: Request) -> None:
+    """Explain the OAuth2 form to a client that sent JSON, instead of a bare schema error."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type not in FORM_TYPES:
+        raise InvalidInput(
+            "POST /auth/login takes an OAuth2 password form, not "
+            f"{content_type or 'an empty body'}: send Content-Type "
+            "application/x-www-form-urlencoded with username=...&password=... "
+            "(curl -d 'username=alice&password=...').",
+        )
+
+
+def _token_response(issued: IssuedTokens, response: Response) -> TokenResponse:
+    response.headers.update(NO_STORE)
+    return TokenResponse(
+        access_token=issued.access_token,
+        refresh_token=issued.refresh_token,
+        expires_in=issued.expires_in,
+        refresh_expires_in=issued.refresh_expires_in,
+    )
+
+
+@router.post("/register", status_code=status.HTTP_201_CREATED, response_model=UserRead)
+async def register(body: RegisterRequest, service: AuthServiceDep, context: RequestContextDep) -> UserRead:
+    """Create an account (username, email, password); answers the new user."""
+    user = await service.register(body.username, body.email, body.password, context)
+    return UserRead.model_validate(user)
+
+
+@router.post("/login", response_model=TokenResponse, dependencies=[Depends(require_form_body)])
+async def login(
+    form: Annotated[LoginForm, Form()],
+    service: AuthServiceDep,
+    context: RequestContextDep,
+    response: Response,
+) -> TokenResponse:
+    """Exchange a username (or email) and password for an access and a refresh token."""
+    issued = await service.login(form.username, form.password, context)
+    return _token_response(issued, response)
+
+
+@router.post("/refresh", response_model=TokenResponse)
+async def refresh(
+    body: RefreshRequest,
+    service: AuthServiceDep,
+    context: RequestContextDep,
+    request: Request,
+    response: Response,
+) -> TokenResponse | JSONResponse:
+    """Rotate a refresh token: the presented one stops working and a new pair is issued."""
+    try:
+        issued = await service.refresh(body.refresh_token, context)
+    except RefreshRejected as exc:
+        if not exc.family_revoked:
+            raise
+        # Answered, not raised, so the request's transaction commits the family revocation.
+        return problem_response(
+            request,
+            exc.status_code,
+            title=exc.title,
+            detail=exc.detail,
+            type_slug=exc.type_slug,
+            headers={**exc.headers, **NO_STORE},
+        )
+    return _token_response(issued, response)
+
+
+@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
+async def logout(principal: CurrentPrincipal, service: AuthServiceDep) -> None:
+    """End the current session: its refresh token and every access token of it stop working."""
+    await service.logout(principal.session_id)
+
+
+@router.get("/me", response_model=UserRead)
+async def me(principal: CurrentPrincipal) -> UserRead:
+    """The authenticated user."""
+    return UserRead.model_validate(principal.user)
+
+
+@router.post("/password", status_code=status.HTTP_204_NO_CONTENT)
+async def change_password(
+    body: PasswordChangeRequest, principal: CurrentPrincipal, service: AuthServiceDep
+) -> None:
+    """Change the password; every session of the user ends, this one included."""
+    await service.change_password(principal.user, body.current_password, body.new_password)

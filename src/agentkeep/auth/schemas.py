@@ -1,0 +1,84 @@
+"""Request and response bodies of the /auth endpoints."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, EmailStr, Field, StringConstraints
+
+from agentkeep.users.models import EMAIL_MAX, USERNAME_MAX
+
+# Generous input bounds: the password policy then explains a too-long password itself.
+PASSWORD_INPUT_MAX = 1024
+LOGIN_IDENTIFIER_MAX = EMAIL_MAX
+REFRESH_TOKEN_MAX = 128
+
+
+def _fold(value: object) -> object:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+Username = Annotated[
+    str,
+    BeforeValidator(_fold),
+    StringConstraints(min_length=3, max_length=USERNAME_MAX, pattern=r"^[a-z0-9][a-z0-9_.\-]*$"),
+]
+Email = Annotated[EmailStr, BeforeValidator(_fold), Field(max_length=EMAIL_MAX)]
+Password = Annotated[str, Field(min_length=1, max_length=PASSWORD_INPUT_MAX)]
+
+
+class RegisterRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    username: Username = Field(
+        description="3-64 characters: letters, digits, '_', '.', '-'; stored in lower case."
+    )
+    email: Email
+    password: Password = Field(description="At least 12 characters, not a common password.")
+
+
+class LoginForm(BaseModel):
+    """The OAuth2 password grant form (RFC 6749 4.3); `username` may also be the email."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    grant_type: Literal["password"] | None = None
+    username: str = Field(min_length=1, max_length=LOGIN_IDENTIFIER_MAX)
+    password: Password
+    scope: str = Field(default="", max_length=1024)
+    client_id: str | None = Field(default=None, max_length=256)
+    client_secret: str | None = Field(default=None, max_length=256)
+
+
+class RefreshRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    refresh_token: str = Field(min_length=1, max_length=REFRESH_TOKEN_MAX)
+
+
+class PasswordChangeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    current_password: Password
+    new_password: Password
+
+
+class TokenResponse(BaseModel):
+    access_token: str
+    refresh_token: str
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105 - the OAuth2 token type, not a secret
+    expires_in: int = Field(description="Seconds until the access token expires.")
+    refresh_expires_in: int = Field(description="Seconds until the refresh token expires.")
+
+
+class UserRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    username: str
+    email: str
+    is_active: bool
+    is_superuser: bool
+    created_at: datetime

@@ -1,0 +1,75 @@
+"""Password hashing stays off the event loop and never runs more hashes than allowed."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+from pwdlib import PasswordHash
+from pwdlib.hashers.argon2 import Argon2Hasher
+
+from agentkeep.security.passwords import PasswordHasher
+
+
+class CountingHash(PasswordHash):
+    """The real argon2 hash, counting how many run at the same moment."""
+
+    def __init__(self) -> None:
+        super().__init__((Argon2Hasher(memory_cost=19_456, time_cost=3, parallelism=1),))
+        self._lock = threading.Lock()
+        self.running = 0
+        self.peak = 0
+
+    def hash(self, password: str | bytes, *, salt: bytes | None = None) -> str:
+        with self._lock:
+            self.running += 1
+            self.peak = max(self.peak, self.running)
+        try:
+            return super().hash(password, salt=salt)
+        finally:
+            with self._lock:
+                self.running -= 1
+
+
+async def test_hashes_run_in_threads_bounded_by_the_semaphore() -> None:
+    counting = CountingHash()
+    hasher = PasswordHasher(concurrency=2, password_hash=counting)
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.005)
+            ticks += 1
+
+    task = asyncio.create_task(ticker())
+    started = time.perf_counter()
+    hashes = await asyncio.gather(*(hasher.hash(f"passphrase number {n}") for n in range(8)))
+    elapsed = time.perf_counter() - started
+    task.cancel()
+    hasher.close()
+    assert len(set(hashes)) == 8
+    assert counting.peak == 2
+    # The loop kept turning while hashing: at least a fifth of the possible ticks happened.
+    assert ticks >= (elapsed / 0.005) / 5
+
+
+async def test_verify_accepts_the_right_password_only_and_normalises_unicode() -> None:
+    hasher = PasswordHasher(concurrency=1)
+    stored = await hasher.hash("ﬁne café passphrase")  # 'ﬁ' ligature, composed é
+    assert await hasher.verify("fine cafe\u0301 passphrase", stored)
+    assert not await hasher.verify("fine cafe passphrase", stored)
+    hasher.close()
+
+
+async def test_outdated_parameters_produce_a_new_hash_on_verify() -> None:
+    weak = PasswordHasher(1, PasswordHash((Argon2Hasher(memory_cost=8192, time_cost=1, parallelism=1),)))
+    current = PasswordHasher(1)
+    old = await weak.hash("a passphrase to upgrade")
+    valid, new = await current.verify_and_update("a passphrase to upgrade", old)
+    weak.close()
+    current.close()
+    assert valid
+    assert new is not None
+    assert "m=19456,t=3,p=1" in new

@@ -134,6 +134,9 @@ class Settings(BaseSettings):
     openai_base_url: str | None = None
     openai_api_key: SecretStr | None = None
 
+    # Signs audit checkpoints (HMAC-SHA256). Optional in development, required in production.
+    audit_hmac_key: SecretStr | None = None
+
     health_check_timeout: float = Field(default=2.0, gt=0, le=30)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "console"
@@ -171,6 +174,21 @@ class Settings(BaseSettings):
             raise ValueError("has too few distinct characters to be a random secret")
         return value
 
+    @field_validator("audit_hmac_key")
+    @classmethod
+    def _strong_audit_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        key = value.get_secret_value()
+        if len(key) < MIN_SECRET_LENGTH:
+            raise ValueError(
+                f"must be at least {MIN_SECRET_LENGTH} characters (got {len(key)}); "
+                "generate one with `agentkeep gen-secret`"
+            )
+        if key.strip().lower() in PLACEHOLDER_SECRETS or len(set(key)) < 8:
+            raise ValueError("is not a random key; generate one with `agentkeep gen-secret`")
+        return value
+
     @field_validator("database_url")
     @classmethod
     def _valid_database_url(cls, value: str) -> str:
@@ -205,6 +223,15 @@ class Settings(BaseSettings):
         if problems:
             raise ValueError("; ".join(problems))
         return value
+
+    @model_validator(mode="after")
+    def _audit_key_in_production(self) -> Settings:
+        if self.environment == "production" and self.audit_hmac_key is None:
+            raise ValueError(
+                "AUDIT_HMAC_KEY is required in production (it signs audit checkpoints); "
+                "generate one with `agentkeep gen-secret`"
+            )
+        return self
 
     @model_validator(mode="after")
     def _pool_is_sane(self) -> Settings:

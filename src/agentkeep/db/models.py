@@ -1,6 +1,7 @@
 """Imports every model so Base.metadata is complete (for Alembic and its drift check)."""
 
+from agentkeep.audit.models import AuditChainHead, AuditLog
 from agentkeep.db.base import Base
 from agentkeep.users.models import User
 
-__all__ = ["Base", "User"]
+__all__ = ["AuditChainHead", "AuditLog", "Base", "User"]

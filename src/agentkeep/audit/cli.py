@@ -9,18 +9,19 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, Literal, TypeVar
 
 import typer
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from agentkeep.audit.checkpoint import Checkpoint, CheckpointError, load_checkpoint
-from agentkeep.audit.export import ExportFormat, write_export
-from agentkeep.audit.models import GLOBAL_CHAIN
-from agentkeep.audit.repository import stream_chain
-from agentkeep.audit.retention import ChainBroken, prune_before, signed_checkpoint
-from agentkeep.audit.verify import verify_chain
-from agentkeep.config import Settings
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from agentkeep.audit.checkpoint import Checkpoint
+    from agentkeep.config import Settings
+
+# The database stack is imported inside each command: `agentkeep --help` stays fast.
+GLOBAL_CHAIN = "global"
+ExportFormat = Literal["jsonl", "csv"]
 
 audit_cli = typer.Typer(help="Verify, checkpoint, export and prune the audit log.", no_args_is_help=True)
 
@@ -88,6 +89,9 @@ def verify(
     chain: ChainOption = GLOBAL_CHAIN,
 ) -> None:
     """Check the whole hash chain; exit 1 naming the first bad sequence."""
+    from agentkeep.audit.checkpoint import CheckpointError, load_checkpoint
+    from agentkeep.audit.verify import verify_chain
+
     settings = _settings()
     checkpoint: Checkpoint | None = None
     if checkpoint_file is not None:
@@ -111,6 +115,8 @@ def checkpoint(
     chain: ChainOption = GLOBAL_CHAIN,
 ) -> None:
     """Verify the chain and print its head signed with AUDIT_HMAC_KEY; keep it off this host."""
+    from agentkeep.audit.retention import ChainBroken, signed_checkpoint
+
     settings = _settings()
     key = _key(settings)
     if key is None:
@@ -136,6 +142,9 @@ def export(
     chain: ChainOption = GLOBAL_CHAIN,
 ) -> None:
     """Stream records in sequence order as JSON lines or CSV."""
+    from agentkeep.audit.export import write_export
+    from agentkeep.audit.repository import stream_chain
+
     settings = _settings()
     start, end = _when(since, "--since"), _when(until, "--until")
 
@@ -159,6 +168,8 @@ def prune(
     chain: ChainOption = GLOBAL_CHAIN,
 ) -> None:
     """Write a signed checkpoint, then delete older records keeping the rest verifiable."""
+    from agentkeep.audit.retention import ChainBroken, prune_before, signed_checkpoint
+
     settings = _settings()
     cutoff = _when(before, "--before")
     assert cutoff is not None

@@ -230,3 +230,21 @@ async def test_a_failing_audit_table_is_a_503_and_no_user_is_created(broken_audi
         assert response.status_code == 503
         assert response.json()["type"] == "urn:agentkeep:problem:audit-unavailable"
         assert await _users(app.state.sessionmaker) == 0
+
+
+async def test_a_failure_after_a_record_in_one_request_is_refused_not_deadlocked(
+    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    app = create_app(settings)
+
+    @app.post("/_test/both")
+    async def both(audit: AuditDep) -> None:
+        await audit.record(AuditAction.AGENT_CREATED)
+        await audit.failure(AuditAction.PERMISSION_DENIED, status=AuditStatus.DENIED)
+
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            response = await http.post("/_test/both")
+    assert response.status_code == 500
+    assert await _all(sessionmaker) == []

@@ -168,13 +168,20 @@ class AuditService:
         self.session = session
         self.sessionmaker = sessionmaker
         self.context = context
+        self._holds_chain = False
 
     async def record(self, action: AuditAction | str, **fields: Any) -> AppendedRecord:
         """In the request's transaction (use for changes)."""
-        return await record(self.session, action, context=self.context, **fields)
+        appended = await record(self.session, action, context=self.context, **fields)
+        self._holds_chain = True
+        return appended
 
     async def failure(self, action: AuditAction | str, **fields: Any) -> AppendedRecord:
         """In its own transaction (use for refusals and failures that roll the request back)."""
+        if self._holds_chain:
+            # The request's transaction holds the chain head until it ends: waiting for it
+            # here would deadlock. Record the failure before any change, or raise instead.
+            raise RuntimeError("audit.failure() after audit.record() in the same request would deadlock")
         return await record_failure(self.sessionmaker, action, context=self.context, **fields)
 
 

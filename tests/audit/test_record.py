@@ -20,6 +20,7 @@ from agentkeep.audit.models import AuditLog
 from agentkeep.audit.service import AuditDep, record
 from agentkeep.audit.verify import verify_chain
 from agentkeep.config import Settings
+from agentkeep.context import RequestContext
 from agentkeep.db.engine import create_engine
 from agentkeep.db.session import SessionDep
 from agentkeep.errors import Unauthorized
@@ -248,3 +249,20 @@ async def test_a_failure_after_a_record_in_one_request_is_refused_not_deadlocked
             response = await http.post("/_test/both")
     assert response.status_code == 500
     assert await _all(sessionmaker) == []
+
+
+async def test_awkward_text_hashes_the_same_in_the_database_and_in_the_verifier(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    awkward = 'é ü 漢字 🙂 "quoted" back\\slash \r\n\t \u2028 @prev-x@ @seq-y@'
+    context = RequestContext(request_id=awkward[:20], ip_address="2001:db8::1", user_agent=awkward)
+    async with sessionmaker() as session, session.begin():
+        await record(
+            session,
+            AuditAction.AGENT_UPDATED,
+            context=context,
+            resource_id=awkward,
+            details={awkward: [awkward, 0.1, -7, None]},
+        )
+    async with sessionmaker() as session:
+        assert (await verify_chain(session)).ok

@@ -68,6 +68,9 @@ class AuditLog(UUIDPrimaryKey, Base):
 class AuditChainHead(Base):
     """The newest sequence and hash of a chain; updating it serialises appends to the chain.
 
+    prev_hash is the hash before the newest record: the update that appends sets it from the
+    old `hash`, so one statement can hand back both.
+
     pruned_sequence / pruned_hash anchor a pruned chain: the oldest remaining record must
     follow them (GENESIS_HASH and 0 for a chain never pruned).
     """
@@ -77,5 +80,6 @@ class AuditChainHead(Base):
     chain: Mapped[str] = mapped_column(String(CHAIN_MAX), primary_key=True)
     sequence: Mapped[int] = mapped_column(BigInteger)
     hash: Mapped[str] = mapped_column(String(HASH_LENGTH))
+    prev_hash: Mapped[str] = mapped_column(String(HASH_LENGTH))
     pruned_sequence: Mapped[int] = mapped_column(BigInteger)
     pruned_hash: Mapped[str] = mapped_column(String(HASH_LENGTH))

@@ -99,6 +99,7 @@ async def record(
     resource_id: object | None = None,
     status: AuditStatus | str = AuditStatus.SUCCESS,
     details: Mapping[str, Any] | None = None,
+    chain: str = GLOBAL_CHAIN,
 ) -> AppendedRecord:
     """Append an event in the caller's transaction; call it after the change it describes.
 
@@ -115,6 +116,7 @@ async def record(
         resource_id=resource_id,
         status=status,
         details=details,
+        chain=chain,
     )
     return await _append(session, pending)
 
@@ -131,6 +133,7 @@ async def record_failure(
     resource_id: object | None = None,
     status: AuditStatus | str = AuditStatus.FAILURE,
     details: Mapping[str, Any] | None = None,
+    chain: str = GLOBAL_CHAIN,
 ) -> AppendedRecord:
     """Write an event in its own committed transaction, whatever happens to the request's.
 
@@ -147,6 +150,7 @@ async def record_failure(
         resource_id=resource_id,
         status=status,
         details=details,
+        chain=chain,
     )
     try:
         async with sessionmaker() as session, session.begin():

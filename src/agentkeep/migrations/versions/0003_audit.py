@@ -61,6 +61,7 @@ def upgrade() -> None:
         sa.Column("chain", sa.String(length=64), nullable=False),
         sa.Column("sequence", sa.BigInteger(), nullable=False),
         sa.Column("hash", sa.String(length=64), nullable=False),
+        sa.Column("prev_hash", sa.String(length=64), nullable=False),
         sa.Column("pruned_sequence", sa.BigInteger(), nullable=False),
         sa.Column("pruned_hash", sa.String(length=64), nullable=False),
         sa.PrimaryKeyConstraint("chain", name=op.f("pk_audit_chain_heads")),
@@ -72,6 +73,7 @@ def upgrade() -> None:
                 "chain": "global",
                 "sequence": 0,
                 "hash": GENESIS_HASH,
+                "prev_hash": GENESIS_HASH,
                 "pruned_sequence": 0,
                 "pruned_hash": GENESIS_HASH,
             }

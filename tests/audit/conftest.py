@@ -36,9 +36,10 @@ async def add_events(
 ) -> list[AppendedRecord]:
     """Append `count` events, each in its own committed transaction."""
     appended = []
+    extra = fields.pop("details", {})
     for index in range(count):
         async with sessionmaker() as session, session.begin():
-            details = {"index": index, **fields.pop("details", {})}
+            details = {"index": index, **extra}
             appended.append(
                 await record(session, AuditAction.AGENT_CREATED, context=CONTEXT, details=details, **fields)
             )

@@ -99,9 +99,8 @@ def _audited_app(settings: Settings) -> FastAPI:
 
     @app.post("/_test/users/{name}")
     async def add_user(name: str, session: SessionDep, audit: AuditDep, bad: bool = False) -> dict[str, str]:
-        user = User(username=name, email=f"{name}@example.com", password_hash="x")
-        session.add(user)
-        await session.flush()
+        user = User(id=uuid.uuid4(), username=name, email=f"{name}@example.com", password_hash="x")
+        session.add(user)  # not flushed: record() flushes the caller's changes first
         details: dict[str, object] = {"username": name, "password": "hunter2hunter2"}
         if bad:
             details["unstorable"] = object()
@@ -164,6 +163,15 @@ async def test_an_unwritable_record_is_a_503_and_the_change_is_rolled_back(
     assert "unstorable" not in response.text
     assert await _users(sessionmaker) == 0
     assert await _all(sessionmaker) == []
+
+
+async def test_the_callers_own_constraint_error_is_not_blamed_on_the_audit_log(
+    audited_client: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    assert (await audited_client.post("/_test/users/dave")).status_code == 200
+    duplicate = await audited_client.post("/_test/users/dave")
+    assert duplicate.status_code == 500  # the unique violation, not a 503 "audit unavailable"
+    assert len(await _all(sessionmaker)) == 1
 
 
 async def test_a_failure_record_survives_the_failed_request(

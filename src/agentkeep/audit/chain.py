@@ -169,10 +169,11 @@ async def _append_stepwise(session: AsyncSession, values: dict[str, Any]) -> tup
 
 
 async def append(session: AsyncSession, pending: PendingRecord) -> AppendedRecord:
-    """Insert `pending` as the next record of its chain, inside the caller's transaction."""
-    # The caller's changes go first: their locks and constraint checks must not happen while
-    # this transaction holds the chain head.
-    await session.flush()
+    """Insert `pending` as the next record of its chain, inside the caller's transaction.
+
+    The caller flushes its own changes first (service.record does), so their locks and
+    constraint checks never happen while this transaction holds the chain head.
+    """
     values: dict[str, Any] = {
         "id": uuid.uuid4(),
         "chain": pending.chain,

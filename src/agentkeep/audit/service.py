@@ -118,6 +118,9 @@ async def record(
         details=details,
         chain=chain,
     )
+    # The caller's own changes go first and outside the lock; their errors (a unique
+    # violation, say) stay theirs instead of turning into AuditUnavailable.
+    await session.flush()
     return await _append(session, pending)
 
 
@@ -174,19 +177,63 @@ class AuditService:
         self.context = context
         self._holds_chain = False
 
-    async def record(self, action: AuditAction | str, **fields: Any) -> AppendedRecord:
+    async def record(
+        self,
+        action: AuditAction | str,
+        *,
+        user_id: uuid.UUID | None = None,
+        org_id: uuid.UUID | None = None,
+        actor_type: ActorType | str = ActorType.USER,
+        resource_type: str | None = None,
+        resource_id: object | None = None,
+        status: AuditStatus | str = AuditStatus.SUCCESS,
+        details: Mapping[str, Any] | None = None,
+    ) -> AppendedRecord:
         """In the request's transaction (use for changes)."""
-        appended = await record(self.session, action, context=self.context, **fields)
+        appended = await record(
+            self.session,
+            action,
+            context=self.context,
+            user_id=user_id,
+            org_id=org_id,
+            actor_type=actor_type,
+            resource_type=resource_type,
+            resource_id=resource_id,
+            status=status,
+            details=details,
+        )
         self._holds_chain = True
         return appended
 
-    async def failure(self, action: AuditAction | str, **fields: Any) -> AppendedRecord:
+    async def failure(
+        self,
+        action: AuditAction | str,
+        *,
+        user_id: uuid.UUID | None = None,
+        org_id: uuid.UUID | None = None,
+        actor_type: ActorType | str = ActorType.USER,
+        resource_type: str | None = None,
+        resource_id: object | None = None,
+        status: AuditStatus | str = AuditStatus.FAILURE,
+        details: Mapping[str, Any] | None = None,
+    ) -> AppendedRecord:
         """In its own transaction (use for refusals and failures that roll the request back)."""
         if self._holds_chain:
             # The request's transaction holds the chain head until it ends: waiting for it
             # here would deadlock. Record the failure before any change, or raise instead.
             raise RuntimeError("audit.failure() after audit.record() in the same request would deadlock")
-        return await record_failure(self.sessionmaker, action, context=self.context, **fields)
+        return await record_failure(
+            self.sessionmaker,
+            action,
+            context=self.context,
+            user_id=user_id,
+            org_id=org_id,
+            actor_type=actor_type,
+            resource_type=resource_type,
+            resource_id=resource_id,
+            status=status,
+            details=details,
+        )
 
 
 def get_audit_service(

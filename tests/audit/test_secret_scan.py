@@ -65,3 +65,31 @@ async def test_secrets_in_any_field_are_never_stored_or_logged(
     output = logged.out + logged.err
     assert "\nforged_event" not in output
     assert "] forged_event" not in output
+
+
+@pytest.mark.parametrize("fmt", ["console", "json"])
+def test_logged_exceptions_never_show_local_variables(fmt: str, capsys: pytest.CaptureFixture[str]) -> None:
+    import logging
+
+    import structlog
+
+    from agentkeep.observability.logging import configure_logging
+
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    try:
+        configure_logging("INFO", fmt)
+
+        def login(password: str) -> None:
+            raise RuntimeError("boom")
+
+        try:
+            login(PASSWORD)
+        except RuntimeError:
+            structlog.get_logger("test").exception("request_failed")
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
+    output = capsys.readouterr().err
+    assert "RuntimeError: boom" in output
+    assert PASSWORD not in output

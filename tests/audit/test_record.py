@@ -12,7 +12,7 @@ import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from sqlalchemy import func, select, text
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from agentkeep.app import create_app
 from agentkeep.audit.actions import AuditAction, AuditStatus
@@ -21,11 +21,11 @@ from agentkeep.audit.service import AuditDep, record
 from agentkeep.audit.verify import verify_chain
 from agentkeep.config import Settings
 from agentkeep.context import RequestContext
-from agentkeep.db.engine import create_engine
+from agentkeep.db.engine import create_engine, create_sessionmaker
 from agentkeep.db.session import SessionDep
 from agentkeep.errors import Unauthorized
 from agentkeep.users.models import User
-from tests.audit.conftest import CONTEXT, execute
+from tests.audit.conftest import CONTEXT, add_events, execute
 from tests.support.databases import create_postgres_database, drop_postgres_database, migrate
 
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -274,3 +274,22 @@ async def test_awkward_text_hashes_the_same_in_the_database_and_in_the_verifier(
         )
     async with sessionmaker() as session:
         assert (await verify_chain(session)).ok
+
+
+async def test_a_chain_lock_held_too_long_is_a_503_not_a_hang(
+    backend: str, database_url: str, make_settings: Callable[..., Settings], engine: AsyncEngine
+) -> None:
+    if backend != "postgres":
+        pytest.skip("SQLite has no row locks to hold")
+    settings = make_settings(database_url=database_url, db_command_timeout=1)
+    await add_events(create_sessionmaker(engine), 1)
+    async with engine.connect() as holder:
+        await holder.execute(text("UPDATE audit_chain_heads SET sequence = sequence WHERE chain = 'global'"))
+        app = _audited_app(settings)
+        async with LifespanManager(app) as manager:
+            transport = httpx.ASGITransport(app=manager.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+                response = await http.post("/_test/users/frank")
+        await holder.rollback()
+    assert response.status_code == 503
+    assert await _users(create_sessionmaker(engine)) == 0

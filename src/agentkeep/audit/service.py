@@ -37,6 +37,10 @@ from agentkeep.errors import ServiceUnavailable
 logger = structlog.get_logger("agentkeep.audit")
 
 
+# A database error, or the driver giving up (command timeout, lost connection).
+WRITE_ERRORS = (SQLAlchemyError, TimeoutError, OSError)
+
+
 class AuditUnavailable(ServiceUnavailable):
     type_slug = "audit-unavailable"
     title = "Audit log unavailable"
@@ -79,7 +83,7 @@ def build_pending(
 async def _append(session: AsyncSession, pending: PendingRecord) -> AppendedRecord:
     try:
         appended = await append(session, pending)
-    except SQLAlchemyError as exc:
+    except WRITE_ERRORS as exc:
         # Only the exception type is logged: its text could carry the statement's values.
         logger.error("audit_write_failed", action=pending.action, error=type(exc).__name__)
         raise AuditUnavailable("The audit record could not be written.") from exc
@@ -158,7 +162,7 @@ async def record_failure(
     try:
         async with sessionmaker() as session, session.begin():
             return await _append(session, pending)
-    except SQLAlchemyError as exc:  # the commit itself failed
+    except WRITE_ERRORS as exc:  # the commit itself failed
         logger.error("audit_write_failed", action=pending.action, error=type(exc).__name__)
         raise AuditUnavailable("The audit record could not be written.") from exc
 

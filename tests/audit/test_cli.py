@@ -139,3 +139,14 @@ async def test_prune_writes_a_checkpoint_first_and_verify_stays_green(
     exported = run_cli("audit", "export", cwd=tmp_path, env=env)
     (only,) = [json.loads(line) for line in exported.stdout.splitlines()]
     assert (only["action"], only["sequence"], only["actor_type"]) == ("audit_pruned", 4, "system")
+
+
+def test_verify_on_an_unmigrated_database_is_a_clear_error(tmp_path: Path) -> None:
+    env = {
+        "JWT_SECRET": secrets.token_urlsafe(40),
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}",
+    }
+    result = run_cli("audit", "verify", cwd=tmp_path, env=env)
+    assert result.returncode == 69
+    assert "database error" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -26,6 +26,8 @@ ExportFormat = Literal["jsonl", "csv"]
 audit_cli = typer.Typer(help="Verify, checkpoint, export and prune the audit log.", no_args_is_help=True)
 
 EXIT_BROKEN = 1
+# sysexits.h EX_UNAVAILABLE
+EXIT_DATABASE = 69
 T = TypeVar("T")
 
 ChainOption = Annotated[str, typer.Option("--chain", help="Chain to operate on", max=64)]
@@ -64,11 +66,19 @@ async def _session(settings: Settings) -> AsyncIterator[AsyncSession]:
 
 
 def _run(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    from sqlalchemy.exc import SQLAlchemyError
+
     async def main() -> T:
         async with _session(settings) as session:
             return await work(session)
 
-    return asyncio.run(main())
+    try:
+        return asyncio.run(main())
+    except (SQLAlchemyError, OSError) as exc:
+        # First line only: the rest of a SQLAlchemy message lists the statement's values.
+        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        typer.echo(f"database error: {first_line} (is the database migrated? `agentkeep migrate`)", err=True)
+        raise typer.Exit(EXIT_DATABASE) from None
 
 
 def _write_private(path: Path, text: str) -> None:

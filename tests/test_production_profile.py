@@ -22,6 +22,7 @@ HARDENED: dict[str, Any] = {
     "cors_origins": "https://app.example.com",
     "trusted_proxies": "10.0.0.0/8",
     "secrets_encryption_keys": generate_key(),
+    "audit_hmac_key": secrets.token_urlsafe(40),
 }
 
 
@@ -49,6 +50,7 @@ def test_a_hardened_production_configuration_starts() -> None:
         ({"trusted_proxies": "0.0.0.0/0"}, "TRUSTED_PROXIES"),
         ({"trusted_proxies": "10.0.0.0/8,::/0"}, "TRUSTED_PROXIES"),
         ({"secrets_encryption_keys": ""}, "SECRETS_ENCRYPTION_KEYS"),
+        ({"audit_hmac_key": None}, "AUDIT_HMAC_KEY"),
     ],
 )
 def test_each_relaxed_safeguard_refuses_production(change: dict[str, Any], variable: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import AsyncIterator, Callable
 
 import httpx
@@ -80,6 +81,7 @@ async def test_hsts_and_no_docs_in_production(make_settings: Callable[..., Setti
         allowed_hosts="testserver",
         cors_origins="https://app.example",
         secrets_encryption_keys=generate_key(),
+        audit_hmac_key=secrets.token_urlsafe(40),
     )
     app = create_app(settings)
     async with LifespanManager(app) as manager:

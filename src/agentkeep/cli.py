@@ -21,6 +21,13 @@ cli = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
+def _register_subcommands() -> None:
+    from agentkeep.audit.cli import audit_cli
+
+    cli.add_typer(audit_cli, name="audit")
+
+
 # sysexits.h EX_CONFIG: distinguishes an unsafe configuration from a usage error (2).
 EXIT_CONFIG = 78
 
@@ -133,6 +140,9 @@ def serve(
         uvicorn.run("agentkeep.app:app_from_environment", factory=True, workers=workers, **common)  # type: ignore[arg-type]
     else:
         uvicorn.run(create_app(settings), **common)  # type: ignore[arg-type]
+
+
+_register_subcommands()
 
 
 def main() -> None:

@@ -158,6 +158,9 @@ class Settings(BaseSettings):
     # Bearer token for GET /metrics; unset: metrics answer loopback clients only.
     metrics_token: SecretStr | None = None
 
+    # Signs audit checkpoints (HMAC-SHA256). Optional in development, required in production.
+    audit_hmac_key: SecretStr | None = None
+
     health_check_timeout: float = Field(default=2.0, gt=0, le=30)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "console"
@@ -221,6 +224,21 @@ class Settings(BaseSettings):
             )
         if len(set(secret)) < 8:
             raise ValueError("has too few distinct characters to be a random secret")
+        return value
+
+    @field_validator("audit_hmac_key")
+    @classmethod
+    def _strong_audit_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        key = value.get_secret_value()
+        if len(key) < MIN_SECRET_LENGTH:
+            raise ValueError(
+                f"must be at least {MIN_SECRET_LENGTH} characters (got {len(key)}); "
+                "generate one with `agentkeep gen-secret`"
+            )
+        if key.strip().lower() in PLACEHOLDER_SECRETS or len(set(key)) < 8:
+            raise ValueError("is not a random key; generate one with `agentkeep gen-secret`")
         return value
 
     @field_validator("database_url")

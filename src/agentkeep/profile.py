@@ -48,6 +48,11 @@ def relaxed_safeguards(settings: Settings) -> list[str]:
             f"TRUSTED_PROXIES: {', '.join(wildcard)} trusts every peer to name its own address; "
             "production requires the proxies' own ranges"
         )
+    if settings.audit_hmac_key is None:
+        relaxed.append(
+            "AUDIT_HMAC_KEY: unset, so audit checkpoints are unsigned; "
+            "production requires it (generate one with `agentkeep gen-secret`)"
+        )
     if not settings.secrets_encryption_keys:
         relaxed.append(
             "SECRETS_ENCRYPTION_KEYS: unset, so provider credentials cannot be stored; "

@@ -1,0 +1,68 @@
+"""Audit vocabulary as data: action names, statuses and actor types.
+
+The first five action names are the fixes report's and are kept exactly; the rest follow
+the same snake_case past-tense style.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class AuditAction(StrEnum):
+    # Authentication (names from the fixes report first).
+    LOGIN_SUCCESS = "login_success"
+    LOGIN_FAILED = "login_failed"
+    USER_REGISTERED = "user_registered"
+    REGISTER_FAILED = "register_failed"
+    TOKEN_REFRESHED = "token_refreshed"  # noqa: S105 (an event name, not a secret)
+    REFRESH_TOKEN_REUSED = "refresh_token_reused"  # noqa: S105 (an event name, not a secret)
+    LOGOUT = "logout"
+    PASSWORD_CHANGED = "password_changed"  # noqa: S105 (an event name, not a secret)
+    ACCOUNT_LOCKED = "account_locked"
+    RATE_LIMITED = "rate_limited"
+    PERMISSION_DENIED = "permission_denied"
+    # Agents and runs.
+    AGENT_CREATED = "agent_created"
+    AGENT_UPDATED = "agent_updated"
+    AGENT_DELETED = "agent_deleted"
+    RUN_CREATED = "run_created"
+    RUN_CANCELLED = "run_cancelled"
+    # API keys.
+    API_KEY_CREATED = "api_key_created"
+    API_KEY_REVOKED = "api_key_revoked"
+    # Organizations and users.
+    ORG_CREATED = "org_created"
+    MEMBER_ADDED = "member_added"
+    ROLE_CHANGED = "role_changed"
+    MEMBER_REMOVED = "member_removed"
+    USER_DISABLED = "user_disabled"
+    USER_ENABLED = "user_enabled"
+    # The audit log itself.
+    AUDIT_PRUNED = "audit_pruned"
+
+
+class AuditStatus(StrEnum):
+    SUCCESS = "success"
+    FAILURE = "failure"
+    DENIED = "denied"
+
+
+class ActorType(StrEnum):
+    USER = "user"
+    API_KEY = "api_key"
+    SYSTEM = "system"
+
+
+# Events that describe a refused or failed attempt: written in their own transaction so they
+# survive the request's rollback (see service.record_failure).
+FAILURE_ACTIONS = frozenset(
+    {
+        AuditAction.LOGIN_FAILED,
+        AuditAction.REGISTER_FAILED,
+        AuditAction.REFRESH_TOKEN_REUSED,
+        AuditAction.ACCOUNT_LOCKED,
+        AuditAction.RATE_LIMITED,
+        AuditAction.PERMISSION_DENIED,
+    }
+)

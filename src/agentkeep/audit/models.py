@@ -1,0 +1,85 @@
+"""The audit tables: the hash-chained records and one head row per chain."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, CheckConstraint, Index, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from agentkeep.db.base import Base, PortableJSON, UUIDPrimaryKey
+
+GLOBAL_CHAIN = "global"
+# prev_hash of the first record of a chain (and the anchor of a chain never pruned).
+GENESIS_HASH = "0" * 64
+
+CHAIN_MAX = 64
+ACTION_MAX = 64
+RESOURCE_TYPE_MAX = 64
+RESOURCE_ID_MAX = 128
+IP_MAX = 45
+USER_AGENT_MAX = 512
+REQUEST_ID_MAX = 128
+HASH_LENGTH = 64
+
+
+class AuditLog(UUIDPrimaryKey, Base):
+    """One audit record. Rows are only ever inserted (and pruned oldest-first), never updated.
+
+    user_id and org_id carry no foreign key on purpose: a record must outlive the user or
+    organization it names, and deleting either must never cascade into the audit trail.
+    """
+
+    __tablename__ = "audit_logs"
+
+    chain: Mapped[str] = mapped_column(String(CHAIN_MAX))
+    sequence: Mapped[int] = mapped_column(BigInteger)
+    timestamp: Mapped[datetime]
+    user_id: Mapped[uuid.UUID | None]
+    org_id: Mapped[uuid.UUID | None]
+    actor_type: Mapped[str] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(ACTION_MAX))
+    resource_type: Mapped[str | None] = mapped_column(String(RESOURCE_TYPE_MAX))
+    resource_id: Mapped[str | None] = mapped_column(String(RESOURCE_ID_MAX))
+    status: Mapped[str] = mapped_column(String(16))
+    details: Mapped[dict[str, Any]] = mapped_column(PortableJSON)
+    ip_address: Mapped[str | None] = mapped_column(String(IP_MAX))
+    user_agent: Mapped[str | None] = mapped_column(String(USER_AGENT_MAX))
+    request_id: Mapped[str | None] = mapped_column(String(REQUEST_ID_MAX))
+    prev_hash: Mapped[str] = mapped_column(String(HASH_LENGTH))
+    hash: Mapped[str] = mapped_column(String(HASH_LENGTH))
+
+    __table_args__ = (
+        UniqueConstraint("chain", "sequence", name="uq_audit_logs_chain_sequence"),
+        CheckConstraint("status IN ('success', 'failure', 'denied')", name="status"),
+        CheckConstraint("actor_type IN ('user', 'api_key', 'system')", name="actor_type"),
+        # Newest-first listing and keyset pagination on (timestamp, id), alone or per filter.
+        Index("ix_audit_logs_timestamp_id", "timestamp", "id"),
+        Index("ix_audit_logs_user_id_timestamp", "user_id", "timestamp"),
+        Index("ix_audit_logs_org_id_timestamp", "org_id", "timestamp"),
+        Index("ix_audit_logs_action_timestamp", "action", "timestamp"),
+        Index("ix_audit_logs_resource_timestamp", "resource_type", "resource_id", "timestamp"),
+        Index("ix_audit_logs_ip_address_timestamp", "ip_address", "timestamp"),
+    )
+
+
+class AuditChainHead(Base):
+    """The newest sequence and hash of a chain; updating it serialises appends to the chain.
+
+    prev_hash is the hash before the newest record: the update that appends sets it from the
+    old `hash`, so one statement can hand back both.
+
+    pruned_sequence / pruned_hash anchor a pruned chain: the oldest remaining record must
+    follow them (GENESIS_HASH and 0 for a chain never pruned).
+    """
+
+    __tablename__ = "audit_chain_heads"
+
+    chain: Mapped[str] = mapped_column(String(CHAIN_MAX), primary_key=True)
+    sequence: Mapped[int] = mapped_column(BigInteger)
+    hash: Mapped[str] = mapped_column(String(HASH_LENGTH))
+    prev_hash: Mapped[str] = mapped_column(String(HASH_LENGTH))
+    pruned_sequence: Mapped[int] = mapped_column(BigInteger)
+    pruned_hash: Mapped[str] = mapped_column(String(HASH_LENGTH))

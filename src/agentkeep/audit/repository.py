@@ -1,0 +1,105 @@
+"""Audit queries: the filtered newest-first listing and the sequence-ordered stream."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+from sqlalchemy import Select, and_, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from agentkeep.audit.models import GLOBAL_CHAIN, AuditLog
+from agentkeep.audit.schemas import AuditLogFilter
+from agentkeep.pagination import InvalidCursor, decode_cursor, encode_cursor
+
+EXPORT_BATCH = 1000
+
+
+def _aware(value: datetime) -> datetime:
+    # A filter without an offset is read as UTC rather than refused.
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+def _time_range(
+    statement: Select[AuditLog], since: datetime | None, until: datetime | None
+) -> Select[AuditLog]:
+    if since is not None:
+        statement = statement.where(AuditLog.timestamp >= _aware(since))
+    if until is not None:
+        statement = statement.where(AuditLog.timestamp < _aware(until))
+    return statement
+
+
+def _filtered(filters: AuditLogFilter) -> Select[AuditLog]:
+    statement = select(AuditLog)
+    equal = {
+        AuditLog.user_id: filters.user_id,
+        AuditLog.org_id: filters.org_id,
+        AuditLog.action: filters.action.value if filters.action else None,
+        AuditLog.resource_type: filters.resource_type,
+        AuditLog.resource_id: filters.resource_id,
+        AuditLog.status: filters.status.value if filters.status else None,
+        AuditLog.ip_address: filters.ip_address,
+    }
+    for column, value in equal.items():
+        if value is not None:
+            statement = statement.where(column == value)
+    return _time_range(statement, filters.since, filters.until)
+
+
+def _after_cursor(statement: Select[AuditLog], cursor: str) -> Select[AuditLog]:
+    position = decode_cursor(cursor)
+    try:
+        timestamp = datetime.fromisoformat(str(position["t"]))
+        record_id = uuid.UUID(str(position["id"]))
+    except (KeyError, ValueError) as exc:
+        raise InvalidCursor("The cursor is not one this API returned.") from exc
+    if timestamp.tzinfo is None:
+        raise InvalidCursor("The cursor is not one this API returned.")
+    return statement.where(
+        or_(
+            AuditLog.timestamp < timestamp,
+            and_(AuditLog.timestamp == timestamp, AuditLog.id < record_id),
+        )
+    )
+
+
+async def list_audit_logs(
+    session: AsyncSession, filters: AuditLogFilter
+) -> tuple[list[AuditLog], str | None]:
+    """One page, newest first, keyed on (timestamp, id); the cursor resumes after its last row."""
+    statement = _filtered(filters)
+    if filters.cursor:
+        statement = _after_cursor(statement, filters.cursor)
+    statement = statement.order_by(AuditLog.timestamp.desc(), AuditLog.id.desc()).limit(filters.limit + 1)
+    rows = list((await session.scalars(statement)).all())
+    if len(rows) <= filters.limit:
+        return rows, None
+    rows = rows[: filters.limit]
+    last = rows[-1]
+    return rows, encode_cursor({"t": last.timestamp.isoformat(), "id": str(last.id)})
+
+
+async def stream_chain(
+    session: AsyncSession,
+    *,
+    chain: str = GLOBAL_CHAIN,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    batch_size: int = EXPORT_BATCH,
+) -> AsyncIterator[AuditLog]:
+    """Every record of a chain in sequence order, fetched in keyset batches (constant memory)."""
+    after = 0
+    while True:
+        statement = _time_range(
+            select(AuditLog).where(AuditLog.chain == chain, AuditLog.sequence > after), since, until
+        )
+        statement = statement.order_by(AuditLog.sequence).limit(batch_size)
+        rows = list((await session.scalars(statement)).all())
+        for row in rows:
+            yield row
+        session.expunge_all()
+        if len(rows) < batch_size:
+            return
+        after = rows[-1].sequence

@@ -1,0 +1,57 @@
+"""API shapes of audit records, the listing filters and a page of results."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from agentkeep.audit.actions import ActorType, AuditAction, AuditStatus
+from agentkeep.pagination import CURSOR_MAX_LENGTH, DEFAULT_LIMIT, MAX_LIMIT
+
+
+class AuditLogRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    chain: str
+    sequence: int
+    timestamp: datetime
+    user_id: uuid.UUID | None
+    org_id: uuid.UUID | None
+    actor_type: ActorType
+    action: str
+    resource_type: str | None
+    resource_id: str | None
+    status: AuditStatus
+    details: dict[str, Any]
+    ip_address: str | None
+    user_agent: str | None
+    request_id: str | None
+    prev_hash: str
+    hash: str
+
+
+class AuditLogPage(BaseModel):
+    items: list[AuditLogRead]
+    next_cursor: str | None
+
+
+class AuditLogFilter(BaseModel):
+    """Query parameters of the listing; every filter is optional and they combine with AND."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: uuid.UUID | None = None
+    org_id: uuid.UUID | None = None
+    action: AuditAction | None = None
+    resource_type: str | None = Field(default=None, max_length=64)
+    resource_id: str | None = Field(default=None, max_length=128)
+    status: AuditStatus | None = None
+    ip_address: str | None = Field(default=None, max_length=45)
+    since: datetime | None = Field(default=None, description="Inclusive lower bound on timestamp")
+    until: datetime | None = Field(default=None, description="Exclusive upper bound on timestamp")
+    limit: int = Field(default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
+    cursor: str | None = Field(default=None, max_length=CURSOR_MAX_LENGTH)

@@ -1,0 +1,257 @@
+"""record(...): the one way an audit event is written.
+
+`record` appends inside the caller's transaction, so a change and its audit record commit
+together or not at all. `record_failure` writes in its own short transaction, so the record
+of a refused or failed attempt survives the request's rollback. A failure to write either
+raises AuditUnavailable (503): the request's change is rolled back, never left unaudited.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from typing import Annotated, Any
+
+import structlog
+from fastapi import Depends
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from agentkeep.audit.actions import ActorType, AuditAction, AuditStatus
+from agentkeep.audit.chain import AppendedRecord, PendingRecord, append
+from agentkeep.audit.models import (
+    GLOBAL_CHAIN,
+    IP_MAX,
+    REQUEST_ID_MAX,
+    RESOURCE_ID_MAX,
+    RESOURCE_TYPE_MAX,
+    USER_AGENT_MAX,
+)
+from agentkeep.audit.redaction import UnserialisableDetail, clean_optional_text, sanitise_details
+from agentkeep.audit.repository import list_audit_logs
+from agentkeep.audit.schemas import AuditLogFilter, AuditLogPage, AuditLogRead
+from agentkeep.context import RequestContext, RequestContextDep
+from agentkeep.db.session import SessionDep, get_sessionmaker
+from agentkeep.errors import ServiceUnavailable
+
+logger = structlog.get_logger("agentkeep.audit")
+
+
+# A database error, or the driver giving up (command timeout, lost connection).
+WRITE_ERRORS = (SQLAlchemyError, TimeoutError, OSError)
+
+
+class AuditUnavailable(ServiceUnavailable):
+    type_slug = "audit-unavailable"
+    title = "Audit log unavailable"
+
+
+def build_pending(
+    action: AuditAction | str,
+    *,
+    context: RequestContext,
+    user_id: uuid.UUID | None = None,
+    org_id: uuid.UUID | None = None,
+    actor_type: ActorType | str = ActorType.USER,
+    resource_type: str | None = None,
+    resource_id: object | None = None,
+    status: AuditStatus | str = AuditStatus.SUCCESS,
+    details: Mapping[str, Any] | None = None,
+    chain: str = GLOBAL_CHAIN,
+) -> PendingRecord:
+    """Validate and sanitise an event. Unknown names are programming errors (ValueError)."""
+    try:
+        cleaned = sanitise_details(details)
+    except UnserialisableDetail as exc:
+        raise AuditUnavailable("The audit record could not be written.") from exc
+    return PendingRecord(
+        chain=chain,
+        user_id=user_id,
+        org_id=org_id,
+        actor_type=ActorType(actor_type).value,
+        action=AuditAction(action).value,
+        resource_type=clean_optional_text(resource_type, RESOURCE_TYPE_MAX),
+        resource_id=clean_optional_text(resource_id, RESOURCE_ID_MAX),
+        status=AuditStatus(status).value,
+        details=cleaned,
+        ip_address=clean_optional_text(context.ip_address, IP_MAX),
+        user_agent=clean_optional_text(context.user_agent, USER_AGENT_MAX),
+        request_id=clean_optional_text(context.request_id, REQUEST_ID_MAX),
+    )
+
+
+async def _append(session: AsyncSession, pending: PendingRecord) -> AppendedRecord:
+    try:
+        appended = await append(session, pending)
+    except WRITE_ERRORS as exc:
+        # Only the exception type is logged: its text could carry the statement's values.
+        logger.error("audit_write_failed", action=pending.action, error=type(exc).__name__)
+        raise AuditUnavailable("The audit record could not be written.") from exc
+    logger.debug("audit_recorded", action=pending.action, chain=appended.chain, sequence=appended.sequence)
+    return appended
+
+
+async def record(
+    session: AsyncSession,
+    action: AuditAction | str,
+    *,
+    context: RequestContext,
+    user_id: uuid.UUID | None = None,
+    org_id: uuid.UUID | None = None,
+    actor_type: ActorType | str = ActorType.USER,
+    resource_type: str | None = None,
+    resource_id: object | None = None,
+    status: AuditStatus | str = AuditStatus.SUCCESS,
+    details: Mapping[str, Any] | None = None,
+    chain: str = GLOBAL_CHAIN,
+) -> AppendedRecord:
+    """Append an event in the caller's transaction; call it after the change it describes.
+
+    The chain lock is taken here and held until the caller commits, so this should be the
+    last statement of the transaction.
+    """
+    pending = build_pending(
+        action,
+        context=context,
+        user_id=user_id,
+        org_id=org_id,
+        actor_type=actor_type,
+        resource_type=resource_type,
+        resource_id=resource_id,
+        status=status,
+        details=details,
+        chain=chain,
+    )
+    # The caller's own changes go first and outside the lock; their errors (a unique
+    # violation, say) stay theirs instead of turning into AuditUnavailable.
+    await session.flush()
+    return await _append(session, pending)
+
+
+async def record_failure(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    action: AuditAction | str,
+    *,
+    context: RequestContext,
+    user_id: uuid.UUID | None = None,
+    org_id: uuid.UUID | None = None,
+    actor_type: ActorType | str = ActorType.USER,
+    resource_type: str | None = None,
+    resource_id: object | None = None,
+    status: AuditStatus | str = AuditStatus.FAILURE,
+    details: Mapping[str, Any] | None = None,
+    chain: str = GLOBAL_CHAIN,
+) -> AppendedRecord:
+    """Write an event in its own committed transaction, whatever happens to the request's.
+
+    Never call it after `record` in the same request: the request's transaction would still
+    hold the chain head this one waits for.
+    """
+    pending = build_pending(
+        action,
+        context=context,
+        user_id=user_id,
+        org_id=org_id,
+        actor_type=actor_type,
+        resource_type=resource_type,
+        resource_id=resource_id,
+        status=status,
+        details=details,
+        chain=chain,
+    )
+    try:
+        async with sessionmaker() as session, session.begin():
+            return await _append(session, pending)
+    except WRITE_ERRORS as exc:  # the commit itself failed
+        logger.error("audit_write_failed", action=pending.action, error=type(exc).__name__)
+        raise AuditUnavailable("The audit record could not be written.") from exc
+
+
+class AuditService:
+    """Bound to one request: `await audit.record(AuditAction.AGENT_CREATED, resource_id=...)`."""
+
+    def __init__(
+        self,
+        session: AsyncSession,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        context: RequestContext,
+    ) -> None:
+        self.session = session
+        self.sessionmaker = sessionmaker
+        self.context = context
+        self._holds_chain = False
+
+    async def record(
+        self,
+        action: AuditAction | str,
+        *,
+        user_id: uuid.UUID | None = None,
+        org_id: uuid.UUID | None = None,
+        actor_type: ActorType | str = ActorType.USER,
+        resource_type: str | None = None,
+        resource_id: object | None = None,
+        status: AuditStatus | str = AuditStatus.SUCCESS,
+        details: Mapping[str, Any] | None = None,
+    ) -> AppendedRecord:
+        """In the request's transaction (use for changes)."""
+        appended = await record(
+            self.session,
+            action,
+            context=self.context,
+            user_id=user_id,
+            org_id=org_id,
+            actor_type=actor_type,
+            resource_type=resource_type,
+            resource_id=resource_id,
+            status=status,
+            details=details,
+        )
+        self._holds_chain = True
+        return appended
+
+    async def failure(
+        self,
+        action: AuditAction | str,
+        *,
+        user_id: uuid.UUID | None = None,
+        org_id: uuid.UUID | None = None,
+        actor_type: ActorType | str = ActorType.USER,
+        resource_type: str | None = None,
+        resource_id: object | None = None,
+        status: AuditStatus | str = AuditStatus.FAILURE,
+        details: Mapping[str, Any] | None = None,
+    ) -> AppendedRecord:
+        """In its own transaction (use for refusals and failures that roll the request back)."""
+        if self._holds_chain:
+            # The request's transaction holds the chain head until it ends: waiting for it
+            # here would deadlock. Record the failure before any change, or raise instead.
+            raise RuntimeError("audit.failure() after audit.record() in the same request would deadlock")
+        return await record_failure(
+            self.sessionmaker,
+            action,
+            context=self.context,
+            user_id=user_id,
+            org_id=org_id,
+            actor_type=actor_type,
+            resource_type=resource_type,
+            resource_id=resource_id,
+            status=status,
+            details=details,
+        )
+
+
+def get_audit_service(
+    session: SessionDep,
+    sessionmaker: Annotated[async_sessionmaker[AsyncSession], Depends(get_sessionmaker)],
+    context: RequestContextDep,
+) -> AuditService:
+    return AuditService(session, sessionmaker, context)
+
+
+AuditDep = Annotated[AuditService, Depends(get_audit_service)]
+
+
+async def list_records(session: AsyncSession, filters: AuditLogFilter) -> AuditLogPage:
+    """A page of records matching `filters`, newest first."""
+    rows, next_cursor = await list_audit_logs(session, filters)
+    return AuditLogPage(items=[AuditLogRead.model_validate(row) for row in rows], next_cursor=next_cursor)

@@ -1,0 +1,136 @@
+"""GET /api/audit-logs (mounted on a test app): filters, newest-first cursor pages, bounds."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from agentkeep.app import create_app
+from agentkeep.audit.actions import AuditAction, AuditStatus
+from agentkeep.audit.router import require_audit_reader
+from agentkeep.audit.router import router as audit_router
+from agentkeep.audit.service import record
+from agentkeep.config import Settings
+from agentkeep.context import RequestContext
+from agentkeep.pagination import decode_cursor, encode_cursor
+from tests.audit.conftest import CONTEXT, add_events
+
+ALICE = uuid.UUID(int=11)
+
+
+@pytest.fixture
+async def api(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings)
+    app.include_router(audit_router)
+    app.dependency_overrides[require_audit_reader] = lambda: object()
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            yield http
+
+
+async def _seed(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    await add_events(sessionmaker, 5)
+    other = RequestContext(request_id=None, ip_address="198.51.100.9", user_agent=None)
+    async with sessionmaker() as session, session.begin():
+        await record(session, AuditAction.LOGIN_FAILED, context=other, status=AuditStatus.FAILURE)
+        await record(
+            session,
+            AuditAction.AGENT_DELETED,
+            context=CONTEXT,
+            user_id=ALICE,
+            resource_type="agent",
+            resource_id="a1",
+        )
+
+
+async def test_pages_are_newest_first_and_cover_every_record_once(
+    api: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    await _seed(sessionmaker)
+    seen: list[int] = []
+    cursor: str | None = None
+    for _ in range(5):
+        params: dict[str, str | int] = {"limit": 3, **({"cursor": cursor} if cursor else {})}
+        response = await api.get("/api/audit-logs", params=params)
+        assert response.status_code == 200, response.text
+        page = response.json()
+        seen.extend(item["sequence"] for item in page["items"])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == [7, 6, 5, 4, 3, 2, 1]
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ({"user_id": str(ALICE)}, [7]),
+        ({"action": "login_failed"}, [6]),
+        ({"status": "failure"}, [6]),
+        ({"resource_type": "agent", "resource_id": "a1"}, [7]),
+        ({"ip_address": "198.51.100.9"}, [6]),
+        ({"action": "agent_created", "limit": 2}, [5, 4]),
+        ({"until": "2000-01-01T00:00:00Z"}, []),
+    ],
+)
+async def test_filters_select_matching_records(
+    api: httpx.AsyncClient,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    params: dict[str, str | int],
+    expected: list[int],
+) -> None:
+    await _seed(sessionmaker)
+    response = await api.get("/api/audit-logs", params=params)
+    assert response.status_code == 200, response.text
+    assert [item["sequence"] for item in response.json()["items"]] == expected
+
+
+async def test_time_range_filters_bound_the_listing(
+    api: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    await add_events(sessionmaker, 2)
+    middle = datetime.now(UTC).isoformat()
+    await add_events(sessionmaker, 1)
+    newer = (await api.get("/api/audit-logs", params={"since": middle})).json()["items"]
+    older = (await api.get("/api/audit-logs", params={"until": middle})).json()["items"]
+    assert [item["sequence"] for item in newer] == [3]
+    assert [item["sequence"] for item in older] == [2, 1]
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"limit": 0},
+        {"limit": 201},
+        {"cursor": "not-a-cursor!"},
+        {"cursor": encode_cursor({"t": "yesterday"})},
+        {"cursor": "W10"},  # valid base64url JSON, but a list
+        {"action": "no_such_action"},
+        {"user_id": "nope"},
+        {"unknown": "1"},
+    ],
+)
+async def test_bad_parameters_are_422_problems(api: httpx.AsyncClient, params: dict[str, str | int]) -> None:
+    response = await api.get("/api/audit-logs", params=params)
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+def test_cursors_round_trip_and_are_opaque_base64url() -> None:
+    cursor = encode_cursor({"t": "2026-01-01T00:00:00+00:00", "id": "x"})
+    assert "=" not in cursor
+    assert "+" not in cursor
+    assert "/" not in cursor
+    assert decode_cursor(cursor) == {"t": "2026-01-01T00:00:00+00:00", "id": "x"}
+
+
+def test_the_reader_dependency_refuses_until_authentication_is_wired() -> None:
+    with pytest.raises(NotImplementedError, match="authentication lands"):
+        require_audit_reader()

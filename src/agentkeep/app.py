@@ -15,6 +15,7 @@ from agentkeep.config import Settings
 from agentkeep.db.engine import create_engine, create_sessionmaker
 from agentkeep.errors import install_error_handlers
 from agentkeep.observability.middleware import RequestIdMiddleware, UnhandledErrorMiddleware
+from agentkeep.ratelimit.limiter import RateLimiter
 from agentkeep.redis_client import create_redis
 from agentkeep.security.client_ip import parse_networks
 
@@ -32,6 +33,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.engine = engine
     app.state.sessionmaker = create_sessionmaker(engine)
     app.state.redis = create_redis(settings.redis_url.get_secret_value()) if settings.redis_url else None
+    app.state.rate_limiter = RateLimiter.from_settings(settings)
     logger.info(
         "started",
         environment=settings.environment,
@@ -41,6 +43,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        await app.state.rate_limiter.close()
         if app.state.redis is not None:
             await app.state.redis.aclose()
         await engine.dispose()

@@ -1,0 +1,143 @@
+"""Limit storage that survives Redis faults: Redis first, in-process memory while it fails.
+
+Every Redis call is bounded (RATE_LIMIT_REDIS_TIMEOUT, 100 ms by default). A failure or a
+timeout switches the process to its own MemoryStorage, so requests are still limited (per
+instance) and never wait on a dead Redis; the switch is logged once per outage and counted.
+While degraded, one request every RATE_LIMIT_REDIS_RETRY_SECONDS tries Redis again, and the
+first one that succeeds ends the outage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import structlog
+from limits.aio.storage import MemoryStorage, RedisStorage
+from limits.aio.strategies import MovingWindowRateLimiter
+from limits.errors import StorageError
+from redis.asyncio import Redis
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+from redis.retry import Retry
+
+logger = structlog.get_logger("agentkeep.ratelimit")
+
+T = TypeVar("T")
+Operation = Callable[[MovingWindowRateLimiter], Awaitable[T]]
+
+# What a broken, slow or restarting Redis raises through redis-py and `limits`.
+REDIS_FAULTS = (RedisError, StorageError, OSError, TimeoutError)
+
+
+def create_redis_storage(url: str, key_prefix: str, timeout: float) -> tuple[RedisStorage, Redis]:
+    """A `limits` Redis storage on a client of its own, with short timeouts and no retries.
+
+    The client is returned too: its owner closes it.
+    """
+    client = Redis.from_url(
+        url,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        # Retrying inside one request would multiply the wait; the fallback is the retry.
+        retry=Retry(NoBackoff(), 0),
+        decode_responses=False,
+    )
+    storage = RedisStorage(
+        "async+redis://",
+        implementation="redispy",
+        key_prefix=key_prefix,
+        connection_pool=client.connection_pool,  # type: ignore[arg-type]  # typed too narrowly upstream
+    )
+    return storage, client
+
+
+class ResilientStorage:
+    """Runs each limiter operation on Redis when healthy, on process memory otherwise."""
+
+    def __init__(
+        self,
+        redis: RedisStorage | None = None,
+        *,
+        redis_client: Redis | None = None,
+        timeout: float = 0.1,
+        retry_seconds: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._redis = MovingWindowRateLimiter(redis) if redis is not None else None
+        self._redis_client = redis_client
+        self._memory_storage = MemoryStorage()
+        self._memory = MovingWindowRateLimiter(self._memory_storage)
+        self._timeout = timeout
+        self._retry_seconds = retry_seconds
+        self._clock = clock
+        self._degraded = False
+        self._next_probe = 0.0
+        self.outages = 0
+        """Times the limiter switched from Redis to memory (for metrics)."""
+        self.fallback_decisions = 0
+        """Operations answered from memory because Redis was failing (for metrics)."""
+
+    @property
+    def uses_redis(self) -> bool:
+        return self._redis is not None
+
+    @property
+    def degraded(self) -> bool:
+        """True while Redis is configured but failing and memory answers instead."""
+        return self._degraded
+
+    async def run(self, operation: Operation[T]) -> T:
+        if self._redis is not None and self._should_try_redis():
+            try:
+                async with asyncio.timeout(self._timeout):
+                    result = await operation(self._redis)
+            except REDIS_FAULTS as exc:
+                self._enter_outage(exc)
+            else:
+                if self._degraded:
+                    self._end_outage()
+                return result
+        if self._redis is not None:
+            self.fallback_decisions += 1
+        return await operation(self._memory)
+
+    def _should_try_redis(self) -> bool:
+        if not self._degraded:
+            return True
+        now = self._clock()
+        if now < self._next_probe:
+            return False
+        # Claim the probe before awaiting: concurrent requests keep using memory meanwhile.
+        self._next_probe = now + self._retry_seconds
+        return True
+
+    def _enter_outage(self, exc: BaseException) -> None:
+        self._next_probe = self._clock() + self._retry_seconds
+        if self._degraded:
+            return
+        self._degraded = True
+        self.outages += 1
+        logger.warning(
+            "rate_limit_redis_unavailable",
+            error=type(exc).__name__,
+            fallback="memory",
+            retry_seconds=self._retry_seconds,
+        )
+
+    def _end_outage(self) -> None:
+        self._degraded = False
+        logger.info("rate_limit_redis_recovered")
+
+    async def close(self) -> None:
+        timer = self._memory_storage.timer
+        if timer is not None and not timer.done():
+            timer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await timer
+        await self._memory_storage.reset()
+        if self._redis_client is not None:
+            await self._redis_client.aclose()

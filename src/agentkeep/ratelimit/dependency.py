@@ -1,10 +1,11 @@
 """FastAPI dependencies that apply a rule to a route, keyed by client IP or by principal.
 
+(No `from __future__ import annotations` here: FastAPI must read the closures' annotations,
+which name local variables.)
+
 @router.post("/auth/login", dependencies=[Depends(rate_limit(RuleName.AUTH))])
 @router.post("/api/agents/{id}/runs", dependencies=[Depends(rate_limit(RuleName.RUNS, key=user_key))])
 """
-
-from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any

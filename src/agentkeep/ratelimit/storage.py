@@ -19,7 +19,7 @@ import structlog
 from limits.aio.storage import MemoryStorage, RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
@@ -31,6 +31,7 @@ Operation = Callable[[MovingWindowRateLimiter], Awaitable[T]]
 
 # What a broken, slow or restarting Redis raises through redis-py and `limits`.
 REDIS_FAULTS = (RedisError, StorageError, OSError, TimeoutError)
+REDIS_MAX_CONNECTIONS = 64
 
 
 def create_redis_storage(url: str, key_prefix: str, timeout: float) -> tuple[RedisStorage, Redis]:
@@ -38,14 +39,18 @@ def create_redis_storage(url: str, key_prefix: str, timeout: float) -> tuple[Red
 
     The client is returned too: its owner closes it.
     """
-    client = Redis.from_url(
+    # A bounded pool: a burst queues for a connection (within the same timeout) instead of
+    # opening hundreds of sockets at once.
+    pool = BlockingConnectionPool.from_url(
         url,
+        max_connections=REDIS_MAX_CONNECTIONS,
+        timeout=timeout,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
         # Retrying inside one request would multiply the wait; the fallback is the retry.
         retry=Retry(NoBackoff(), 0),
-        decode_responses=False,
     )
+    client = Redis.from_pool(pool)  # the client owns the pool and closes it
     storage = RedisStorage(
         "async+redis://",
         implementation="redispy",

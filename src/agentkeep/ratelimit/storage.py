@@ -83,8 +83,8 @@ class ResilientStorage:
         self._next_probe = 0.0
         self.outages = 0
         """Times the limiter switched from Redis to memory (for metrics)."""
-        self.fallback_decisions = 0
-        """Operations answered from memory because Redis was failing (for metrics)."""
+        self.fallback_operations = 0
+        """Limiter operations (hits, lock and event checks) answered from memory while Redis failed."""
 
     @property
     def uses_redis(self) -> bool:
@@ -107,7 +107,7 @@ class ResilientStorage:
                     self._end_outage()
                 return result
         if self._redis is not None:
-            self.fallback_decisions += 1
+            self.fallback_operations += 1
         return await operation(self._memory)
 
     def _should_try_redis(self) -> bool:

@@ -34,6 +34,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.sessionmaker = create_sessionmaker(engine)
     app.state.redis = create_redis(settings.redis_url.get_secret_value()) if settings.redis_url else None
     app.state.rate_limiter = RateLimiter.from_settings(settings)
+    await app.state.rate_limiter.start()
     logger.info(
         "started",
         environment=settings.environment,

@@ -41,7 +41,7 @@ def _degraded(subject: LimitedApp) -> bool:
 async def _redis_keys(url: str, prefix: str) -> int:
     client = Redis.from_url(url)
     try:
-        return len(await client.keys(f"{prefix}:*"))
+        return len(await client.keys(f"{prefix}:ratelimit:LIMITER/auth/*"))
     finally:
         await client.aclose()
 

@@ -154,10 +154,8 @@ async def test_a_failing_event_listener_does_not_turn_429_into_500(
 async def test_200_concurrent_requests_against_50_allow_exactly_50(
     limit_settings: Callable[..., Settings],
 ) -> None:
-    # 200 requests at once saturate this process's event loop for longer than the 100 ms
-    # Redis bound, which would (correctly) send some to the per-instance fallback; this test
-    # is about atomic counting in one store, so the bound is relaxed here.
-    settings = limit_settings(rate_limit_auth="50/minute", rate_limit_redis_timeout=3.0)
+    # With the default 100 ms Redis bound: a burst queues past it without being an outage.
+    settings = limit_settings(rate_limit_auth="50/minute")
     async with limited_app(settings) as subject:
         responses = await asyncio.gather(*(subject.http.post("/_test/login") for _ in range(200)))
         degraded = subject.limiter.degraded
@@ -185,7 +183,7 @@ async def test_redis_keys_hold_no_address_or_user_id(
             await subject.http.get(f"/_test/users/{user}/things")
     client = Redis.from_url(REDIS_URL)
     try:
-        found = await client.keys(f"{settings.redis_key_prefix}:*")
+        found = [k for k in await client.keys(f"{settings.redis_key_prefix}:*") if b"warm-up" not in k]
         keys = [key.decode() if isinstance(key, bytes) else key for key in found]
     finally:
         await client.aclose()

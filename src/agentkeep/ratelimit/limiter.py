@@ -51,9 +51,7 @@ class RateLimiter:
         timeout = settings.rate_limit_redis_timeout
         if settings.redis_url is not None:
             redis_storage, client = create_redis_storage(
-                settings.redis_url.get_secret_value(),
-                f"{settings.redis_key_prefix}:{KEY_NAMESPACE}",
-                timeout,
+                settings.redis_url.get_secret_value(), f"{settings.redis_key_prefix}:{KEY_NAMESPACE}"
             )
             storage = ResilientStorage(
                 redis_storage,
@@ -127,6 +125,9 @@ class RateLimiter:
                 # A failing audit hook must not turn a 429 into a 500.
                 logger.exception("rate_limited_listener_failed", rule=event.rule)
         return True
+
+    async def start(self) -> None:
+        await self.storage.warm_up()
 
     async def close(self) -> None:
         await self.storage.close()

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import structlog
+from limits import RateLimitItemPerSecond
 from limits.aio.storage import MemoryStorage, RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
@@ -31,22 +34,24 @@ Operation = Callable[[MovingWindowRateLimiter], Awaitable[T]]
 
 # What a broken, slow or restarting Redis raises through redis-py and `limits`.
 REDIS_FAULTS = (RedisError, StorageError, OSError, TimeoutError)
-REDIS_MAX_CONNECTIONS = 64
+REDIS_MAX_CONNECTIONS = 32
+# While Redis keeps answering other calls, a queued call may wait past its timeout up to this.
+HARD_TIMEOUT_SECONDS = 1.0
 
 
-def create_redis_storage(url: str, key_prefix: str, timeout: float) -> tuple[RedisStorage, Redis]:
-    """A `limits` Redis storage on a client of its own, with short timeouts and no retries.
+def create_redis_storage(url: str, key_prefix: str) -> tuple[RedisStorage, Redis]:
+    """A `limits` Redis storage on a client of its own, with no retries.
 
-    The client is returned too: its owner closes it.
+    The client is returned too: its owner closes it. Its socket timeouts are only a backstop
+    at HARD_TIMEOUT_SECONDS: ResilientStorage applies the short bound itself.
     """
-    # A bounded pool: a burst queues for a connection (within the same timeout) instead of
-    # opening hundreds of sockets at once.
+    # A bounded pool: a burst queues for a connection instead of opening hundreds of sockets.
     pool = BlockingConnectionPool.from_url(
         url,
         max_connections=REDIS_MAX_CONNECTIONS,
-        timeout=timeout,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
+        timeout=HARD_TIMEOUT_SECONDS,
+        socket_timeout=HARD_TIMEOUT_SECONDS,
+        socket_connect_timeout=HARD_TIMEOUT_SECONDS,
         # Retrying inside one request would multiply the wait; the fallback is the retry.
         retry=Retry(NoBackoff(), 0),
     )
@@ -77,6 +82,9 @@ class ResilientStorage:
         self._memory_storage = MemoryStorage()
         self._memory = MovingWindowRateLimiter(self._memory_storage)
         self._timeout = timeout
+        self._hard_timeout = max(timeout, HARD_TIMEOUT_SECONDS)
+        self._last_answer = -math.inf
+        self._in_flight = 0
         self._retry_seconds = retry_seconds
         self._clock = clock
         self._degraded = False
@@ -98,8 +106,7 @@ class ResilientStorage:
     async def run(self, operation: Operation[T]) -> T:
         if self._redis is not None and self._should_try_redis():
             try:
-                async with asyncio.timeout(self._timeout):
-                    result = await operation(self._redis)
+                result = await self._bounded(operation(self._redis))
             except REDIS_FAULTS as exc:
                 self._enter_outage(exc)
             else:
@@ -109,6 +116,55 @@ class ResilientStorage:
         if self._redis is not None:
             self.fallback_operations += 1
         return await operation(self._memory)
+
+    async def _bounded(self, awaitable: Awaitable[T]) -> T:
+        """Await a Redis operation for at most the timeout, unless the delay is our own.
+
+        A wall-clock bound cannot tell a slow Redis from a busy process: under a burst, calls
+        queue for a pooled connection and answers sit unread while other requests run. When
+        the bound expires while calls are queued beyond the pool, or while other calls got
+        their answers within the last timeout, Redis is alive and the delay is ours: the wait
+        is extended (up to HARD_TIMEOUT_SECONDS) instead of declaring an outage and counting
+        this request in memory, which would let the burst exceed the shared limit.
+        """
+        loop = asyncio.get_running_loop()
+        task = asyncio.ensure_future(awaitable)
+        started = loop.time()
+        wait = self._timeout
+        self._in_flight += 1
+        try:
+            while True:
+                done, _ = await asyncio.wait({task}, timeout=wait)
+                now = loop.time()
+                if done:
+                    result = task.result()
+                    self._last_answer = now
+                    return result
+                queued = self._in_flight > REDIS_MAX_CONNECTIONS
+                answering = now - self._last_answer <= self._timeout
+                if now - started >= self._hard_timeout or not (queued or answering):
+                    raise TimeoutError(f"Redis gave no answer within {self._timeout:g}s")
+                wait = min(self._timeout, self._hard_timeout - (now - started))
+        finally:
+            self._in_flight -= 1
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, *REDIS_FAULTS):
+                    await task
+
+    async def warm_up(self) -> None:
+        """Open a first connection and load the scripts, so the first burst finds them ready
+        (or start degraded when Redis is already down)."""
+        if self._redis is None:
+            return
+        item = RateLimitItemPerSecond(1)
+        key = uuid.uuid4().hex
+
+        async def operation(strategy: MovingWindowRateLimiter) -> None:
+            await strategy.hit(item, "warm-up", key)
+            await strategy.get_window_stats(item, "warm-up", key)
+
+        await self.run(operation)
 
     def _should_try_redis(self) -> bool:
         if not self._degraded:

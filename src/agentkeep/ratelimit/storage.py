@@ -15,7 +15,7 @@ import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import ClassVar, TypeVar
 
 import structlog
 from limits import RateLimitItemPerSecond
@@ -37,6 +37,29 @@ REDIS_FAULTS = (RedisError, StorageError, OSError, TimeoutError)
 REDIS_MAX_CONNECTIONS = 32
 # While Redis keeps answering other calls, a queued call may wait past its timeout up to this.
 HARD_TIMEOUT_SECONDS = 1.0
+
+
+_UPSTREAM_SWEEP = "_MemoryStorage__schedule_expiry"
+
+
+class ThrottledMemoryStorage(MemoryStorage):
+    """`limits`' MemoryStorage, sweeping expired entries at most once a second.
+
+    Upstream starts a sweep (one thread hop per key) after every hit whose previous sweep has
+    finished, which costs more than the hit itself on a busy server. Expiry stays exact:
+    every read compares timestamps; the sweep only frees memory.
+    """
+
+    SWEEP_INTERVAL_SECONDS = 1.0
+    _next_sweep = 0.0
+
+    async def _MemoryStorage__schedule_expiry(self) -> None:  # noqa: N802  # upstream's private hook
+        now = time.monotonic()
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + self.SWEEP_INTERVAL_SECONDS
+        sweep: Callable[[], Awaitable[None]] = getattr(super(), _UPSTREAM_SWEEP)
+        await sweep()
 
 
 def create_redis_storage(url: str, key_prefix: str) -> tuple[RedisStorage, Redis]:
@@ -68,6 +91,10 @@ def create_redis_storage(url: str, key_prefix: str) -> tuple[RedisStorage, Redis
 class ResilientStorage:
     """Runs each limiter operation on Redis when healthy, on process memory otherwise."""
 
+    # Contention is a property of the process (one event loop), not of one app instance.
+    _in_flight: ClassVar[int] = 0
+    _last_answer: ClassVar[float] = -math.inf
+
     def __init__(
         self,
         redis: RedisStorage | None = None,
@@ -79,12 +106,10 @@ class ResilientStorage:
     ) -> None:
         self._redis = MovingWindowRateLimiter(redis) if redis is not None else None
         self._redis_client = redis_client
-        self._memory_storage = MemoryStorage()
+        self._memory_storage = ThrottledMemoryStorage()
         self._memory = MovingWindowRateLimiter(self._memory_storage)
         self._timeout = timeout
         self._hard_timeout = max(timeout, HARD_TIMEOUT_SECONDS)
-        self._last_answer = -math.inf
-        self._in_flight = 0
         self._retry_seconds = retry_seconds
         self._clock = clock
         self._degraded = False
@@ -121,32 +146,33 @@ class ResilientStorage:
         """Await a Redis operation for at most the timeout, unless the delay is our own.
 
         A wall-clock bound cannot tell a slow Redis from a busy process: under a burst, calls
-        queue for a pooled connection and answers sit unread while other requests run. When
-        the bound expires while calls are queued beyond the pool, or while other calls got
-        their answers within the last timeout, Redis is alive and the delay is ours: the wait
-        is extended (up to HARD_TIMEOUT_SECONDS) instead of declaring an outage and counting
-        this request in memory, which would let the burst exceed the shared limit.
+        queue for a pooled connection and answers sit unread while other requests run. So
+        when the bound expires while other Redis calls of this process are in flight, or one
+        got its answer within the last timeout, the wait is extended (up to
+        HARD_TIMEOUT_SECONDS) instead of declaring an outage and counting this request in
+        memory, which would let the burst exceed the shared limit. A lone call that gets no
+        answer gives up after the timeout.
         """
         loop = asyncio.get_running_loop()
         task = asyncio.ensure_future(awaitable)
         started = loop.time()
         wait = self._timeout
-        self._in_flight += 1
+        ResilientStorage._in_flight += 1
         try:
             while True:
                 done, _ = await asyncio.wait({task}, timeout=wait)
                 now = loop.time()
                 if done:
                     result = task.result()
-                    self._last_answer = now
+                    ResilientStorage._last_answer = now
                     return result
-                queued = self._in_flight > REDIS_MAX_CONNECTIONS
-                answering = now - self._last_answer <= self._timeout
-                if now - started >= self._hard_timeout or not (queued or answering):
+                busy = ResilientStorage._in_flight > 1
+                answering = now - ResilientStorage._last_answer <= self._timeout
+                if now - started >= self._hard_timeout or not (busy or answering):
                     raise TimeoutError(f"Redis gave no answer within {self._timeout:g}s")
                 wait = min(self._timeout, self._hard_timeout - (now - started))
         finally:
-            self._in_flight -= 1
+            ResilientStorage._in_flight -= 1
             if not task.done():
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, *REDIS_FAULTS):

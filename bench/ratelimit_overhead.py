@@ -1,0 +1,179 @@
+"""Rate limiter overhead per request: memory, Redis on loopback, Redis refused and Redis hung.
+
+    .venv/bin/python bench/ratelimit_overhead.py [--requests 2000] [--redis redis://127.0.0.1:6379/0]
+
+Each scenario serves the same app in-process (httpx ASGI transport, no network between client
+and app) and times sequential requests to a route without a limit and to one with a limit
+(`rate_limit(RuleName.API)`, quota high enough never to refuse). The difference is what the
+limiter adds: two Lua calls on Redis (the hit and the window stats for the RateLimit headers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import secrets
+import socket
+import statistics
+import tempfile
+import threading
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Annotated
+
+import httpx
+from asgi_lifespan import LifespanManager
+from fastapi import Depends
+
+from agentkeep.app import create_app
+from agentkeep.config import Settings
+from agentkeep.ratelimit.dependency import rate_limit
+from agentkeep.ratelimit.errors import RateLimitDecision
+from agentkeep.ratelimit.rules import RuleName
+
+
+class SilentServer:
+    """Accepts TCP connections and never answers: a hung Redis."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(128)
+        self.port = int(self.sock.getsockname()[1])
+        self.clients: list[socket.socket] = []
+        self.stopped = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        self.sock.settimeout(0.05)
+        while not self.stopped.is_set():
+            try:
+                self.clients.append(self.sock.accept()[0])
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+
+    def close(self) -> None:
+        self.stopped.set()
+        for client in self.clients:
+            client.close()
+        self.sock.close()
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@asynccontextmanager
+async def serve(redis_url: str | None, database: Path) -> AsyncIterator[httpx.AsyncClient]:
+    settings = Settings(
+        _env_file=None,
+        jwt_secret=secrets.token_urlsafe(48),
+        database_url=f"sqlite+aiosqlite:///{database}",
+        redis_url=redis_url,
+        redis_key_prefix=f"agentkeep-bench-{secrets.token_hex(4)}",
+        rate_limit_api="100000000/minute",
+        log_level="ERROR",
+    )
+    app = create_app(settings)
+
+    @app.get("/bench/plain")
+    async def plain() -> dict[str, bool]:
+        return {"ok": True}
+
+    @app.get("/bench/limited")
+    async def limited(
+        decision: Annotated[RateLimitDecision, Depends(rate_limit(RuleName.API))],
+    ) -> dict[str, bool]:
+        return {"ok": decision.allowed}
+
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app, client=("198.51.100.9", 40000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://bench") as http:
+            yield http
+
+
+async def timings(http: httpx.AsyncClient, path: str, count: int) -> list[float]:
+    for _ in range(min(100, count)):  # warm-up
+        await http.get(path)
+    samples = []
+    for _ in range(count):
+        started = time.perf_counter()
+        response = await http.get(path)
+        samples.append((time.perf_counter() - started) * 1000)
+        assert response.status_code == 200, response.text
+    return samples
+
+
+def quantile(samples: list[float], q: float) -> float:
+    return statistics.quantiles(samples, n=100, method="inclusive")[int(q * 100) - 1]
+
+
+async def scenario(name: str, redis_url: str | None, count: int, database: Path) -> dict[str, float | str]:
+    async with serve(redis_url, database) as http:
+        # Interleave the two routes so drift affects both alike.
+        plain: list[float] = []
+        limited: list[float] = []
+        for _ in range(4):
+            plain += await timings(http, "/bench/plain", count // 4)
+            limited += await timings(http, "/bench/limited", count // 4)
+    return {
+        "scenario": name,
+        "plain_p50": statistics.median(plain),
+        "limited_p50": statistics.median(limited),
+        "added_p50": statistics.median(limited) - statistics.median(plain),
+        "plain_p99": quantile(plain, 0.99),
+        "limited_p99": quantile(limited, 0.99),
+        "added_p99": quantile(limited, 0.99) - quantile(plain, 0.99),
+        "limited_max": max(limited),
+    }
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
+    args = parser.parse_args()
+
+    silent = SilentServer()
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        database = Path(folder) / "bench.db"
+        try:
+            for name, url in [
+                ("memory (no REDIS_URL)", None),
+                ("Redis on loopback", args.redis),
+                ("Redis refused (port closed)", f"redis://127.0.0.1:{closed_port()}/0"),
+                ("Redis hung (accepts, never answers)", f"redis://127.0.0.1:{silent.port}/0"),
+            ]:
+                rows.append(await scenario(name, url, args.requests, database))
+        finally:
+            silent.close()
+
+    print(f"{args.requests} sequential requests per route, times in ms")
+    columns = [
+        "plain_p50",
+        "limited_p50",
+        "added_p50",
+        "plain_p99",
+        "limited_p99",
+        "added_p99",
+        "limited_max",
+    ]
+    print(
+        "| scenario | p50 no limit | p50 limited | added p50 "
+        "| p99 no limit | p99 limited | added p99 | max limited |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for row in rows:
+        cells = " | ".join(f"{row[column]:.2f}" for column in columns)
+        print(f"| {row['scenario']} | {cells} |")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -31,6 +31,7 @@ from agentkeep.app import create_app
 from agentkeep.config import Settings
 from agentkeep.ratelimit.dependency import rate_limit
 from agentkeep.ratelimit.errors import RateLimitDecision
+from agentkeep.ratelimit.limiter import RateLimiter
 from agentkeep.ratelimit.rules import RuleName
 
 
@@ -134,6 +135,35 @@ async def scenario(name: str, redis_url: str | None, count: int, database: Path)
     }
 
 
+async def limiter_alone(name: str, redis_url: str | None, count: int) -> dict[str, float | str]:
+    """The limiter's own cost (hit + window stats through the fallback layer), no HTTP."""
+    settings = Settings(
+        _env_file=None,
+        jwt_secret=secrets.token_urlsafe(48),
+        redis_url=redis_url,
+        redis_key_prefix=f"agentkeep-bench-{secrets.token_hex(4)}",
+        rate_limit_api="100000000/minute",
+        log_level="ERROR",
+    )
+    limiter = RateLimiter.from_settings(settings)
+    await limiter.start()
+    samples = []
+    try:
+        for n in range(count + 100):
+            started = time.perf_counter()
+            await limiter.hit(RuleName.API, "principal:bench")
+            if n >= 100:
+                samples.append((time.perf_counter() - started) * 1000)
+    finally:
+        await limiter.close()
+    return {
+        "scenario": name,
+        "p50": statistics.median(samples),
+        "p99": quantile(samples, 0.99),
+        "max": max(samples),
+    }
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000)
@@ -142,6 +172,7 @@ async def main() -> None:
 
     silent = SilentServer()
     rows = []
+    alone = []
     with tempfile.TemporaryDirectory() as folder:
         database = Path(folder) / "bench.db"
         try:
@@ -151,9 +182,17 @@ async def main() -> None:
                 ("Redis refused (port closed)", f"redis://127.0.0.1:{closed_port()}/0"),
                 ("Redis hung (accepts, never answers)", f"redis://127.0.0.1:{silent.port}/0"),
             ]:
+                alone.append(await limiter_alone(name, url, args.requests))
                 rows.append(await scenario(name, url, args.requests, database))
         finally:
             silent.close()
+
+    print(f"limiter.hit alone (hit + window stats), {args.requests} sequential calls, ms")
+    print("| scenario | p50 | p99 | max |")
+    print("|---|---:|---:|---:|")
+    for row in alone:
+        print(f"| {row['scenario']} | {row['p50']:.3f} | {row['p99']:.3f} | {row['max']:.3f} |")
+    print()
 
     print(f"{args.requests} sequential requests per route, times in ms")
     columns = [

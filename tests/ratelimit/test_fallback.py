@@ -163,3 +163,23 @@ async def test_a_hung_redis_costs_one_short_timeout_then_memory_answers(
     # Generous bounds: the first request waits for the timeout, the others not at all.
     assert first_took < 2
     assert rest_took < 1
+
+
+async def test_a_burst_against_a_hung_redis_waits_at_most_the_hard_bound_and_still_limits(
+    silent_server: SilentServer, make_settings: Callable[..., Settings], sqlite_url: str
+) -> None:
+    settings = make_settings(
+        database_url=sqlite_url,
+        redis_url=f"redis://127.0.0.1:{silent_server.port}/0",
+        rate_limit_auth="3/minute",
+        rate_limit_redis_retry_seconds=60,
+    )
+    async with limited_app(settings) as subject:
+        started = time.monotonic()
+        responses = await asyncio.gather(*(subject.http.post("/_test/login") for _ in range(10)))
+        took = time.monotonic() - started
+
+    statuses = sorted(response.status_code for response in responses)
+    assert statuses == [200] * 3 + [429] * 7
+    # In-flight calls extend each other's wait up to the 1 s hard bound, not beyond (generous).
+    assert took < 4

@@ -16,6 +16,7 @@ from agentkeep.db.engine import create_engine, create_sessionmaker
 from agentkeep.errors import install_error_handlers
 from agentkeep.observability.middleware import RequestIdMiddleware, UnhandledErrorMiddleware
 from agentkeep.ratelimit.limiter import RateLimiter
+from agentkeep.ratelimit.lockout import LoginThrottle
 from agentkeep.redis_client import create_redis
 from agentkeep.security.client_ip import parse_networks
 
@@ -35,6 +36,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.redis = create_redis(settings.redis_url.get_secret_value()) if settings.redis_url else None
     app.state.rate_limiter = RateLimiter.from_settings(settings)
     await app.state.rate_limiter.start()
+    app.state.login_throttle = LoginThrottle(app.state.rate_limiter, settings.account_lockout_seconds)
     logger.info(
         "started",
         environment=settings.environment,

@@ -15,7 +15,7 @@ from fastapi import Depends, FastAPI
 
 from agentkeep.app import create_app
 from agentkeep.config import Settings
-from agentkeep.ratelimit.dependency import principal_key, rate_limit
+from agentkeep.ratelimit.dependency import LoginThrottleDep, principal_key, rate_limit
 from agentkeep.ratelimit.errors import RateLimitDecision
 from agentkeep.ratelimit.limiter import RateLimitedEvent, RateLimiter
 from agentkeep.ratelimit.rules import RuleName
@@ -47,6 +47,12 @@ def add_test_routes(app: FastAPI) -> None:
         decision: Annotated[RateLimitDecision, Depends(rate_limit(RuleName.API, key=user_key))],
     ) -> dict[str, Any]:
         return {"remaining": decision.remaining}
+
+    @app.post("/_test/accounts/{username}/failures")
+    async def fail_login(username: str, throttle: LoginThrottleDep) -> dict[str, Any]:
+        # What the login service will do on a wrong password, through the app's own throttle.
+        locked_now = await throttle.register_failure(username)
+        return {"locked_now": locked_now, "retry_after": await throttle.is_locked(username)}
 
     @app.post(
         "/_test/users/{user_id}/runs",

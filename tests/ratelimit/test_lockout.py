@@ -91,3 +91,14 @@ async def test_the_lock_expires_by_itself(limit_settings: Callable[..., Settings
         assert await throttle.is_locked("dave") == 1
         await asyncio.sleep(2.2)
         assert await throttle.is_locked("dave") is None
+
+
+async def test_the_app_hands_out_a_throttle_configured_from_settings(
+    limit_settings: Callable[..., Settings],
+) -> None:
+    settings = limit_settings(rate_limit_login_failures="3/15 minutes", account_lockout_seconds=120)
+    async with limited_app(settings) as subject:
+        answers = [(await subject.http.post("/_test/accounts/Erin/failures")).json() for _ in range(3)]
+
+    assert [answer["locked_now"] for answer in answers] == [False, False, True]
+    assert answers[-1]["retry_after"] in range(110, 121)

@@ -15,6 +15,7 @@ from fastapi import Depends, Request, Response
 from agentkeep.context import RequestContext, RequestContextDep
 from agentkeep.ratelimit.errors import RateLimitDecision, RateLimitExceeded
 from agentkeep.ratelimit.limiter import RateLimitedEvent, RateLimiter
+from agentkeep.ratelimit.lockout import LoginThrottle
 from agentkeep.ratelimit.rules import RuleName
 
 # Requests without a peer address (only seen in-process) share one bucket.
@@ -27,6 +28,14 @@ def get_rate_limiter(request: Request) -> RateLimiter:
 
 
 RateLimiterDep = Annotated[RateLimiter, Depends(get_rate_limiter)]
+
+
+def get_login_throttle(request: Request) -> LoginThrottle:
+    throttle: LoginThrottle = request.app.state.login_throttle
+    return throttle
+
+
+LoginThrottleDep = Annotated[LoginThrottle, Depends(get_login_throttle)]
 
 
 def client_ip_key(context: RequestContextDep) -> str:

@@ -1,6 +1,7 @@
 """Limit storage that survives Redis faults: Redis first, in-process memory while it fails.
 
-Every Redis call is bounded (RATE_LIMIT_REDIS_TIMEOUT, 100 ms by default). A failure or a
+Every Redis call is bounded (RATE_LIMIT_REDIS_TIMEOUT, 100 ms by default; up to
+HARD_TIMEOUT_SECONDS while a burst keeps the process busy, see `_bounded`). A failure or a
 timeout switches the process to its own MemoryStorage, so requests are still limited (per
 instance) and never wait on a dead Redis; the switch is logged once per outage and counted.
 While degraded, one request every RATE_LIMIT_REDIS_RETRY_SECONDS tries Redis again, and the

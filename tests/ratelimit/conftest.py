@@ -37,7 +37,7 @@ user_key = principal_key(principal_from_path)
 def add_test_routes(app: FastAPI) -> None:
     @app.post("/_test/login")
     async def login(
-        decision: Annotated[RateLimitDecision, Depends(rate_limit(RuleName.AUTH))],
+        decision: Annotated[RateLimitDecision, Depends(rate_limit(RuleName.AUTH, report_remaining=True))],
     ) -> dict[str, Any]:
         return {"remaining": decision.remaining}
 

@@ -73,8 +73,12 @@ async def test_several_rules_on_one_route_are_all_listed(limit_settings: Callabl
 
     assert first.status_code == 200
     assert first.headers["ratelimit-policy"] == '"api";q=100;w=60, "runs";q=2;w=60'
+    # The hot path skips the second Redis call: no remaining count unless asked for.
+    assert "ratelimit" not in first.headers
     assert refused.status_code == 429
     assert refused.headers["ratelimit-policy"] == '"runs";q=2;w=60'
+    assert refused.headers["ratelimit"].startswith('"runs";r=0;t=')
+    assert int(refused.headers["retry-after"]) >= 1
 
 
 async def test_principal_limits_are_per_principal(limit_settings: Callable[..., Settings]) -> None:

@@ -59,15 +59,20 @@ def _append_headers(response: Response, decision: RateLimitDecision) -> None:
         ("RateLimit-Policy", decision.policy_header()),
         ("RateLimit", decision.state_header()),
     ):
+        if value is None:
+            continue
         existing = response.headers.get(name)
         response.headers[name] = f"{existing}, {value}" if existing else value
 
 
 def rate_limit(
-    rule: RuleName, key: Callable[..., Any] = client_ip_key
+    rule: RuleName, key: Callable[..., Any] = client_ip_key, *, report_remaining: bool = False
 ) -> Callable[..., Awaitable[RateLimitDecision]]:
     """A dependency that counts the request against `rule`, keyed by what `key` returns
-    (itself a dependency); 429 with Retry-After when the limit is reached."""
+    (itself a dependency); 429 with Retry-After and the RateLimit fields when the limit is
+    reached. Allowed responses carry RateLimit-Policy, and RateLimit (the remaining quota)
+    only with `report_remaining`, which costs a second Redis call per request: worth it on
+    low-volume routes such as login, not on the hot API path."""
 
     async def dependency(
         request: Request,
@@ -76,7 +81,7 @@ def rate_limit(
         context: RequestContextDep,
         value: Annotated[str, Depends(key)],
     ) -> RateLimitDecision:
-        decision = await limiter.hit(rule, value)
+        decision = await limiter.hit(rule, value, with_state=report_remaining)
         if not decision.allowed:
             await limiter.report_exceeded(_event(decision, request, context))
             raise RateLimitExceeded(decision)

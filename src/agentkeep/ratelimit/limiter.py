@@ -71,22 +71,30 @@ class RateLimiter:
     def identity(self, value: str) -> str:
         return keyed_hash(self._hash_key, value)
 
-    async def hit(self, rule_name: RuleName, value: str, *, cost: int = 1) -> RateLimitDecision:
-        """Count one request of `value` (an IP, a user id...) against a rule."""
+    async def hit(
+        self, rule_name: RuleName, value: str, *, cost: int = 1, with_state: bool = False
+    ) -> RateLimitDecision:
+        """Count one request of `value` (an IP, a user id...) against a rule.
+
+        A refusal always carries the window state (for Retry-After). An allowed hit carries it
+        only `with_state`, which costs a second Redis call.
+        """
         rule = self.rules[rule_name]
         identity = self.identity(value)
-        return await self.hit_identity(rule, identity, cost=cost)
+        return await self.hit_identity(rule, identity, cost=cost, with_state=with_state)
 
-    async def hit_identity(self, rule: Rule, identity: str, *, cost: int = 1) -> RateLimitDecision:
+    async def hit_identity(
+        self, rule: Rule, identity: str, *, cost: int = 1, with_state: bool = False
+    ) -> RateLimitDecision:
         async def operation(strategy: MovingWindowRateLimiter) -> RateLimitDecision:
             allowed = await strategy.hit(rule.item, rule.name, identity, cost=cost)
-            reset_at, remaining = await strategy.get_window_stats(rule.item, rule.name, identity)
+            remaining: int | None = None
+            reset_after: float | None = None
+            if with_state or not allowed:
+                reset_at, remaining = await strategy.get_window_stats(rule.item, rule.name, identity)
+                reset_after = max(0.0, reset_at - time.time())
             return RateLimitDecision(
-                rule=rule,
-                identity=identity,
-                allowed=allowed,
-                remaining=remaining,
-                reset_after=max(0.0, reset_at - time.time()),
+                rule=rule, identity=identity, allowed=allowed, remaining=remaining, reset_after=reset_after
             )
 
         return await self.storage.run(operation)

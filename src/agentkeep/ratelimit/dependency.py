@@ -77,10 +77,12 @@ def rate_limit(
     async def dependency(
         request: Request,
         response: Response,
-        limiter: RateLimiterDep,
         context: RequestContextDep,
         value: Annotated[str, Depends(key)],
     ) -> RateLimitDecision:
+        # Read from the app state directly: each sub-dependency costs FastAPI measurable time
+        # on every request of the hot path.
+        limiter = get_rate_limiter(request)
         decision = await limiter.hit(rule, value, with_state=report_remaining)
         if not decision.allowed:
             await limiter.report_exceeded(_event(decision, request, context))

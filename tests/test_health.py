@@ -65,8 +65,31 @@ async def test_health_answers_503_quickly_when_dependencies_are_down(
         body = response.json()
         assert body["status"] == "fail"
         assert body["checks"]["database"]["status"] == "fail"
-        assert body["checks"]["redis"]["status"] == "fail"
+        # Redis has fallbacks: its own check only degrades; the database fails the probe.
+        assert body["checks"]["redis"]["status"] == "degraded"
         assert "password" not in response.text
+
+
+async def test_health_is_degraded_not_failed_when_only_redis_is_down(
+    make_settings: Callable[..., Settings], sqlite_url: str
+) -> None:
+    settings = make_settings(
+        database_url=sqlite_url,
+        redis_url=f"redis://127.0.0.1:{free_port()}/0",
+        health_check_timeout=1.0,
+    )
+    app = create_app(settings)
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            for path in ("/health", "/health/ready"):
+                response = await http.get(path)
+                assert response.status_code == 200
+                body = response.json()
+                assert body["status"] == "degraded"
+                assert body["checks"]["database"]["status"] == "ok"
+                assert body["checks"]["redis"]["status"] == "degraded"
+                assert body["checks"]["redis"]["error"]
 
 
 @pytest.fixture

@@ -17,6 +17,8 @@ from agentkeep.errors import install_error_handlers
 from agentkeep.observability.metrics import Metrics, MetricsMiddleware
 from agentkeep.observability.middleware import RequestIdMiddleware, UnhandledErrorMiddleware
 from agentkeep.profile import relaxed_safeguards
+from agentkeep.ratelimit.limiter import RateLimiter
+from agentkeep.ratelimit.lockout import LoginThrottle
 from agentkeep.redis_client import create_redis
 from agentkeep.security.body_limit import BodyLimitMiddleware
 from agentkeep.security.client_ip import parse_networks
@@ -44,6 +46,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.token_codec = TokenCodec.from_settings(settings)
     app.state.password_hasher = PasswordHasher(default_concurrency(settings.password_hash_concurrency))
     await app.state.password_hasher.prepare()
+    app.state.rate_limiter = RateLimiter.from_settings(settings)
+    await app.state.rate_limiter.start()
+    app.state.login_throttle = LoginThrottle(app.state.rate_limiter, settings.account_lockout_seconds)
     logger.info(
         "started",
         environment=settings.environment,
@@ -54,6 +59,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         app.state.password_hasher.close()
+        await app.state.rate_limiter.close()
         if app.state.redis is not None:
             await app.state.redis.aclose()
         await engine.dispose()

@@ -10,6 +10,7 @@ import re
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
+from limits import RateLimitItem, parse_many
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
@@ -80,6 +81,21 @@ def _split_commas(value: Any) -> Any:
     return value
 
 
+def parse_rate_limit(notation: str) -> RateLimitItem:
+    """Parse one limit in the `limits` notation ("5/minute", "10 per 15 minutes")."""
+    try:
+        items = parse_many(notation)
+    except ValueError:
+        raise ValueError(
+            f"{notation!r} is not a rate limit; use the form '5/minute' or '10 per 15 minutes'"
+        ) from None
+    if len(items) != 1:
+        raise ValueError(f"{notation!r} names {len(items)} limits; give exactly one")
+    if items[0].amount < 1:
+        raise ValueError(f"{notation!r} allows nothing; the amount must be at least 1")
+    return items[0]
+
+
 def normalise_database_url(raw: str) -> str:
     """Map `postgresql://` and `sqlite://` URLs to the async drivers AgentKeep uses."""
     try:
@@ -143,7 +159,16 @@ class Settings(BaseSettings):
     allowed_hosts: CommaList = Field(default_factory=list)
     trusted_proxies: CommaList = Field(default_factory=list)
 
+    # Rate limits in the `limits` notation; see docs/ratelimit.md.
     rate_limit_auth: str = "5/minute"
+    rate_limit_login_failures: str = "10/15 minutes"
+    account_lockout_seconds: int = Field(default=900, ge=1, le=86_400)
+    rate_limit_api: str = "600/minute"
+    rate_limit_runs: str = "30/minute"
+    # Bound on every Redis call the limiter makes, and the pause between reconnection probes
+    # while it serves from its in-process fallback.
+    rate_limit_redis_timeout: float = Field(default=0.1, gt=0, le=5)
+    rate_limit_redis_retry_seconds: float = Field(default=5.0, gt=0, le=300)
 
     openai_base_url: str | None = None
     openai_api_key: SecretStr | None = None
@@ -203,6 +228,12 @@ class Settings(BaseSettings):
         if len(value.get_secret_value()) < 24:
             raise ValueError("must be at least 24 characters; generate one with `agentkeep gen-secret`")
         return value
+
+    @field_validator("rate_limit_auth", "rate_limit_login_failures", "rate_limit_api", "rate_limit_runs")
+    @classmethod
+    def _valid_rate_limit(cls, value: str) -> str:
+        parse_rate_limit(value)
+        return value.strip()
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 
 from agentkeep.dependencies import EngineDep, RedisDep, SettingsDep
 from agentkeep.health import service
@@ -11,14 +11,20 @@ from agentkeep.health.schemas import HealthReport, LiveReport
 router = APIRouter(tags=["health"])
 
 _READY_RESPONSES: dict[int | str, dict[str, object]] = {
-    503: {"model": HealthReport, "description": "A dependency failed its check"}
+    503: {"model": HealthReport, "description": "The database failed its check"}
 }
 
 
 async def _ready(
-    response: Response, engine: EngineDep, redis: RedisDep, settings: SettingsDep
+    request: Request, response: Response, engine: EngineDep, redis: RedisDep, settings: SettingsDep
 ) -> HealthReport:
-    report = await service.readiness(engine, redis, settings.health_check_timeout)
+    limiter = getattr(request.app.state, "rate_limiter", None)
+    report = await service.readiness(
+        engine,
+        redis,
+        settings.health_check_timeout,
+        limiter_degraded=limiter is not None and limiter.degraded,
+    )
     response.headers["Cache-Control"] = "no-store"
     if report.status == "fail":
         response.status_code = 503
@@ -27,18 +33,19 @@ async def _ready(
 
 @router.get("/health", response_model=HealthReport, responses=_READY_RESPONSES)
 async def health(
-    response: Response, engine: EngineDep, redis: RedisDep, settings: SettingsDep
+    request: Request, response: Response, engine: EngineDep, redis: RedisDep, settings: SettingsDep
 ) -> HealthReport:
-    """Check the database (and Redis when configured); 503 when one of them fails."""
-    return await _ready(response, engine, redis, settings)
+    """Check the database (and Redis when configured); 503 when the database fails, 200 with
+    `degraded` when only Redis does (rate limits then hold per instance)."""
+    return await _ready(request, response, engine, redis, settings)
 
 
 @router.get("/health/ready", response_model=HealthReport, responses=_READY_RESPONSES)
 async def ready(
-    response: Response, engine: EngineDep, redis: RedisDep, settings: SettingsDep
+    request: Request, response: Response, engine: EngineDep, redis: RedisDep, settings: SettingsDep
 ) -> HealthReport:
     """Readiness probe for load balancers: the same checks as /health."""
-    return await _ready(response, engine, redis, settings)
+    return await _ready(request, response, engine, redis, settings)
 
 
 @router.get("/health/live", response_model=LiveReport)

@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from agentkeep.health.schemas import CheckResult, HealthReport
+from agentkeep.health.schemas import CheckResult, CheckStatus, HealthReport
 
 logger = structlog.get_logger("agentkeep.health")
 
@@ -46,14 +46,35 @@ async def check_redis(redis: Redis, seconds: float) -> CheckResult:
     return await _timed(probe, seconds)
 
 
-async def readiness(engine: AsyncEngine, redis: Redis | None, seconds: float) -> HealthReport:
+def _degrade(result: CheckResult, limiter_degraded: bool) -> CheckResult:
+    """Redis has fallbacks (rate limits fall back to process memory): its failure degrades
+    the service instead of failing it."""
+    if result.status == "fail":
+        return result.model_copy(update={"status": "degraded"})
+    if limiter_degraded:
+        return result.model_copy(update={"status": "degraded", "error": "rate limiter on its fallback"})
+    return result
+
+
+async def readiness(
+    engine: AsyncEngine, redis: Redis | None, seconds: float, *, limiter_degraded: bool = False
+) -> HealthReport:
+    """Fail (503) when the database fails; degraded (200) when only Redis does."""
     names = ["database"]
     probes = [check_database(engine, seconds)]
     if redis is not None:
         names.append("redis")
         probes.append(check_redis(redis, seconds))
     results = dict(zip(names, await asyncio.gather(*probes), strict=True))
-    failed = [name for name, result in results.items() if result.status != "ok"]
-    if failed:
-        logger.warning("readiness_failed", failed=failed)
-    return HealthReport(status="fail" if failed else "ok", checks=results)
+    if "redis" in results:
+        results["redis"] = _degrade(results["redis"], limiter_degraded)
+    unhealthy = {name: result.status for name, result in results.items() if result.status != "ok"}
+    if unhealthy:
+        logger.warning("readiness_not_ok", checks=unhealthy)
+    if results["database"].status == "fail":
+        status: CheckStatus = "fail"
+    elif unhealthy:
+        status = "degraded"
+    else:
+        status = "ok"
+    return HealthReport(status=status, checks=results)

@@ -1,0 +1,185 @@
+"""Redis faults: the limiter keeps limiting from memory, says so, and returns to Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+from redis.asyncio import Redis
+from structlog.testing import capture_logs
+
+from agentkeep.config import Settings
+from tests.ratelimit.conftest import LimitedApp, limited_app
+from tests.support.throwaway import ThrowawayRedis, free_port
+
+pytestmark = pytest.mark.redis
+
+
+@pytest.fixture
+def throwaway_redis() -> Iterator[ThrowawayRedis]:
+    server = ThrowawayRedis()
+    try:
+        server.start()
+    except AssertionError:
+        pytest.skip("redis-server is not installed")
+    yield server
+    server.stop()
+
+
+async def _statuses(subject: LimitedApp, count: int) -> list[int]:
+    return [(await subject.http.post("/_test/login")).status_code for _ in range(count)]
+
+
+def _degraded(subject: LimitedApp) -> bool:
+    return subject.limiter.degraded
+
+
+async def _redis_keys(url: str, prefix: str) -> int:
+    client = Redis.from_url(url)
+    try:
+        return len(await client.keys(f"{prefix}:ratelimit:LIMITER/auth/*"))
+    finally:
+        await client.aclose()
+
+
+async def test_fallback_when_redis_stops_and_return_when_it_is_back(
+    throwaway_redis: ThrowawayRedis, make_settings: Callable[..., Settings], sqlite_url: str
+) -> None:
+    settings = make_settings(
+        database_url=sqlite_url,
+        redis_url=throwaway_redis.url,
+        rate_limit_auth="3/minute",
+        rate_limit_redis_retry_seconds=0.3,
+        health_check_timeout=0.5,
+    )
+    async with limited_app(settings) as subject:
+        assert await _statuses(subject, 2) == [200, 200]
+        assert await _redis_keys(throwaway_redis.url, settings.redis_key_prefix) == 1
+        assert (await subject.http.get("/health")).json()["status"] == "ok"
+
+        throwaway_redis.stop()
+        with capture_logs() as logs:
+            # Memory starts empty: the instance allows its own 3, then refuses. Never a 500.
+            down = await _statuses(subject, 6)
+            await asyncio.sleep(0.35)
+            down += await _statuses(subject, 2)  # a probe fails: still one outage
+        assert down == [200, 200, 200, 429, 429, 429, 429, 429]
+        assert _degraded(subject)
+        assert subject.limiter.storage.outages == 1
+        assert subject.limiter.storage.fallback_operations >= 8
+        assert [entry["event"] for entry in logs].count("rate_limit_redis_unavailable") == 1
+        health = await subject.http.get("/health")
+        assert health.status_code == 200
+        assert health.json()["status"] == "degraded"
+        assert health.json()["checks"]["redis"]["status"] == "degraded"
+
+        throwaway_redis.start()
+        await asyncio.sleep(0.35)
+        back = await _statuses(subject, 1)
+        assert back == [200]
+        assert not _degraded(subject)
+        assert await _redis_keys(throwaway_redis.url, settings.redis_key_prefix) == 1
+        # Redis alone decides again: its window (fresh after the restart) has 2 left.
+        assert await _statuses(subject, 3) == [200, 200, 429]
+        health = await subject.http.get("/health")
+        assert (health.status_code, health.json()["status"]) == (200, "ok")
+
+
+async def test_unreachable_redis_from_the_start_still_limits_and_never_500s(
+    make_settings: Callable[..., Settings], sqlite_url: str
+) -> None:
+    settings = make_settings(
+        database_url=sqlite_url,
+        redis_url=f"redis://127.0.0.1:{free_port()}/0",
+        rate_limit_auth="2/minute",
+    )
+    async with limited_app(settings) as subject:
+        assert await _statuses(subject, 4) == [200, 200, 429, 429]
+        assert subject.limiter.degraded
+
+
+class SilentServer:
+    """Accepts TCP connections and never answers: a hung Redis."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = int(self.sock.getsockname()[1])
+        self.clients: list[socket.socket] = []
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        self.sock.settimeout(0.05)
+        while not self._stop.is_set():
+            try:
+                connection, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.clients.append(connection)
+
+    def close(self) -> None:
+        self._stop.set()
+        self.thread.join(timeout=2)
+        for client in self.clients:
+            client.close()
+        self.sock.close()
+
+
+@pytest.fixture
+def silent_server() -> Iterator[SilentServer]:
+    server = SilentServer()
+    yield server
+    server.close()
+
+
+async def test_a_hung_redis_costs_one_short_timeout_then_memory_answers(
+    silent_server: SilentServer, make_settings: Callable[..., Settings], sqlite_url: str
+) -> None:
+    settings = make_settings(
+        database_url=sqlite_url,
+        redis_url=f"redis://127.0.0.1:{silent_server.port}/0",
+        rate_limit_auth="3/minute",
+        rate_limit_redis_timeout=0.1,
+        rate_limit_redis_retry_seconds=60,
+    )
+    async with limited_app(settings) as subject:
+        started = time.monotonic()
+        first = await _statuses(subject, 1)
+        first_took = time.monotonic() - started
+        started = time.monotonic()
+        rest = await _statuses(subject, 4)
+        rest_took = time.monotonic() - started
+
+    assert first + rest == [200, 200, 200, 429, 429]
+    # Generous bounds: the first request waits for the timeout, the others not at all.
+    assert first_took < 2
+    assert rest_took < 1
+
+
+async def test_a_burst_against_a_hung_redis_waits_at_most_the_hard_bound_and_still_limits(
+    silent_server: SilentServer, make_settings: Callable[..., Settings], sqlite_url: str
+) -> None:
+    settings = make_settings(
+        database_url=sqlite_url,
+        redis_url=f"redis://127.0.0.1:{silent_server.port}/0",
+        rate_limit_auth="3/minute",
+        rate_limit_redis_retry_seconds=60,
+    )
+    async with limited_app(settings) as subject:
+        started = time.monotonic()
+        responses = await asyncio.gather(*(subject.http.post("/_test/login") for _ in range(10)))
+        took = time.monotonic() - started
+
+    statuses = sorted(response.status_code for response in responses)
+    assert statuses == [200] * 3 + [429] * 7
+    # In-flight calls extend each other's wait up to the 1 s hard bound, not beyond (generous).
+    assert took < 4

@@ -21,8 +21,8 @@ from tests.support.databases import (
     drop_postgres_database,
     migrate,
     postgres_answers,
-    services_required,
     truncate_all,
+    unavailable,
 )
 
 BACKENDS = ["sqlite", "postgres"]
@@ -32,13 +32,6 @@ def pytest_configure(config: pytest.Config) -> None:
     # The operator's shell must not leak settings into tests: each test states its own.
     for name in Settings.model_fields:
         os.environ.pop(name.upper(), None)
-
-
-def _unavailable(what: str) -> None:
-    message = f"{what} is not answering"
-    if services_required():
-        pytest.fail(f"{message}, and AGENTKEEP_TEST_REQUIRE_SERVICES makes it mandatory")
-    pytest.skip(message)
 
 
 async def redis_answers(url: str = REDIS_URL) -> bool:
@@ -91,9 +84,9 @@ async def database_url(
 ) -> AsyncIterator[str]:
     if backend == "postgres":
         if postgres_url is None:
-            _unavailable("PostgreSQL")
+            unavailable("PostgreSQL")
         if not redis_available:
-            _unavailable("Redis")
+            unavailable("Redis")
         assert postgres_url is not None
         url = postgres_url
     else:

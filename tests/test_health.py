@@ -11,6 +11,7 @@ from asgi_lifespan import LifespanManager
 
 from agentkeep.app import create_app
 from agentkeep.config import Settings
+from tests.support.databases import unavailable
 from tests.support.throwaway import ThrowawayPostgres, free_port, postgres_binaries_available
 
 
@@ -95,7 +96,7 @@ async def test_health_is_degraded_not_failed_when_only_redis_is_down(
 @pytest.fixture
 def throwaway_postgres() -> Iterator[ThrowawayPostgres]:
     if not postgres_binaries_available():
-        pytest.skip("PostgreSQL server binaries are not installed")
+        unavailable("PostgreSQL server binaries")
     server = ThrowawayPostgres().init()
     server.start()
     yield server

@@ -20,7 +20,7 @@ from tests.support.databases import (
     create_postgres_database,
     drop_postgres_database,
     postgres_answers,
-    services_required,
+    unavailable,
 )
 
 
@@ -30,9 +30,7 @@ async def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Asyn
         yield f"sqlite+aiosqlite:///{tmp_path / 'fresh.db'}"
         return
     if not await postgres_answers():
-        if services_required():
-            pytest.fail("PostgreSQL is not answering")
-        pytest.skip("PostgreSQL is not answering")
+        unavailable("PostgreSQL")
     url = await create_postgres_database("agentkeep_migration")
     yield url
     await drop_postgres_database(url)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from agentkeep.audit.router import router as audit_router
 from agentkeep.auth.router import router as auth_router
 from agentkeep.health.router import router as health_router
 from agentkeep.observability.router import router as observability_router
@@ -13,3 +14,4 @@ def mount_routers(app: FastAPI) -> None:
     app.include_router(health_router)
     app.include_router(observability_router)
     app.include_router(auth_router)
+    app.include_router(audit_router)

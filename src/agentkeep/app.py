@@ -11,6 +11,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from agentkeep import __version__
 from agentkeep.api import mount_routers
+from agentkeep.audit.listeners import rate_limited_recorder
 from agentkeep.config import Settings
 from agentkeep.db.engine import create_engine, create_sessionmaker
 from agentkeep.errors import install_error_handlers
@@ -48,6 +49,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     await app.state.password_hasher.prepare()
     app.state.rate_limiter = RateLimiter.from_settings(settings)
     await app.state.rate_limiter.start()
+    app.state.rate_limiter.add_listener(rate_limited_recorder(app.state.sessionmaker, app.state.metrics))
     app.state.login_throttle = LoginThrottle(app.state.rate_limiter, settings.account_lockout_seconds)
     logger.info(
         "started",

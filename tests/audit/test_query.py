@@ -13,9 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agentkeep.app import create_app
 from agentkeep.audit.actions import AuditAction, AuditStatus
-from agentkeep.audit.router import require_audit_reader
-from agentkeep.audit.router import router as audit_router
 from agentkeep.audit.service import record
+from agentkeep.auth.dependencies import get_superuser_principal
 from agentkeep.config import Settings
 from agentkeep.context import RequestContext
 from agentkeep.pagination import decode_cursor, encode_cursor
@@ -27,8 +26,8 @@ ALICE = uuid.UUID(int=11)
 @pytest.fixture
 async def api(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(settings)
-    app.include_router(audit_router)
-    app.dependency_overrides[require_audit_reader] = lambda: object()
+    # Authorization is tested in tests/audit/test_query_access.py; here only the query.
+    app.dependency_overrides[get_superuser_principal] = lambda: object()
     async with LifespanManager(app) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
@@ -129,8 +128,3 @@ def test_cursors_round_trip_and_are_opaque_base64url() -> None:
     assert "+" not in cursor
     assert "/" not in cursor
     assert decode_cursor(cursor) == {"t": "2026-01-01T00:00:00+00:00", "id": "x"}
-
-
-def test_the_reader_dependency_refuses_until_authentication_is_wired() -> None:
-    with pytest.raises(NotImplementedError, match="authentication lands"):
-        require_audit_reader()

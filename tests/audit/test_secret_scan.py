@@ -42,9 +42,7 @@ async def test_secrets_in_any_field_are_never_stored_or_logged(
 
     @app.post("/_test/failure")
     async def failure(audit: AuditDep) -> None:
-        await audit.failure(
-            AuditAction.LOGIN_FAILED, status=AuditStatus.FAILURE, details={"password": PASSWORD}
-        )
+        audit.failure(AuditAction.LOGIN_FAILED, status=AuditStatus.FAILURE, details={"password": PASSWORD})
 
     async with LifespanManager(app) as manager:
         transport = httpx.ASGITransport(app=manager.app)

@@ -14,6 +14,7 @@ from structlog.testing import capture_logs
 
 from agentkeep.config import Settings
 from tests.ratelimit.conftest import LimitedApp, limited_app
+from tests.support.databases import unavailable
 from tests.support.throwaway import ThrowawayRedis, free_port
 
 pytestmark = pytest.mark.redis
@@ -25,7 +26,7 @@ def throwaway_redis() -> Iterator[ThrowawayRedis]:
     try:
         server.start()
     except AssertionError:
-        pytest.skip("redis-server is not installed")
+        unavailable("redis-server")
     yield server
     server.stop()
 

@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 
 from agentkeep.config import Settings
 from tests.ratelimit.conftest import limited_app
-from tests.support.databases import REDIS_URL
+from tests.support.databases import REDIS_URL, unavailable
 
 
 async def test_sixth_attempt_in_a_minute_gets_problem_json_429_with_retry_after(
@@ -177,7 +177,7 @@ async def test_redis_keys_hold_no_address_or_user_id(
     make_settings: Callable[..., Settings], sqlite_url: str, redis_available: bool, kind: str
 ) -> None:
     if not redis_available:
-        pytest.skip("Redis is not answering")
+        unavailable("Redis")
     settings = make_settings(database_url=sqlite_url, redis_url=REDIS_URL)
     user = uuid.uuid4()
     async with limited_app(settings) as subject:

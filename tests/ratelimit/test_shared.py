@@ -15,10 +15,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from agentkeep.app import create_app
 from agentkeep.config import Settings
 from tests.ratelimit.conftest import limited_app
-from tests.support.databases import REDIS_URL
+from tests.support.databases import REDIS_URL, unavailable
 from tests.support.throwaway import free_port
 
 pytestmark = pytest.mark.redis
@@ -32,7 +31,7 @@ def redis_settings(
     make_settings: Callable[..., Settings], sqlite_url: str, redis_available: bool
 ) -> Callable[..., Settings]:
     if not redis_available:
-        pytest.skip("Redis is not answering")
+        unavailable("Redis")
 
     def build(**overrides: object) -> Settings:
         return make_settings(database_url=sqlite_url, redis_url=REDIS_URL, **overrides)
@@ -130,7 +129,7 @@ async def test_two_server_processes_on_one_redis_share_the_limit(
     tmp_path: Path, redis_available: bool
 ) -> None:
     if not redis_available:
-        pytest.skip("Redis is not answering")
+        unavailable("Redis")
     env = _environment(tmp_path, RATE_LIMIT_AUTH="6/minute")
 
     def command(port: int) -> list[str]:
@@ -141,22 +140,12 @@ async def test_two_server_processes_on_one_redis_share_the_limit(
     assert statuses == [200] * 6 + [429] * 6
 
 
-def _login_route_exists() -> bool:
-    settings = Settings(_env_file=None, jwt_secret=secrets.token_urlsafe(48))
-    return any(getattr(route, "path", None) == "/auth/login" for route in create_app(settings).routes)
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(
-    not _login_route_exists(),
-    # Activates when authentication lands: /auth/login carries rate_limit(RuleName.AUTH).
-    reason="POST /auth/login does not exist yet",
-)
 async def test_two_agentkeep_serve_processes_share_the_login_limit(
     tmp_path: Path, redis_available: bool
 ) -> None:
     if not redis_available:
-        pytest.skip("Redis is not answering")
+        unavailable("Redis")
     env = _environment(tmp_path, RATE_LIMIT_AUTH="6/minute")
 
     def command(port: int) -> list[str]:

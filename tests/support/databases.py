@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+from typing import NoReturn
 
+import pytest
 from sqlalchemy import delete, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -21,6 +23,14 @@ REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 def services_required() -> bool:
     """In CI the PostgreSQL + Redis suite must run: a missing service fails instead of skipping."""
     return os.environ.get("AGENTKEEP_TEST_REQUIRE_SERVICES", "").lower() in {"1", "true", "yes"}
+
+
+def unavailable(what: str) -> NoReturn:
+    """Skip locally, fail in CI: the PostgreSQL + Redis suite must never be skipped there."""
+    message = f"{what} is not available"
+    if services_required():
+        pytest.fail(f"{message}, and AGENTKEEP_TEST_REQUIRE_SERVICES makes it mandatory")
+    pytest.skip(message)
 
 
 async def postgres_answers(url: str = ADMIN_URL) -> bool:

@@ -19,6 +19,7 @@ class AuditAction(StrEnum):
     REFRESH_TOKEN_REUSED = "refresh_token_reused"  # noqa: S105 (an event name, not a secret)
     LOGOUT = "logout"
     PASSWORD_CHANGED = "password_changed"  # noqa: S105 (an event name, not a secret)
+    PASSWORD_CHANGE_FAILED = "password_change_failed"  # noqa: S105 (an event name, not a secret)
     ACCOUNT_LOCKED = "account_locked"
     RATE_LIMITED = "rate_limited"
     PERMISSION_DENIED = "permission_denied"
@@ -60,6 +61,7 @@ FAILURE_ACTIONS = frozenset(
     {
         AuditAction.LOGIN_FAILED,
         AuditAction.REGISTER_FAILED,
+        AuditAction.PASSWORD_CHANGE_FAILED,
         AuditAction.REFRESH_TOKEN_REUSED,
         AuditAction.ACCOUNT_LOCKED,
         AuditAction.RATE_LIMITED,

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Annotated, Any
 
 import structlog
-from fastapi import Depends
+from fastapi import Depends, Request
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -31,8 +31,9 @@ from agentkeep.audit.redaction import UnserialisableDetail, clean_optional_text,
 from agentkeep.audit.repository import list_audit_logs
 from agentkeep.audit.schemas import AuditLogFilter, AuditLogPage, AuditLogRead
 from agentkeep.context import RequestContext, RequestContextDep
-from agentkeep.db.session import SessionDep, get_sessionmaker
+from agentkeep.db.session import SessionDep, after_transaction, get_sessionmaker
 from agentkeep.errors import ServiceUnavailable
+from agentkeep.observability.metrics import Metrics
 
 logger = structlog.get_logger("agentkeep.audit")
 
@@ -168,18 +169,24 @@ async def record_failure(
 
 
 class AuditService:
-    """Bound to one request: `await audit.record(AuditAction.AGENT_CREATED, resource_id=...)`."""
+    """Bound to one request: `await audit.record(AuditAction.AGENT_CREATED, resource_id=...)`.
+
+    `record` joins the request's transaction. `failure` is written after that transaction
+    ends, in its own, so it survives the rollback of a failed request and never waits on the
+    chain lock the request may hold.
+    """
 
     def __init__(
         self,
         session: AsyncSession,
         sessionmaker: async_sessionmaker[AsyncSession],
         context: RequestContext,
+        metrics: Metrics | None = None,
     ) -> None:
         self.session = session
         self.sessionmaker = sessionmaker
         self.context = context
-        self._holds_chain = False
+        self.metrics = metrics
 
     async def record(
         self,
@@ -193,23 +200,27 @@ class AuditService:
         status: AuditStatus | str = AuditStatus.SUCCESS,
         details: Mapping[str, Any] | None = None,
     ) -> AppendedRecord:
-        """In the request's transaction (use for changes)."""
-        appended = await record(
-            self.session,
-            action,
-            context=self.context,
-            user_id=user_id,
-            org_id=org_id,
-            actor_type=actor_type,
-            resource_type=resource_type,
-            resource_id=resource_id,
-            status=status,
-            details=details,
-        )
-        self._holds_chain = True
+        """In the request's transaction (use for changes); call it last."""
+        try:
+            appended = await record(
+                self.session,
+                action,
+                context=self.context,
+                user_id=user_id,
+                org_id=org_id,
+                actor_type=actor_type,
+                resource_type=resource_type,
+                resource_id=resource_id,
+                status=status,
+                details=details,
+            )
+        except AuditUnavailable:
+            self._count_failure()
+            raise
+        self._count(str(action))
         return appended
 
-    async def failure(
+    def failure(
         self,
         action: AuditAction | str,
         *,
@@ -220,32 +231,49 @@ class AuditService:
         resource_id: object | None = None,
         status: AuditStatus | str = AuditStatus.FAILURE,
         details: Mapping[str, Any] | None = None,
-    ) -> AppendedRecord:
-        """In its own transaction (use for refusals and failures that roll the request back)."""
-        if self._holds_chain:
-            # The request's transaction holds the chain head until it ends: waiting for it
-            # here would deadlock. Record the failure before any change, or raise instead.
-            raise RuntimeError("audit.failure() after audit.record() in the same request would deadlock")
-        return await record_failure(
-            self.sessionmaker,
-            action,
-            context=self.context,
-            user_id=user_id,
-            org_id=org_id,
-            actor_type=actor_type,
-            resource_type=resource_type,
-            resource_id=resource_id,
-            status=status,
-            details=details,
-        )
+    ) -> None:
+        """Queue a refusal or failure; written once the request's transaction has ended."""
+        # Validate now, so a bad event is a bug in the caller and not a silent loss later.
+        build_pending(action, context=self.context, status=status, actor_type=actor_type, details=details)
+
+        async def write() -> None:
+            try:
+                await record_failure(
+                    self.sessionmaker,
+                    action,
+                    context=self.context,
+                    user_id=user_id,
+                    org_id=org_id,
+                    actor_type=actor_type,
+                    resource_type=resource_type,
+                    resource_id=resource_id,
+                    status=status,
+                    details=details,
+                )
+            except AuditUnavailable:
+                # The request has already failed and changed nothing; its answer stands.
+                self._count_failure()
+                return
+            self._count(str(action))
+
+        after_transaction(self.session, write)
+
+    def _count(self, action: str) -> None:
+        if self.metrics is not None:
+            self.metrics.audit_records.labels(action).inc()
+
+    def _count_failure(self) -> None:
+        if self.metrics is not None:
+            self.metrics.audit_failures.inc()
 
 
 def get_audit_service(
+    request: Request,
     session: SessionDep,
     sessionmaker: Annotated[async_sessionmaker[AsyncSession], Depends(get_sessionmaker)],
     context: RequestContextDep,
 ) -> AuditService:
-    return AuditService(session, sessionmaker, context)
+    return AuditService(session, sessionmaker, context, request.app.state.metrics)
 
 
 AuditDep = Annotated[AuditService, Depends(get_audit_service)]

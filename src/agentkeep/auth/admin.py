@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from agentkeep.auth.service import AuthService
+from agentkeep.audit.actions import ActorType, AuditAction
+from agentkeep.audit.service import record
+from agentkeep.auth.repository import AuthRepository
+from agentkeep.auth.service import create_user
 from agentkeep.config import Settings
+from agentkeep.context import RequestContext
 from agentkeep.db.engine import create_engine, create_sessionmaker
 from agentkeep.security.passwords import PasswordHasher, default_concurrency
-from agentkeep.security.tokens import TokenCodec
 from agentkeep.users.models import User
 
 
 async def create_admin(settings: Settings, username: str, email: str, password: str) -> User:
-    """Create a superuser under the same policy as registration; commit; return it.
+    """Create a superuser under the same policy as registration, audited; commit; return it.
 
     Raises WeakPassword or Conflict (agentkeep.errors.AppError) when refused.
     """
@@ -19,8 +22,19 @@ async def create_admin(settings: Settings, username: str, email: str, password: 
     hasher = PasswordHasher(default_concurrency(settings.password_hash_concurrency))
     try:
         async with create_sessionmaker(engine)() as session:
-            service = AuthService(session, settings, hasher, TokenCodec.from_settings(settings))
-            user = await service.create_user(username, email, password, is_superuser=True)
+            user = await create_user(
+                AuthRepository(session), hasher, username, email, password, is_superuser=True
+            )
+            await record(
+                session,
+                AuditAction.USER_REGISTERED,
+                context=RequestContext.system(),
+                actor_type=ActorType.SYSTEM,
+                user_id=user.id,
+                resource_type="user",
+                resource_id=user.id,
+                details={"username": user.username, "email": user.email, "is_superuser": True, "via": "cli"},
+            )
             await session.commit()
             return user
     finally:

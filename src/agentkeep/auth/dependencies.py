@@ -6,13 +6,17 @@ import uuid
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
+import structlog
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 
+from agentkeep.audit.service import AuditDep
 from agentkeep.auth.errors import NotSuperuser
 from agentkeep.auth.service import AuthService
+from agentkeep.context import RequestContextDep
 from agentkeep.db.session import SessionDep
 from agentkeep.dependencies import SettingsDep
+from agentkeep.ratelimit.dependency import enforce_principal_limit
 from agentkeep.security.passwords import PasswordHasher
 from agentkeep.security.tokens import TokenCodec
 from agentkeep.users.models import User
@@ -48,22 +52,31 @@ def get_token_codec(request: Request) -> TokenCodec:
 
 
 def get_auth_service(
+    request: Request,
     session: SessionDep,
     settings: SettingsDep,
     hasher: Annotated[PasswordHasher, Depends(get_password_hasher)],
     tokens: Annotated[TokenCodec, Depends(get_token_codec)],
+    audit: AuditDep,
 ) -> AuthService:
-    return AuthService(session, settings, hasher, tokens)
+    state = request.app.state
+    return AuthService(session, settings, hasher, tokens, audit, state.login_throttle, state.metrics)
 
 
 AuthServiceDep = Annotated[AuthService, Depends(get_auth_service)]
 
 
 async def get_current_principal(
-    service: AuthServiceDep, token: Annotated[str | None, Depends(bearer_scheme)]
+    request: Request,
+    service: AuthServiceDep,
+    context: RequestContextDep,
+    token: Annotated[str | None, Depends(bearer_scheme)],
 ) -> Principal:
-    """Resolve the bearer token into a Principal, or answer the uniform 401."""
+    """Resolve the bearer token into a Principal (or the uniform 401), then count the
+    request against the caller's RATE_LIMIT_API budget (429 when it is spent)."""
     found = await service.authenticate(token)
+    structlog.contextvars.bind_contextvars(user_id=str(found.user.id))
+    await enforce_principal_limit(request, context, f"user:{found.user.id}")
     return Principal(
         user_id=found.user.id,
         user=found.user,

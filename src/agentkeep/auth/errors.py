@@ -2,26 +2,30 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Literal
 
 from agentkeep.errors import AppError, Forbidden, InvalidInput, Unauthorized
 
 BEARER_CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
-LoginFailureReason = Literal["unknown_user", "bad_password", "disabled"]
+LoginFailureReason = Literal["unknown_user", "bad_password", "disabled", "locked"]
 TokenFailureReason = str
 
 
 class LoginFailed(Unauthorized):
-    """Wrong password, unknown user or disabled account: the same 401 for all three."""
+    """Wrong password, unknown user, disabled or locked account: the same 401 for all four."""
 
     type_slug = "invalid-credentials"
     title = "Invalid credentials"
 
-    def __init__(self, reason: LoginFailureReason, *, username: str) -> None:
+    def __init__(
+        self, reason: LoginFailureReason, *, username: str, user_id: uuid.UUID | None = None
+    ) -> None:
         super().__init__("Incorrect username or password.", headers=BEARER_CHALLENGE)
         self.reason: LoginFailureReason = reason
         self.username = username
+        self.user_id = user_id
 
 
 class InvalidAccessToken(Unauthorized):

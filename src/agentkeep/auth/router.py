@@ -20,6 +20,8 @@ from agentkeep.auth.schemas import (
 from agentkeep.auth.service import IssuedTokens
 from agentkeep.context import RequestContextDep
 from agentkeep.errors import InvalidInput, problem_response
+from agentkeep.ratelimit.dependency import rate_limit
+from agentkeep.ratelimit.rules import RuleName
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
@@ -49,14 +51,20 @@ def _token_response(issued: IssuedTokens, response: Response) -> TokenResponse:
     )
 
 
-@router.post("/register", status_code=status.HTTP_201_CREATED, response_model=UserRead)
+# The fixes report's limit: register and login per client IP (RATE_LIMIT_AUTH, 5/minute).
+AUTH_LIMIT = Depends(rate_limit(RuleName.AUTH, report_remaining=True))
+
+
+@router.post(
+    "/register", status_code=status.HTTP_201_CREATED, response_model=UserRead, dependencies=[AUTH_LIMIT]
+)
 async def register(body: RegisterRequest, service: AuthServiceDep, context: RequestContextDep) -> UserRead:
     """Create an account (username, email, password); answers the new user."""
     user = await service.register(body.username, body.email, body.password, context)
     return UserRead.model_validate(user)
 
 
-@router.post("/login", response_model=TokenResponse, dependencies=[Depends(require_form_body)])
+@router.post("/login", response_model=TokenResponse, dependencies=[AUTH_LIMIT, Depends(require_form_body)])
 async def login(
     form: Annotated[LoginForm, Form()],
     service: AuthServiceDep,
@@ -97,7 +105,7 @@ async def refresh(
 @router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
 async def logout(principal: CurrentPrincipal, service: AuthServiceDep) -> None:
     """End the current session: its refresh token and every access token of it stop working."""
-    await service.logout(principal.session_id)
+    await service.logout(principal.user_id, principal.session_id)
 
 
 @router.get("/me", response_model=UserRead)

@@ -14,6 +14,8 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from agentkeep.audit.actions import AuditAction, AuditStatus
+from agentkeep.audit.service import AuditService
 from agentkeep.auth.errors import (
     InvalidAccessToken,
     LoginFailed,
@@ -27,6 +29,8 @@ from agentkeep.auth.repository import AuthRepository
 from agentkeep.config import Settings
 from agentkeep.context import RequestContext
 from agentkeep.errors import Conflict
+from agentkeep.observability.metrics import Metrics
+from agentkeep.ratelimit.lockout import LoginThrottle
 from agentkeep.security.password_policy import password_problems
 from agentkeep.security.passwords import PasswordHasher
 from agentkeep.security.tokens import InvalidToken, TokenCodec, new_refresh_token
@@ -65,42 +69,117 @@ def check_password_policy(password: str, *, username: str, email: str) -> None:
         )
 
 
+async def create_user(
+    repository: AuthRepository,
+    hasher: PasswordHasher,
+    username: str,
+    email: str,
+    password: str,
+    *,
+    is_superuser: bool = False,
+) -> User:
+    """Create an account after the password policy; 409 when username or email is taken."""
+    username, email = normalise_identifier(username), normalise_identifier(email)
+    check_password_policy(password, username=username, email=email)
+    # Hash before touching the database, so no connection is held while hashing.
+    password_hash = await hasher.hash(password)
+    taken = await repository.username_or_email_taken(username, email)
+    if taken:
+        raise Conflict(f"This {taken} is already registered.", extra={"field": taken})
+    user = User(username=username, email=email, password_hash=password_hash, is_superuser=is_superuser)
+    try:
+        await repository.add(user)
+    except IntegrityError:
+        # A concurrent registration won between our check and our insert.
+        raise Conflict("This username or email is already registered.") from None
+    return user
+
+
 class AuthService:
+    """Authentication rules. Every outcome is audited: changes with `audit.record` in the
+    request's transaction, refusals with `audit.failure` after it (they survive rollback)."""
+
     def __init__(
-        self, session: AsyncSession, settings: Settings, hasher: PasswordHasher, tokens: TokenCodec
+        self,
+        session: AsyncSession,
+        settings: Settings,
+        hasher: PasswordHasher,
+        tokens: TokenCodec,
+        audit: AuditService,
+        throttle: LoginThrottle,
+        metrics: Metrics | None = None,
     ) -> None:
         self.repository = AuthRepository(session)
         self.settings = settings
         self.hasher = hasher
         self.tokens = tokens
-
-    async def create_user(
-        self, username: str, email: str, password: str, *, is_superuser: bool = False
-    ) -> User:
-        """Create an account after the password policy; 409 when username or email is taken."""
-        username, email = normalise_identifier(username), normalise_identifier(email)
-        check_password_policy(password, username=username, email=email)
-        # Hash before touching the database, so no connection is held while hashing.
-        password_hash = await self.hasher.hash(password)
-        taken = await self.repository.username_or_email_taken(username, email)
-        if taken:
-            raise Conflict(f"This {taken} is already registered.", extra={"field": taken})
-        user = User(username=username, email=email, password_hash=password_hash, is_superuser=is_superuser)
-        try:
-            await self.repository.add(user)
-        except IntegrityError:
-            # A concurrent registration won between our check and our insert.
-            raise Conflict("This username or email is already registered.") from None
-        return user
+        self.audit = audit
+        self.throttle = throttle
+        self.metrics = metrics
 
     async def register(self, username: str, email: str, password: str, context: RequestContext) -> User:
-        if not self.settings.allow_registration:
-            raise RegistrationClosed("Self-registration is disabled on this server.")
-        return await self.create_user(username, email, password)
+        attempted = {"username": normalise_identifier(username), "email": normalise_identifier(email)}
+        try:
+            if not self.settings.allow_registration:
+                raise RegistrationClosed("Self-registration is disabled on this server.")
+            user = await create_user(self.repository, self.hasher, username, email, password)
+        except (RegistrationClosed, WeakPassword, Conflict) as exc:
+            self.audit.failure(AuditAction.REGISTER_FAILED, details={**attempted, "reason": exc.type_slug})
+            raise
+        await self.audit.record(
+            AuditAction.USER_REGISTERED,
+            user_id=user.id,
+            resource_type="user",
+            resource_id=user.id,
+            details={"username": user.username, "email": user.email},
+        )
+        return user
 
     async def login(self, identifier: str, password: str, context: RequestContext) -> IssuedTokens:
-        """Check the password and open a new session; LoginFailed carries why it failed."""
+        """Check the password and open a new session; audited either way, locked after
+        repeated failures (RATE_LIMIT_LOGIN_FAILURES), with the same 401 in every case."""
         login = normalise_identifier(identifier)
+        try:
+            if await self.throttle.is_locked(login):
+                # No hashing while locked: a stuffing burst costs the server nothing.
+                raise LoginFailed("locked", username=login)
+            issued = await self._login(login, password, context)
+        except LoginFailed as exc:
+            await self._login_failed(exc)
+            raise
+        await self.throttle.reset(login)
+        self._count_login("success")
+        await self.audit.record(
+            AuditAction.LOGIN_SUCCESS,
+            user_id=issued.user_id,
+            resource_type="auth",
+            resource_id=issued.user_id,
+            details={"username": login, "session_id": str(issued.session_id)},
+        )
+        return issued
+
+    async def _login_failed(self, exc: LoginFailed) -> None:
+        self._count_login(exc.reason)
+        self.audit.failure(
+            AuditAction.LOGIN_FAILED,
+            user_id=exc.user_id,
+            resource_type="auth",
+            resource_id=exc.user_id,
+            details={"username": exc.username, "reason": exc.reason},
+        )
+        if exc.reason != "locked" and await self.throttle.register_failure(exc.username):
+            self.audit.failure(
+                AuditAction.ACCOUNT_LOCKED,
+                user_id=exc.user_id,
+                status=AuditStatus.DENIED,
+                details={"username": exc.username, "lockout_seconds": self.settings.account_lockout_seconds},
+            )
+
+    def _count_login(self, outcome: str) -> None:
+        if self.metrics is not None:
+            self.metrics.logins.labels(outcome).inc()
+
+    async def _login(self, login: str, password: str, context: RequestContext) -> IssuedTokens:
         # The session counts as created before the password was read: a password change
         # that commits while this login is hashing the old password still cuts it off.
         now = datetime.now(UTC)
@@ -112,9 +191,9 @@ class AuthService:
             raise LoginFailed("unknown_user", username=login)
         valid, new_hash = await self.hasher.verify_and_update(password, account.password_hash)
         if not valid:
-            raise LoginFailed("bad_password", username=login)
+            raise LoginFailed("bad_password", username=login, user_id=account.id)
         if not account.is_active:
-            raise LoginFailed("disabled", username=login)
+            raise LoginFailed("disabled", username=login, user_id=account.id)
         if new_hash is not None:
             await self.repository.set_password_hash(account.id, new_hash, expected=account.password_hash)
         auth_session = AuthSession(
@@ -165,11 +244,26 @@ class AuthService:
         if not claimed:
             if token.used_at is not None:
                 await self.repository.revoke_session(state.session.id, "refresh_token_reused", now)
+                self.audit.failure(
+                    AuditAction.REFRESH_TOKEN_REUSED,
+                    user_id=state.user.id,
+                    status=AuditStatus.DENIED,
+                    resource_type="session",
+                    resource_id=state.session.id,
+                    details={"family_revoked": True},
+                )
                 raise RefreshRejected("reused", family_revoked=True)
             raise RefreshRejected("expired")
         if not state.is_alive(now):
             raise RefreshRejected("session_revoked")
-        return await self._issue(state.user.id, state.session, now)
+        issued = await self._issue(state.user.id, state.session, now)
+        await self.audit.record(
+            AuditAction.TOKEN_REFRESHED,
+            user_id=state.user.id,
+            resource_type="session",
+            resource_id=state.session.id,
+        )
+        return issued
 
     async def authenticate(self, access_token: str | None) -> Authenticated:
         """Verify the token and that its session is alive now (one query, every instance)."""
@@ -186,16 +280,28 @@ class AuthService:
             raise InvalidAccessToken("session_revoked")
         return Authenticated(user=state.user, session_id=claims.session_id, jti=claims.jti, org_id=None)
 
-    async def logout(self, session_id: uuid.UUID) -> None:
+    async def logout(self, user_id: uuid.UUID, session_id: uuid.UUID) -> None:
         await self.repository.revoke_session(session_id, "logout", datetime.now(UTC))
+        await self.audit.record(
+            AuditAction.LOGOUT, user_id=user_id, resource_type="session", resource_id=session_id
+        )
 
     async def change_password(self, user: User, current_password: str, new_password: str) -> None:
         """Replace the password and end every session of the user, this one included."""
-        if not await self.hasher.verify(current_password, user.password_hash):
-            raise WrongCurrentPassword("The current password is incorrect.")
-        check_password_policy(new_password, username=user.username, email=user.email)
+        try:
+            if not await self.hasher.verify(current_password, user.password_hash):
+                raise WrongCurrentPassword("The current password is incorrect.")
+            check_password_policy(new_password, username=user.username, email=user.email)
+        except (WrongCurrentPassword, WeakPassword) as exc:
+            self.audit.failure(
+                AuditAction.PASSWORD_CHANGE_FAILED, user_id=user.id, details={"reason": exc.type_slug}
+            )
+            raise
         user.password_hash = await self.hasher.hash(new_password)
         await self.revoke_all_sessions(user.id, "password_changed")
+        await self.audit.record(
+            AuditAction.PASSWORD_CHANGED, user_id=user.id, resource_type="user", resource_id=user.id
+        )
 
     async def revoke_all_sessions(self, user_id: uuid.UUID, reason: str) -> None:
         """End every session of the user on every instance (also call when disabling a user)."""

@@ -2,16 +2,35 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+AfterTransactionHook = Callable[[], Awaitable[None]]
+_HOOKS_KEY = "agentkeep.after_transaction"
+
 
 def get_sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
     sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
     return sessionmaker
+
+
+def after_transaction(session: AsyncSession, hook: AfterTransactionHook) -> None:
+    """Run `hook` once the request's transaction has ended, committed or rolled back.
+
+    This is how a failed request still leaves a trace (a `login_failed` audit record, say):
+    the record is written in its own transaction after the request's rollback, so it never
+    waits on locks the request itself holds.
+    """
+    session.info.setdefault(_HOOKS_KEY, []).append(hook)
+
+
+async def _run_hooks(session: AsyncSession) -> None:
+    hooks: list[AfterTransactionHook] = session.info.pop(_HOOKS_KEY, [])
+    for hook in hooks:
+        await hook()
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -25,8 +44,14 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
             yield session
         except BaseException:
             await session.rollback()
+            await _run_hooks(session)
             raise
-        await session.commit()
+        try:
+            await session.commit()
+        except BaseException:
+            await _run_hooks(session)
+            raise
+        await _run_hooks(session)
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]

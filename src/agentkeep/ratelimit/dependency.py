@@ -93,6 +93,22 @@ def rate_limit(
     return dependency
 
 
+async def enforce_principal_limit(
+    request: Request, context: RequestContext, principal: str, rule: RuleName = RuleName.API
+) -> RateLimitDecision:
+    """Count an authenticated request against the principal's budget; 429 when spent.
+
+    Called by the authentication dependency itself, so every authenticated route is limited
+    per user (and per API key) without declaring anything.
+    """
+    limiter = get_rate_limiter(request)
+    decision = await limiter.hit(rule, f"principal:{principal}")
+    if not decision.allowed:
+        await limiter.report_exceeded(_event(decision, request, context))
+        raise RateLimitExceeded(decision)
+    return decision
+
+
 def _event(decision: RateLimitDecision, request: Request, context: RequestContext) -> RateLimitedEvent:
     return RateLimitedEvent(
         rule=decision.rule.name,

@@ -49,6 +49,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     await app.state.password_hasher.prepare()
     app.state.rate_limiter = RateLimiter.from_settings(settings)
     await app.state.rate_limiter.start()
+    app.state.rate_limiter.storage.on_outage = app.state.metrics.rate_limit_fallbacks.inc
     app.state.rate_limiter.add_listener(rate_limited_recorder(app.state.sessionmaker, app.state.metrics))
     app.state.login_throttle = LoginThrottle(app.state.rate_limiter, settings.account_lockout_seconds)
     logger.info(

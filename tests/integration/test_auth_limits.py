@@ -109,3 +109,4 @@ async def test_login_outcomes_are_counted_in_metrics(serve: Serve) -> None:
     assert 'agentkeep_logins_total{outcome="success"} 1.0' in text
     assert 'agentkeep_logins_total{outcome="bad_password"} 1.0' in text
     assert 'agentkeep_audit_records_total{action="login_success"} 1.0' in text
+    assert 'agentkeep_rate_limit_decisions_total{outcome="allowed",rule="auth"} 3.0' in text

@@ -72,6 +72,7 @@ async def test_fallback_when_redis_stops_and_return_when_it_is_back(
         assert _degraded(subject)
         assert subject.limiter.storage.outages == 1
         assert subject.limiter.storage.fallback_operations >= 8
+        assert subject.app.state.metrics.rate_limit_fallbacks._value.get() == 1
         assert [entry["event"] for entry in logs].count("rate_limit_redis_unavailable") == 1
         health = await subject.http.get("/health")
         assert health.status_code == 200

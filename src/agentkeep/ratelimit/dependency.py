@@ -84,6 +84,7 @@ def rate_limit(
         # on every request of the hot path.
         limiter = get_rate_limiter(request)
         decision = await limiter.hit(rule, value, with_state=report_remaining)
+        _count(request, decision)
         if not decision.allowed:
             await limiter.report_exceeded(_event(decision, request, context))
             raise RateLimitExceeded(decision)
@@ -103,10 +104,18 @@ async def enforce_principal_limit(
     """
     limiter = get_rate_limiter(request)
     decision = await limiter.hit(rule, f"principal:{principal}")
+    _count(request, decision)
     if not decision.allowed:
         await limiter.report_exceeded(_event(decision, request, context))
         raise RateLimitExceeded(decision)
     return decision
+
+
+def _count(request: Request, decision: RateLimitDecision) -> None:
+    metrics = getattr(request.app.state, "metrics", None)
+    if metrics is not None:
+        outcome = "allowed" if decision.allowed else "limited"
+        metrics.rate_limit_decisions.labels(str(decision.rule.name), outcome).inc()
 
 
 def _event(decision: RateLimitDecision, request: Request, context: RequestContext) -> RateLimitedEvent:

@@ -119,6 +119,8 @@ class ResilientStorage:
         """Times the limiter switched from Redis to memory (for metrics)."""
         self.fallback_operations = 0
         """Limiter operations (hits, lock and event checks) answered from memory while Redis failed."""
+        self.on_outage: Callable[[], None] | None = None
+        """Called once per switch to memory (the app counts it in its metrics)."""
 
     @property
     def uses_redis(self) -> bool:
@@ -209,6 +211,8 @@ class ResilientStorage:
             return
         self._degraded = True
         self.outages += 1
+        if self.on_outage is not None:
+            self.on_outage()
         logger.warning(
             "rate_limit_redis_unavailable",
             error=type(exc).__name__,

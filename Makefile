@@ -56,8 +56,11 @@ format: $(STAMP)
 lock: $(BIN)/python
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --quiet -o requirements.lock
 
+# Each benchmark also takes --postgres / --redis URLs; see bench/README.md.
 bench: $(STAMP)
-	$(BIN)/python bench/run.py
+	$(BIN)/python -m bench.health_load
+	$(BIN)/python bench/auth_login.py
+	$(BIN)/python bench/ratelimit_overhead.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

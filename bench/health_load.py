@@ -1,85 +1,53 @@
-"""The fixes report's connection-pool test: 100 concurrent GET /health (which queries the
-database) against a real server, repeated, on SQLite and on PostgreSQL.
+"""The fixes report's connection-pool test: 100 concurrent connections on GET /health
+(which queries the database) against a real `agentkeep serve`, on SQLite and PostgreSQL.
 
-    .venv/bin/python -m bench.health_load [--rounds 20] [--concurrency 100] [--postgres URL]
+    .venv/bin/python -m bench.health_load [--seconds 10] [--runs 3] [--postgres URL]
 
-Reports throughput, latency percentiles, errors and pool timeouts (from the server log).
+Load comes from wrk (apt-get install wrk). Reports requests/s, latency percentiles,
+non-2xx answers, socket errors and pool timeouts (read from the server log). Medians of
+`--runs` runs.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import time
+import statistics
 
-import httpx
-
-from bench.stats import median, summary_ms
+from bench.wrk import run_wrk
 from tests.support.server import running_server
 
 
-async def _round(client: httpx.AsyncClient, concurrency: int) -> tuple[list[float], int]:
-    latencies: list[float] = []
-    errors = 0
-
-    async def one() -> None:
-        nonlocal errors
-        started = time.perf_counter()
-        try:
-            response = await client.get("/health")
-            if response.status_code != 200:
-                errors += 1
-        except httpx.HTTPError:
-            errors += 1
-        latencies.append(time.perf_counter() - started)
-
-    await asyncio.gather(*(one() for _ in range(concurrency)))
-    return latencies, errors
-
-
-async def _load(base_url: str, rounds: int, concurrency: int) -> dict[str, object]:
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=60) as client:
-        await _round(client, 10)  # warm-up: connections, pool, caches
-        all_latencies: list[float] = []
-        errors = 0
-        rates = []
-        for _ in range(rounds):
-            started = time.perf_counter()
-            latencies, failed = await _round(client, concurrency)
-            rates.append(concurrency / (time.perf_counter() - started))
-            all_latencies.extend(latencies)
-            errors += failed
-    return {
-        "requests": rounds * concurrency,
-        "errors": errors,
-        "median_rps": round(median(rates), 1),
-        **summary_ms(all_latencies),
-    }
-
-
-def run(database_url: str | None, rounds: int, concurrency: int, label: str) -> dict[str, object]:
+def run(database_url: str | None, label: str, runs: int, seconds: int, connections: int) -> dict[str, object]:
     env = {"DATABASE_URL": database_url} if database_url else {}
+    samples = []
     with running_server(env) as server:
-        result = asyncio.run(_load(server.base_url, rounds, concurrency))
+        run_wrk(f"{server.base_url}/health", connections=connections, seconds=2)  # warm-up
+        for _ in range(runs):
+            samples.append(run_wrk(f"{server.base_url}/health", connections=connections, seconds=seconds))
         log = server.log()
-    result["pool_timeouts"] = log.count("QueuePool limit") + log.count("TimeoutError")
-    result["database"] = label
-    return result
+    return {
+        "database": label,
+        "connections": connections,
+        "rps": round(statistics.median(float(s["rps"]) for s in samples), 1),
+        "p50_ms": statistics.median(float(s["p50_ms"]) for s in samples),
+        "p99_ms": statistics.median(float(s["p99_ms"]) for s in samples),
+        "non_2xx": sum(int(s["non_2xx"]) for s in samples),
+        "socket_errors": sum(int(s["socket_errors"]) for s in samples),
+        "pool_timeouts": log.count("QueuePool limit") + log.count("database_unavailable"),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rounds", type=int, default=20)
-    parser.add_argument("--concurrency", type=int, default=100)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=100)
     parser.add_argument("--postgres", help="postgresql+asyncpg:// URL of an empty, migratable database")
     args = parser.parse_args()
-    results = [run(None, args.rounds, args.concurrency, "sqlite")]
+    print(json.dumps(run(None, "sqlite", args.runs, args.seconds, args.connections)))
     if args.postgres:
-        results.append(run(args.postgres, args.rounds, args.concurrency, "postgresql"))
-    for result in results:
-        print(json.dumps(result))
+        print(json.dumps(run(args.postgres, "postgresql", args.runs, args.seconds, args.connections)))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,41 @@
+"""Drive a load with wrk (a separate C process: Python clients saturate first on 2 cores)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def _ms(value: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", value.strip()).groups()  # type: ignore[union-attr]
+    return round(float(number) * _UNITS[unit], 2)
+
+
+def run_wrk(url: str, *, connections: int, seconds: int, threads: int = 2) -> dict[str, float | int]:
+    """Run wrk against `url`; return requests/s, p50/p99 latency (ms) and error counts."""
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is required for this benchmark: apt-get install wrk")
+    out = subprocess.run(
+        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", url],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=seconds + 30,
+    ).stdout
+    result: dict[str, float | int] = {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
+        "p50_ms": _ms(re.search(r"50%\s+(\S+)", out).group(1)),  # type: ignore[union-attr]
+        "p99_ms": _ms(re.search(r"99%\s+(\S+)", out).group(1)),  # type: ignore[union-attr]
+        "non_2xx": 0,
+        "socket_errors": 0,
+    }
+    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    if non_2xx:
+        result["non_2xx"] = int(non_2xx.group(1))
+    errors = re.search(r"connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if errors:
+        result["socket_errors"] = sum(int(part) for part in errors.groups())
+    return result

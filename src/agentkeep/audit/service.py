@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import Annotated, Any, TypedDict, Unpack
 
 import structlog
 from fastapi import Depends, Request
@@ -47,33 +47,36 @@ class AuditUnavailable(ServiceUnavailable):
     title = "Audit log unavailable"
 
 
+class EventFields(TypedDict, total=False):
+    """What an event may say besides its action (all optional)."""
+
+    user_id: uuid.UUID | None
+    org_id: uuid.UUID | None
+    actor_type: ActorType | str
+    resource_type: str | None
+    resource_id: object | None
+    status: AuditStatus | str
+    details: Mapping[str, Any] | None
+    chain: str
+
+
 def build_pending(
-    action: AuditAction | str,
-    *,
-    context: RequestContext,
-    user_id: uuid.UUID | None = None,
-    org_id: uuid.UUID | None = None,
-    actor_type: ActorType | str = ActorType.USER,
-    resource_type: str | None = None,
-    resource_id: object | None = None,
-    status: AuditStatus | str = AuditStatus.SUCCESS,
-    details: Mapping[str, Any] | None = None,
-    chain: str = GLOBAL_CHAIN,
+    action: AuditAction | str, *, context: RequestContext, **fields: Unpack[EventFields]
 ) -> PendingRecord:
     """Validate and sanitise an event. Unknown names are programming errors (ValueError)."""
     try:
-        cleaned = sanitise_details(details)
+        cleaned = sanitise_details(fields.get("details"))
     except UnserialisableDetail as exc:
         raise AuditUnavailable("The audit record could not be written.") from exc
     return PendingRecord(
-        chain=chain,
-        user_id=user_id,
-        org_id=org_id,
-        actor_type=ActorType(actor_type).value,
+        chain=fields.get("chain", GLOBAL_CHAIN),
+        user_id=fields.get("user_id"),
+        org_id=fields.get("org_id"),
+        actor_type=ActorType(fields.get("actor_type", ActorType.USER)).value,
         action=AuditAction(action).value,
-        resource_type=clean_optional_text(resource_type, RESOURCE_TYPE_MAX),
-        resource_id=clean_optional_text(resource_id, RESOURCE_ID_MAX),
-        status=AuditStatus(status).value,
+        resource_type=clean_optional_text(fields.get("resource_type"), RESOURCE_TYPE_MAX),
+        resource_id=clean_optional_text(fields.get("resource_id"), RESOURCE_ID_MAX),
+        status=AuditStatus(fields.get("status", AuditStatus.SUCCESS)).value,
         details=cleaned,
         ip_address=clean_optional_text(context.ip_address, IP_MAX),
         user_agent=clean_optional_text(context.user_agent, USER_AGENT_MAX),
@@ -97,32 +100,14 @@ async def record(
     action: AuditAction | str,
     *,
     context: RequestContext,
-    user_id: uuid.UUID | None = None,
-    org_id: uuid.UUID | None = None,
-    actor_type: ActorType | str = ActorType.USER,
-    resource_type: str | None = None,
-    resource_id: object | None = None,
-    status: AuditStatus | str = AuditStatus.SUCCESS,
-    details: Mapping[str, Any] | None = None,
-    chain: str = GLOBAL_CHAIN,
+    **fields: Unpack[EventFields],
 ) -> AppendedRecord:
     """Append an event in the caller's transaction; call it after the change it describes.
 
     The chain lock is taken here and held until the caller commits, so this should be the
     last statement of the transaction.
     """
-    pending = build_pending(
-        action,
-        context=context,
-        user_id=user_id,
-        org_id=org_id,
-        actor_type=actor_type,
-        resource_type=resource_type,
-        resource_id=resource_id,
-        status=status,
-        details=details,
-        chain=chain,
-    )
+    pending = build_pending(action, context=context, **fields)
     # The caller's own changes go first and outside the lock; their errors (a unique
     # violation, say) stay theirs instead of turning into AuditUnavailable.
     await session.flush()
@@ -134,32 +119,15 @@ async def record_failure(
     action: AuditAction | str,
     *,
     context: RequestContext,
-    user_id: uuid.UUID | None = None,
-    org_id: uuid.UUID | None = None,
-    actor_type: ActorType | str = ActorType.USER,
-    resource_type: str | None = None,
-    resource_id: object | None = None,
-    status: AuditStatus | str = AuditStatus.FAILURE,
-    details: Mapping[str, Any] | None = None,
-    chain: str = GLOBAL_CHAIN,
+    **fields: Unpack[EventFields],
 ) -> AppendedRecord:
     """Write an event in its own committed transaction, whatever happens to the request's.
 
     Never call it after `record` in the same request: the request's transaction would still
     hold the chain head this one waits for.
     """
-    pending = build_pending(
-        action,
-        context=context,
-        user_id=user_id,
-        org_id=org_id,
-        actor_type=actor_type,
-        resource_type=resource_type,
-        resource_id=resource_id,
-        status=status,
-        details=details,
-        chain=chain,
-    )
+    fields.setdefault("status", AuditStatus.FAILURE)
+    pending = build_pending(action, context=context, **fields)
     try:
         async with sessionmaker() as session, session.begin():
             return await _append(session, pending)
@@ -188,68 +156,25 @@ class AuditService:
         self.context = context
         self.metrics = metrics
 
-    async def record(
-        self,
-        action: AuditAction | str,
-        *,
-        user_id: uuid.UUID | None = None,
-        org_id: uuid.UUID | None = None,
-        actor_type: ActorType | str = ActorType.USER,
-        resource_type: str | None = None,
-        resource_id: object | None = None,
-        status: AuditStatus | str = AuditStatus.SUCCESS,
-        details: Mapping[str, Any] | None = None,
-    ) -> AppendedRecord:
+    async def record(self, action: AuditAction | str, **fields: Unpack[EventFields]) -> AppendedRecord:
         """In the request's transaction (use for changes); call it last."""
         try:
-            appended = await record(
-                self.session,
-                action,
-                context=self.context,
-                user_id=user_id,
-                org_id=org_id,
-                actor_type=actor_type,
-                resource_type=resource_type,
-                resource_id=resource_id,
-                status=status,
-                details=details,
-            )
+            appended = await record(self.session, action, context=self.context, **fields)
         except AuditUnavailable:
             self._count_failure()
             raise
         self._count(str(action))
         return appended
 
-    def failure(
-        self,
-        action: AuditAction | str,
-        *,
-        user_id: uuid.UUID | None = None,
-        org_id: uuid.UUID | None = None,
-        actor_type: ActorType | str = ActorType.USER,
-        resource_type: str | None = None,
-        resource_id: object | None = None,
-        status: AuditStatus | str = AuditStatus.FAILURE,
-        details: Mapping[str, Any] | None = None,
-    ) -> None:
+    def failure(self, action: AuditAction | str, **fields: Unpack[EventFields]) -> None:
         """Queue a refusal or failure; written once the request's transaction has ended."""
+        fields.setdefault("status", AuditStatus.FAILURE)
         # Validate now, so a bad event is a bug in the caller and not a silent loss later.
-        build_pending(action, context=self.context, status=status, actor_type=actor_type, details=details)
+        build_pending(action, context=self.context, **fields)
 
         async def write() -> None:
             try:
-                await record_failure(
-                    self.sessionmaker,
-                    action,
-                    context=self.context,
-                    user_id=user_id,
-                    org_id=org_id,
-                    actor_type=actor_type,
-                    resource_type=resource_type,
-                    resource_id=resource_id,
-                    status=status,
-                    details=details,
-                )
+                await record_failure(self.sessionmaker, action, context=self.context, **fields)
             except AuditUnavailable:
                 # The request has already failed and changed nothing; its answer stands.
                 self._count_failure()

@@ -129,3 +129,21 @@ async def test_second_sigterm_cuts_the_drain_short() -> None:
         server.process.send_signal(signal.SIGTERM)
         assert await _wait_exit(server, 30) == 0
         assert time.monotonic() - started < 20
+
+
+@pytest.mark.slow
+async def test_sigterm_drains_every_worker_process_of_serve_workers() -> None:
+    with running_server({"SHUTDOWN_DRAIN_SECONDS": "3"}, workers=2) as server:
+        signalled = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)  # the parent forwards it to each worker
+        statuses: list[str] = []
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=5) as probe:
+            # Fresh connections land on either worker: every one of them must say draining.
+            while time.monotonic() - signalled < 2.5:
+                ready = await probe.get("/health/ready", headers={"Connection": "close"})
+                statuses.append(ready.json()["status"])
+                await asyncio.sleep(0.05)
+        draining_from = statuses.index("draining")
+        assert set(statuses[draining_from:]) == {"draining"}, statuses
+        assert len(statuses) - draining_from >= 5, statuses
+        assert await _wait_exit(server, 30) == 0

@@ -159,7 +159,8 @@ def test_redis_stopped_degrades_health_keeps_login_working_then_recovers(
         throwaway_redis.start()
 
         def back_to_ok() -> bool:
-            http.get("/auth/me", headers=auth)  # a limited request lets the limiter probe Redis
+            # Any rate-limited request lets a degraded limiter probe Redis again.
+            http.get("/auth/me", headers=auth)
             return bool(http.get("/health").json()["status"] == "ok")
 
         _poll_until(back_to_ok, "health back to ok")

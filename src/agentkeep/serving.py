@@ -106,7 +106,7 @@ class GracefulShutdown:
         self._delegate(signum, previous)
 
     def _delegate(self, signum: int, previous: SignalHandler) -> None:
-        if signum in self._delegated and signum == signal.SIGTERM:
+        if signum == signal.SIGTERM and signum in self._delegated:
             return  # a second SIGTERM during the drain already started the shutdown
         self._delegated.add(signum)
         previous(signum, None)

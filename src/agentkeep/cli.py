@@ -114,15 +114,21 @@ def serve(
     ] = 8000,
     workers: Annotated[int, typer.Option(envvar="WEB_CONCURRENCY", min=1, max=64)] = 1,
 ) -> None:
-    """Serve the HTTP API with uvicorn."""
+    """Serve the HTTP API with uvicorn (SIGTERM drains and stops gracefully)."""
+    import signal
+
     import uvicorn
 
     from agentkeep.app import create_app
     from agentkeep.observability.logging import configure_logging
     from agentkeep.observability.metrics import MULTIPROC_ENV
+    from agentkeep.serving import GracefulShutdown
 
     settings = _settings()
     configure_logging(settings.log_level, settings.log_format)
+    # uvicorn re-raises the SIGTERM it handled once it has shut down; a completed graceful
+    # shutdown then exits 0, as does a SIGTERM that arrives before serving began.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     common: dict[str, object] = {
         "host": host,
         "port": port,
@@ -131,15 +137,21 @@ def serve(
         "proxy_headers": False,
         "server_header": False,
         "access_log": False,  # our own structured access log replaces uvicorn's
-        # SIGTERM: stop accepting, let in-flight requests finish, then run the lifespan shutdown.
-        "timeout_graceful_shutdown": 30,
+        # After SIGTERM and the drain period: stop accepting, give in-flight requests this
+        # long, then run the lifespan shutdown. See agentkeep.serving.
+        "timeout_graceful_shutdown": settings.shutdown_timeout_seconds,
     }
     if workers > 1:
         # Each worker writes its metric samples here; any worker's /metrics aggregates them.
         os.environ.setdefault(MULTIPROC_ENV, tempfile.mkdtemp(prefix="agentkeep-metrics-"))
-        uvicorn.run("agentkeep.app:app_from_environment", factory=True, workers=workers, **common)  # type: ignore[arg-type]
+        uvicorn.run("agentkeep.serving:app_for_workers", factory=True, workers=workers, **common)  # type: ignore[arg-type]
     else:
-        uvicorn.run(create_app(settings), **common)  # type: ignore[arg-type]
+        app = GracefulShutdown(create_app(settings), settings.shutdown_drain_seconds)
+        uvicorn.run(app, **common)  # type: ignore[arg-type]
+
+
+def _exit_cleanly(_signum: int, _frame: object) -> None:
+    raise SystemExit(0)
 
 
 _register_subcommands()

@@ -187,6 +187,11 @@ class Settings(BaseSettings):
     audit_hmac_key: SecretStr | None = None
 
     health_check_timeout: float = Field(default=2.0, gt=0, le=30)
+    # Graceful shutdown of `agentkeep serve` (docs/OPERATIONS.md): after SIGTERM, readiness
+    # answers 503 and new connections are still served for the drain period, so load balancers
+    # take the instance out first; then in-flight requests get up to the timeout to finish.
+    shutdown_drain_seconds: float = Field(default=0, ge=0, le=300)
+    shutdown_timeout_seconds: int = Field(default=30, ge=1, le=3600)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "console"
 

@@ -24,6 +24,7 @@ from tests.support.throwaway import free_port
 class Server:
     base_url: str
     log_path: Path
+    process: subprocess.Popen[bytes]
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -78,7 +79,7 @@ def running_server(
                 if process.poll() is not None:
                     raise RuntimeError(f"server exited: {log_path.read_text()}")
                 time.sleep(0.1)
-            yield Server(base_url=base_url, log_path=log_path)
+            yield Server(base_url=base_url, log_path=log_path, process=process)
         finally:
             process.terminate()
             try:

@@ -7,17 +7,23 @@ from fastapi import APIRouter, Request, Response
 from agentkeep.dependencies import EngineDep, RedisDep, SettingsDep
 from agentkeep.health import service
 from agentkeep.health.schemas import HealthReport, LiveReport
+from agentkeep.serving import is_draining
 
 router = APIRouter(tags=["health"])
 
 _READY_RESPONSES: dict[int | str, dict[str, object]] = {
-    503: {"model": HealthReport, "description": "The database failed its check"}
+    503: {"model": HealthReport, "description": "The database failed its check, or the process is draining"}
 }
 
 
 async def _ready(
     request: Request, response: Response, engine: EngineDep, redis: RedisDep, settings: SettingsDep
 ) -> HealthReport:
+    response.headers["Cache-Control"] = "no-store"
+    if is_draining(request.app):
+        # Shutting down: take this instance out of rotation without probing anything.
+        response.status_code = 503
+        return HealthReport(status="draining", checks={})
     limiter = getattr(request.app.state, "rate_limiter", None)
     report = await service.readiness(
         engine,
@@ -25,7 +31,6 @@ async def _ready(
         settings.health_check_timeout,
         limiter_degraded=limiter is not None and limiter.degraded,
     )
-    response.headers["Cache-Control"] = "no-store"
     if report.status == "fail":
         response.status_code = 503
     return report
@@ -35,8 +40,8 @@ async def _ready(
 async def health(
     request: Request, response: Response, engine: EngineDep, redis: RedisDep, settings: SettingsDep
 ) -> HealthReport:
-    """Check the database (and Redis when configured); 503 when the database fails, 200 with
-    `degraded` when only Redis does (rate limits then hold per instance)."""
+    """Check the database (and Redis when configured); 503 when the database fails or the
+    process is draining, 200 with `degraded` when only Redis does (limits then per instance)."""
     return await _ready(request, response, engine, redis, settings)
 
 

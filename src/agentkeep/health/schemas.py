@@ -5,6 +5,8 @@ from typing import Literal
 from pydantic import BaseModel
 
 CheckStatus = Literal["ok", "fail", "degraded"]
+# `draining`: the process received SIGTERM and is finishing its in-flight requests.
+ReportStatus = Literal["ok", "fail", "degraded", "draining"]
 
 
 class CheckResult(BaseModel):
@@ -14,7 +16,7 @@ class CheckResult(BaseModel):
 
 
 class HealthReport(BaseModel):
-    status: CheckStatus
+    status: ReportStatus
     checks: dict[str, CheckResult]
 
 

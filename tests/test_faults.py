@@ -1,0 +1,184 @@
+"""Fault scenarios against real processes: PostgreSQL or Redis stopped under a running server.
+
+Each test starts its own PostgreSQL or Redis (never the shared ones), runs `agentkeep serve`
+against it, stops the service, checks the documented behaviour, starts it again and checks
+that the server recovers by itself.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+
+import httpx
+import pytest
+
+from tests.auth.helpers import PASSWORD
+from tests.support.server import running_server
+from tests.support.throwaway import ThrowawayPostgres, ThrowawayRedis, postgres_binaries_available
+
+pytestmark = pytest.mark.slow
+
+# "Within about 3 seconds": DB_CONNECT_TIMEOUT (3 s by default) bounds a silent server; a
+# stopped one refuses at once. The margin absorbs a busy test machine.
+DATABASE_FAULT_BOUND_SECONDS = 5.0
+RECOVERY_POLLS = 60
+POLL_PAUSE_SECONDS = 0.25
+
+
+@pytest.fixture
+def throwaway_postgres() -> Iterator[ThrowawayPostgres]:
+    if not postgres_binaries_available():
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
+    server = ThrowawayPostgres().init()
+    server.start()
+    yield server
+    server.destroy()
+
+
+@pytest.fixture
+def throwaway_redis() -> Iterator[ThrowawayRedis]:
+    server = ThrowawayRedis()
+    try:
+        server.start()
+    except AssertionError:
+        pytest.skip("redis-server is not installed")
+    yield server
+    server.stop()
+
+
+def _register_and_login(http: httpx.Client, username: str) -> str:
+    body = {"username": username, "email": f"{username}@example.com", "password": PASSWORD}
+    assert http.post("/auth/register", json=body).status_code == 201
+    return _login(http, username)
+
+
+def _login(http: httpx.Client, username: str) -> str:
+    response = http.post("/auth/login", data={"username": username, "password": PASSWORD})
+    assert response.status_code == 200, response.text
+    return str(response.json()["access_token"])
+
+
+def _assert_database_unavailable(response: httpx.Response, elapsed: float) -> None:
+    assert response.status_code == 503, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert int(response.headers["retry-after"]) > 0
+    body = response.json()
+    assert body["status"] == 503
+    assert body["request_id"]
+    assert "asyncpg" not in response.text
+    assert "Traceback" not in response.text
+    assert elapsed < DATABASE_FAULT_BOUND_SECONDS, elapsed
+
+
+def _poll_until(check: Callable[[], bool], what: str) -> int:
+    for attempt in range(RECOVERY_POLLS):
+        if check():
+            return attempt
+        time.sleep(POLL_PAUSE_SECONDS)
+    pytest.fail(f"{what} did not happen within {RECOVERY_POLLS * POLL_PAUSE_SECONDS:g}s")
+
+
+def test_postgres_stopped_answers_503_quickly_and_recovers_by_itself(
+    throwaway_postgres: ThrowawayPostgres,
+) -> None:
+    with (
+        running_server({"DATABASE_URL": throwaway_postgres.url}, migrate=True) as server,
+        httpx.Client(base_url=server.base_url, timeout=30) as http,
+    ):
+        token = _register_and_login(http, "pgfault")
+        auth = {"Authorization": f"Bearer {token}"}
+        assert http.get("/auth/me", headers=auth).status_code == 200
+
+        throwaway_postgres.stop()
+
+        started = time.monotonic()
+        me = http.get("/auth/me", headers=auth)
+        _assert_database_unavailable(me, time.monotonic() - started)
+        started = time.monotonic()
+        login = http.post("/auth/login", data={"username": "pgfault", "password": PASSWORD})
+        _assert_database_unavailable(login, time.monotonic() - started)
+        ready = http.get("/health/ready")
+        assert ready.status_code == 503
+        assert ready.json()["checks"]["database"]["status"] == "fail"
+        assert http.get("/health").status_code == 503
+        assert http.get("/health/live").status_code == 200
+
+        throwaway_postgres.start()
+
+        _poll_until(lambda: http.get("/auth/me", headers=auth).status_code == 200, "recovery of /auth/me")
+        assert http.get("/health/ready").status_code == 200
+        assert _login(http, "pgfault")
+
+
+def _redis_env(redis: ThrowawayRedis, auth_limit: int) -> dict[str, str]:
+    return {
+        "REDIS_URL": redis.url,
+        "RATE_LIMIT_AUTH": f"{auth_limit}/minute",
+        "RATE_LIMIT_REDIS_RETRY_SECONDS": "1",
+        "HEALTH_CHECK_TIMEOUT": "1",
+    }
+
+
+def _me_timings(http: httpx.Client, auth: dict[str, str], count: int = 3) -> list[float]:
+    timings = []
+    for _ in range(count):
+        started = time.monotonic()
+        assert http.get("/auth/me", headers=auth).status_code == 200
+        timings.append(time.monotonic() - started)
+    return timings
+
+
+def test_redis_stopped_degrades_health_keeps_login_working_then_recovers(
+    throwaway_redis: ThrowawayRedis,
+) -> None:
+    env = _redis_env(throwaway_redis, auth_limit=100)
+    with running_server(env) as server, httpx.Client(base_url=server.base_url, timeout=30) as http:
+        token = _register_and_login(http, "redisfault")
+        auth = {"Authorization": f"Bearer {token}"}
+        assert http.get("/health").json()["status"] == "ok"
+        healthy = _me_timings(http, auth)
+
+        throwaway_redis.stop()
+
+        # Revocation is checked against the database: authenticated requests still answer.
+        degraded = _me_timings(http, auth)
+        # Each Redis call is bounded and a refused connection fails at once: the outage adds
+        # little. Generous, to stay stable on a loaded machine.
+        assert max(degraded) < max(healthy) + 1.0, (healthy, degraded)
+        health = http.get("/health")
+        assert health.status_code == 200
+        assert health.json()["status"] == "degraded"
+        assert health.json()["checks"]["redis"]["status"] == "degraded"
+        assert health.json()["checks"]["database"]["status"] == "ok"
+        assert http.get("/health/ready").status_code == 200
+        started = time.monotonic()
+        assert _login(http, "redisfault")
+        assert time.monotonic() - started < 5
+
+        throwaway_redis.start()
+
+        def back_to_ok() -> bool:
+            # Any rate-limited request lets a degraded limiter probe Redis again.
+            http.get("/auth/me", headers=auth)
+            return bool(http.get("/health").json()["status"] == "ok")
+
+        _poll_until(back_to_ok, "health back to ok")
+
+
+@pytest.mark.slow
+def test_redis_stopped_auth_rate_limit_still_limits_from_memory(throwaway_redis: ThrowawayRedis) -> None:
+    limit = 4
+    with (
+        running_server(_redis_env(throwaway_redis, auth_limit=limit)) as server,
+        httpx.Client(base_url=server.base_url, timeout=30) as http,
+    ):
+        _register_and_login(http, "redislimit")
+
+        throwaway_redis.stop()
+
+        form = {"username": "redislimit", "password": PASSWORD}
+        statuses = [http.post("/auth/login", data=form).status_code for _ in range(limit + 1)]
+        # The in-process fallback starts counting afresh: `limit` logins pass, the next is refused.
+        assert statuses == [200] * limit + [429], statuses
+        assert http.get("/health").json()["status"] == "degraded"

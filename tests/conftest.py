@@ -24,8 +24,35 @@ from tests.support.databases import (
     truncate_all,
     unavailable,
 )
+from tests.support.secret_scan import audit_text, find_secrets
 
 BACKENDS = ["sqlite", "postgres"]
+
+
+_LEAKS: list[str] = []
+
+# Tests that plant secrets on purpose to prove they are redacted; their raw input appears in
+# their own captured output (the request they send), never in what the server stored.
+_PLANTING_TESTS = ("test_secret_scan.py", "test_redaction.py", "test_access_tokens.py", "test_tokens")
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Scan what every test logged for secrets; the session fails if any leaked."""
+    if any(name in report.nodeid for name in _PLANTING_TESTS):
+        return
+    leaks = find_secrets(content for _, content in report.sections)
+    if leaks:
+        _LEAKS.append(f"{report.nodeid} ({report.when}): {sorted(set(leaks))}")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _LEAKS:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line("Secrets found in captured output or audit records:", red=True)
+            for leak in _LEAKS:
+                reporter.write_line(f"  {leak}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -92,6 +119,9 @@ async def database_url(
     else:
         url = sqlite_url
     yield url
+    leaks = find_secrets(await audit_text(url))
+    if leaks:
+        _LEAKS.append(f"audit_logs after a test on {backend}: {sorted(set(leaks))}")
     await truncate_all(url)
 
 

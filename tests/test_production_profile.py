@@ -75,3 +75,9 @@ def test_development_keeps_friendly_defaults_but_names_them() -> None:
 
 def test_docs_can_be_enabled_explicitly_in_production() -> None:
     assert load_settings(**HARDENED, docs_enabled=True).api_docs_enabled is True
+
+
+def test_registration_is_closed_in_production_unless_opened() -> None:
+    assert load_settings(**HARDENED).registration_open is False
+    assert load_settings(**HARDENED, allow_registration=True).registration_open is True
+    assert load_settings(_env_file=None, jwt_secret=SECRET).registration_open is True

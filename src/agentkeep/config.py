@@ -138,7 +138,8 @@ class Settings(BaseSettings):
     jwt_issuer: str = Field(default="agentkeep", min_length=1, max_length=256)
     jwt_audience: str = Field(default="agentkeep-api", min_length=1, max_length=256)
 
-    allow_registration: bool = True
+    # Unset: self-registration open in development, closed in production (admins create users).
+    allow_registration: bool | None = None
     # Argon2 hashes running at once; each holds its memory cost (19 MiB) while it runs.
     # Unset: one per CPU.
     password_hash_concurrency: int | None = Field(default=None, ge=1, le=256)
@@ -322,6 +323,13 @@ class Settings(BaseSettings):
         if problems:
             raise ValueError(_MULTI_PROBLEM_SEPARATOR.join(problems))
         return self
+
+    @property
+    def registration_open(self) -> bool:
+        """Self-registration: open in development, closed in production unless ALLOW_REGISTRATION."""
+        if self.allow_registration is not None:
+            return self.allow_registration
+        return self.environment == "development"
 
     @property
     def api_docs_enabled(self) -> bool:

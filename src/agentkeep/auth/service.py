@@ -120,7 +120,7 @@ class AuthService:
     async def register(self, username: str, email: str, password: str, context: RequestContext) -> User:
         attempted = {"username": normalise_identifier(username), "email": normalise_identifier(email)}
         try:
-            if not self.settings.allow_registration:
+            if not self.settings.registration_open:
                 raise RegistrationClosed("Self-registration is disabled on this server.")
             user = await create_user(self.repository, self.hasher, username, email, password)
         except (RegistrationClosed, WeakPassword, Conflict) as exc:

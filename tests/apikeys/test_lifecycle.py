@@ -158,6 +158,20 @@ async def test_another_organizations_key_cannot_be_revoked_or_seen(client: httpx
     assert (await client.get(_members(ours), headers=key_header(key))).status_code == 404
 
 
+async def test_keys_are_listed_newest_first_in_cursor_pages(client: httpx.AsyncClient) -> None:
+    team = await make_team(client)
+    created = [await create_key(client, team.headers(Role.ADMIN), ["members:read"]) for _ in range(3)]
+    first = await client.get("/api/api-keys", params={"limit": 2}, headers=team.headers(Role.ADMIN))
+    cursor = first.json()["next_cursor"]
+    second = await client.get(
+        "/api/api-keys", params={"limit": 2, "cursor": cursor}, headers=team.headers(Role.ADMIN)
+    )
+    ids = [item["id"] for item in first.json()["items"] + second.json()["items"]]
+    assert sorted(ids) == sorted(key["id"] for key in created)
+    assert len(first.json()["items"]) == 2
+    assert second.json()["next_cursor"] is None
+
+
 async def test_last_use_is_recorded_at_most_once_a_minute(app: FastAPI, client: httpx.AsyncClient) -> None:
     team = await make_team(client)
     key = await create_key(client, team.headers(Role.ADMIN), ["members:read"])

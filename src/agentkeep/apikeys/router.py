@@ -5,9 +5,9 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Response, status
+from fastapi import APIRouter, Depends, Query, Response, status
 
-from agentkeep.apikeys.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyList, ApiKeyRead
+from agentkeep.apikeys.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyListQuery, ApiKeyPage, ApiKeyRead
 from agentkeep.apikeys.secret import ApiKeyHasher
 from agentkeep.apikeys.service import ApiKeyService, KeyCreator
 from agentkeep.audit.service import AuditDep
@@ -52,11 +52,14 @@ async def create_api_key(
     return ApiKeyCreated(**ApiKeyRead.model_validate(key).model_dump(), key=secret)
 
 
-@router.get("", response_model=ApiKeyList)
-async def list_api_keys(principal: KeysManager, service: ApiKeyServiceDep) -> ApiKeyList:
-    """The current organization's keys (prefix, scopes, dates; never the secret or its hash)."""
-    keys = await service.list(_creator(principal).org_id)
-    return ApiKeyList(items=[ApiKeyRead.model_validate(key) for key in keys])
+@router.get("", response_model=ApiKeyPage)
+async def list_api_keys(
+    principal: KeysManager, query: Annotated[ApiKeyListQuery, Query()], service: ApiKeyServiceDep
+) -> ApiKeyPage:
+    """The current organization's keys, newest first, cursor-paginated (prefix, scopes,
+    dates; never the secret or its hash)."""
+    keys, next_cursor = await service.page(_creator(principal).org_id, query.limit, query.cursor)
+    return ApiKeyPage(items=[ApiKeyRead.model_validate(key) for key in keys], next_cursor=next_cursor)
 
 
 @router.delete("/{key_id}", status_code=status.HTTP_204_NO_CONTENT)

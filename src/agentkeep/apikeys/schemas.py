@@ -10,6 +10,7 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from agentkeep.apikeys.models import API_KEY_NAME_MAX
+from agentkeep.pagination import CURSOR_MAX_LENGTH, DEFAULT_LIMIT, MAX_LIMIT
 from agentkeep.rbac.permissions import Permission
 
 MAX_CIDRS = 32
@@ -53,5 +54,13 @@ class ApiKeyCreated(ApiKeyRead):
     key: str = Field(description="The secret: shown only in this response, never again.")
 
 
-class ApiKeyList(BaseModel):
+class ApiKeyPage(BaseModel):
     items: list[ApiKeyRead]
+    next_cursor: str | None
+
+
+class ApiKeyListQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    limit: int = Field(default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
+    cursor: str | None = Field(default=None, max_length=CURSOR_MAX_LENGTH)

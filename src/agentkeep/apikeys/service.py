@@ -101,8 +101,10 @@ class ApiKeyService:
         await self._record(AuditAction.API_KEY_CREATED, creator, key)
         return key, secret
 
-    async def list(self, org_id: uuid.UUID) -> list[ApiKey]:
-        return await self.repository.in_org(org_id)
+    async def page(
+        self, org_id: uuid.UUID, limit: int, cursor: str | None
+    ) -> tuple[list[ApiKey], str | None]:
+        return await self.repository.page_in_org(org_id, limit, cursor)
 
     async def revoke(self, actor: KeyCreator, key_id: uuid.UUID) -> None:
         key = await self.repository.get_in_org(actor.org_id, key_id)

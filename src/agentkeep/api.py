@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from agentkeep.apikeys.router import router as apikeys_router
 from agentkeep.audit.router import router as audit_router
 from agentkeep.auth.router import router as auth_router
 from agentkeep.health.router import router as health_router
 from agentkeep.observability.router import router as observability_router
+from agentkeep.orgs.router import router as orgs_router
+from agentkeep.users.router import router as users_router
 
 
 def mount_routers(app: FastAPI) -> None:
@@ -15,3 +18,6 @@ def mount_routers(app: FastAPI) -> None:
     app.include_router(observability_router)
     app.include_router(auth_router)
     app.include_router(audit_router)
+    app.include_router(orgs_router)
+    app.include_router(users_router)
+    app.include_router(apikeys_router)

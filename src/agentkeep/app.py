@@ -11,6 +11,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from agentkeep import __version__
 from agentkeep.api import mount_routers
+from agentkeep.apikeys.secret import ApiKeyHasher
 from agentkeep.audit.listeners import rate_limited_recorder
 from agentkeep.config import Settings
 from agentkeep.db.engine import create_engine, create_sessionmaker
@@ -31,7 +32,14 @@ from agentkeep.security.tokens import TokenCodec
 logger = structlog.get_logger("agentkeep.app")
 
 CORS_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
-CORS_HEADERS = ["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID", "Last-Event-ID"]
+CORS_HEADERS = [
+    "Authorization",
+    "X-API-Key",
+    "Content-Type",
+    "Idempotency-Key",
+    "X-Request-ID",
+    "Last-Event-ID",
+]
 CORS_EXPOSED = ["X-Request-ID", "Retry-After", "RateLimit", "RateLimit-Policy", "Location"]
 
 
@@ -45,6 +53,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     for safeguard in relaxed_safeguards(settings):
         logger.warning("safeguard_off", detail=safeguard)
     app.state.token_codec = TokenCodec.from_settings(settings)
+    app.state.api_key_hasher = ApiKeyHasher.from_settings(settings)
     app.state.password_hasher = PasswordHasher(default_concurrency(settings.password_hash_concurrency))
     await app.state.password_hasher.prepare()
     app.state.rate_limiter = RateLimiter.from_settings(settings)

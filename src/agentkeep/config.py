@@ -187,6 +187,10 @@ class Settings(BaseSettings):
     # Signs audit checkpoints (HMAC-SHA256). Optional in development, required in production.
     audit_hmac_key: SecretStr | None = None
 
+    # HMAC key for stored API key hashes; unset: derived from JWT_SECRET (rotating that
+    # secret then invalidates every API key).
+    api_key_hmac_key: SecretStr | None = None
+
     health_check_timeout: float = Field(default=2.0, gt=0, le=30)
     # Graceful shutdown of `agentkeep serve` (docs/OPERATIONS.md): after SIGTERM, readiness
     # answers 503 and new connections are still served for the drain period, so load balancers
@@ -263,7 +267,7 @@ class Settings(BaseSettings):
             raise ValueError("has too few distinct characters to be a random secret")
         return value
 
-    @field_validator("audit_hmac_key")
+    @field_validator("audit_hmac_key", "api_key_hmac_key")
     @classmethod
     def _strong_audit_key(cls, value: SecretStr | None) -> SecretStr | None:
         if value is None or not value.get_secret_value():

@@ -14,10 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from agentkeep.app import create_app
 from agentkeep.audit.actions import AuditAction, AuditStatus
 from agentkeep.audit.service import record
-from agentkeep.auth.dependencies import get_superuser_principal
+from agentkeep.auth.dependencies import Principal, get_current_principal
 from agentkeep.config import Settings
 from agentkeep.context import RequestContext
 from agentkeep.pagination import decode_cursor, encode_cursor
+from agentkeep.rbac.permissions import Role
+from agentkeep.users.models import User
 from tests.audit.conftest import CONTEXT, add_events
 
 ALICE = uuid.UUID(int=11)
@@ -26,8 +28,11 @@ ALICE = uuid.UUID(int=11)
 @pytest.fixture
 async def api(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(settings)
-    # Authorization is tested in tests/audit/test_query_access.py; here only the query.
-    app.dependency_overrides[get_superuser_principal] = lambda: object()
+    # Authorization is tested in tests/rbac/; here only the query, as a superuser sees it.
+    superuser = User(id=uuid.uuid4(), username="root", email="root@example.com", is_superuser=True)
+    app.dependency_overrides[get_current_principal] = lambda: Principal(
+        user_id=superuser.id, user=superuser, session_id=None, jti=None, role=Role.OWNER
+    )
     async with LifespanManager(app) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:

@@ -95,7 +95,9 @@ async def test_the_genuine_token_works(client: httpx.AsyncClient, issued: dict[s
     assert response.status_code == 200
     claims = issued["claims"]
     assert claims["typ"] == "access"
-    assert claims["org"] is None
+    # The organization the token acts in: the user's personal one by default.
+    orgs = (await client.get("/api/orgs", headers=bearer(issued["tokens"]["access_token"]))).json()["items"]
+    assert claims["org"] == orgs[0]["id"]
     assert {"iss", "aud", "sub", "iat", "nbf", "exp", "jti", "sid"} <= set(claims)
 
 

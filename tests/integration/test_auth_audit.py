@@ -26,6 +26,7 @@ async def test_registration_and_login_outcomes_are_audited_with_ip_and_user_agen
     actions = [(row.action, row.status) for row in rows]
     assert actions == [
         ("user_registered", "success"),
+        ("org_created", "success"),
         ("register_failed", "failure"),
         ("login_success", "success"),
         ("login_failed", "failure"),
@@ -37,7 +38,9 @@ async def test_registration_and_login_outcomes_are_audited_with_ip_and_user_agen
         assert row.user_agent == USER_AGENT
         assert row.request_id
         assert row.timestamp is not None
-    registered, duplicate, success, bad_password, unknown = rows
+    registered, org_created, duplicate, success, bad_password, unknown = rows
+    assert org_created.details == {"slug": "~alice", "is_personal": True}
+    assert success.org_id == org_created.org_id
     assert str(registered.user_id) == user_id
     assert registered.details == {"username": "alice", "email": "alice@example.com"}
     assert duplicate.details["reason"] == "conflict"
@@ -99,6 +102,7 @@ async def test_session_events_are_audited_and_the_chain_verifies(serve: Serve) -
             assert (await verify_chain(session)).ok
     assert [row.action for row in rows] == [
         "user_registered",
+        "org_created",
         "login_success",
         "token_refreshed",
         "refresh_token_reused",
@@ -108,25 +112,29 @@ async def test_session_events_are_audited_and_the_chain_verifies(serve: Serve) -
         "login_success",
         "logout",
     ]
-    reuse = rows[3]
+    reuse = rows[4]
     assert reuse.status == "denied"
     assert reuse.details == {"family_revoked": True}
     assert [row.sequence for row in rows] == list(range(1, len(rows) + 1))
 
 
-async def test_audit_log_api_is_for_administrators_only(serve: Serve) -> None:
+async def test_audit_log_api_is_scoped_to_the_organization_and_whole_for_superusers(serve: Serve) -> None:
     async with serve() as (app, http):
         tokens = await register_and_login(http, "dave")
+        await register_and_login(http, "erin")
         assert (await http.get("/api/audit-logs")).status_code == 401
-        assert (await http.get("/api/audit-logs", headers=bearer(tokens["access_token"]))).status_code == 403
+        own = await http.get(
+            "/api/audit-logs", params={"action": "login_success"}, headers=bearer(tokens["access_token"])
+        )
         async with app.state.sessionmaker() as session, session.begin():
             await session.execute(
                 text("UPDATE users SET is_superuser = :yes WHERE username = 'dave'"), {"yes": True}
             )
-        page = await http.get(
+        everything = await http.get(
             "/api/audit-logs", params={"action": "login_success"}, headers=bearer(tokens["access_token"])
         )
-    assert page.status_code == 200
-    items = page.json()["items"]
-    assert [item["action"] for item in items] == ["login_success"]
+    assert own.status_code == 200
+    items = own.json()["items"]
+    assert [item["action"] for item in items] == ["login_success"]  # dave's, not erin's
     assert items[0]["ip_address"] == "203.0.113.10"
+    assert len(everything.json()["items"]) == 2

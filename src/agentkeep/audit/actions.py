@@ -39,6 +39,8 @@ class AuditAction(StrEnum):
     MEMBER_REMOVED = "member_removed"
     USER_DISABLED = "user_disabled"
     USER_ENABLED = "user_enabled"
+    SUPERUSER_GRANTED = "superuser_granted"
+    SUPERUSER_REVOKED = "superuser_revoked"
     # The audit log itself.
     AUDIT_PRUNED = "audit_pruned"
 

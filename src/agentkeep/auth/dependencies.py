@@ -8,8 +8,11 @@ from typing import Annotated, Literal
 
 import structlog
 from fastapi import Depends, Request
-from fastapi.security import OAuth2PasswordBearer
+from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from agentkeep.apikeys.secret import ApiKeyHasher, looks_like_api_key
+from agentkeep.apikeys.service import ApiKeyService
 from agentkeep.audit.service import AuditDep
 from agentkeep.auth.errors import NotSuperuser
 from agentkeep.auth.service import AuthService
@@ -17,28 +20,49 @@ from agentkeep.context import RequestContextDep
 from agentkeep.db.session import SessionDep
 from agentkeep.dependencies import SettingsDep
 from agentkeep.ratelimit.dependency import enforce_principal_limit
+from agentkeep.rbac.permissions import Permission, Role, permissions_of
 from agentkeep.security.passwords import PasswordHasher
 from agentkeep.security.tokens import TokenCodec
 from agentkeep.users.models import User
 
 # auto_error=False: a missing or malformed header gets our uniform 401, not FastAPI's.
 bearer_scheme = OAuth2PasswordBearer(tokenUrl="/auth/login", auto_error=False)
+api_key_scheme = APIKeyHeader(name="X-API-Key", auto_error=False)
 
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """The authenticated caller. `org_id` and `kind` grow with organizations and API keys."""
+    """The authenticated caller, acting in one organization with the role its membership
+    holds now (None: no longer a member there; every permission check then fails)."""
 
     user_id: uuid.UUID
     user: User
-    session_id: uuid.UUID
-    jti: str
+    session_id: uuid.UUID | None
+    jti: str | None
     org_id: uuid.UUID | None = None
-    kind: Literal["user"] = "user"
+    role: Role | None = None
+    kind: Literal["user", "api_key"] = "user"
+    # API keys only: the key and the permissions it was granted (a subset of its creator's).
+    api_key_id: uuid.UUID | None = None
+    scopes: frozenset[Permission] | None = None
 
     @property
     def is_superuser(self) -> bool:
-        return self.user.is_superuser
+        return self.kind == "user" and self.user.is_superuser
+
+    @property
+    def permissions(self) -> frozenset[Permission]:
+        """Role permissions, intersected with the key's scopes for an API key."""
+        granted = permissions_of(self.role) if self.role is not None else frozenset()
+        return granted & self.scopes if self.scopes is not None else granted
+
+    def can(self, permission: Permission) -> bool:
+        return permission in self.permissions
+
+    @property
+    def limit_key(self) -> str:
+        """Whose RATE_LIMIT_API budget a request spends: the key's own, or the user's."""
+        return f"apikey:{self.api_key_id}" if self.api_key_id is not None else f"user:{self.user_id}"
 
 
 def get_password_hasher(request: Request) -> PasswordHasher:
@@ -66,24 +90,55 @@ def get_auth_service(
 AuthServiceDep = Annotated[AuthService, Depends(get_auth_service)]
 
 
+def get_api_key_hasher(request: Request) -> ApiKeyHasher:
+    hasher: ApiKeyHasher = request.app.state.api_key_hasher
+    return hasher
+
+
+async def _api_key_principal(request: Request, session: AsyncSession, raw: str, ip: str | None) -> Principal:
+    found = await ApiKeyService(session, get_api_key_hasher(request)).authenticate(raw, ip)
+    structlog.contextvars.bind_contextvars(user_id=str(found.creator.id), api_key_id=str(found.key_id))
+    return Principal(
+        user_id=found.creator.id,
+        user=found.creator,
+        session_id=None,
+        jti=None,
+        org_id=found.org_id,
+        role=found.creator_role,
+        kind="api_key",
+        api_key_id=found.key_id,
+        scopes=found.scopes,
+    )
+
+
 async def get_current_principal(
     request: Request,
     service: AuthServiceDep,
+    session: SessionDep,
     context: RequestContextDep,
     token: Annotated[str | None, Depends(bearer_scheme)],
+    api_key: Annotated[str | None, Depends(api_key_scheme)],
 ) -> Principal:
-    """Resolve the bearer token into a Principal (or the uniform 401), then count the
-    request against the caller's RATE_LIMIT_API budget (429 when it is spent)."""
+    """Resolve the caller (access token, or API key in `X-API-Key` or `Authorization:
+    Bearer ak_...`) into a Principal or the uniform 401, then count the request against
+    the caller's RATE_LIMIT_API budget (per user, or per API key; 429 when it is spent)."""
+    raw_key = api_key or (token if token and looks_like_api_key(token) else None)
+    if raw_key is not None:
+        principal = await _api_key_principal(request, session, raw_key, context.ip_address)
+        await enforce_principal_limit(request, context, principal.limit_key)
+        return principal
     found = await service.authenticate(token)
     structlog.contextvars.bind_contextvars(user_id=str(found.user.id))
-    await enforce_principal_limit(request, context, f"user:{found.user.id}")
-    return Principal(
+    principal = Principal(
         user_id=found.user.id,
         user=found.user,
         session_id=found.session_id,
         jti=found.jti,
         org_id=found.org_id,
+        role=found.role,
     )
+    await enforce_principal_limit(request, context, principal.limit_key)
+    return principal
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_current_principal)]

@@ -9,12 +9,13 @@ from agentkeep.errors import AppError, Forbidden, InvalidInput, Unauthorized
 
 BEARER_CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
-LoginFailureReason = Literal["unknown_user", "bad_password", "disabled", "locked"]
+LoginFailureReason = Literal["unknown_user", "bad_password", "disabled", "locked", "not_a_member"]
 TokenFailureReason = str
 
 
 class LoginFailed(Unauthorized):
-    """Wrong password, unknown user, disabled or locked account: the same 401 for all four."""
+    """Wrong password, unknown user, disabled or locked account, or an `org` the user is not a
+    member of: the same 401 for all five."""
 
     type_slug = "invalid-credentials"
     title = "Invalid credentials"
@@ -68,6 +69,11 @@ class WeakPassword(InvalidInput):
 class WrongCurrentPassword(Forbidden):
     type_slug = "wrong-current-password"
     title = "Current password is incorrect"
+
+
+class SessionRequired(Forbidden):
+    type_slug = "session-required"
+    title = "A login session is required"
 
 
 class NotSuperuser(Forbidden):

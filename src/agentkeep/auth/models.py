@@ -28,6 +28,8 @@ class AuthSession(UUIDPrimaryKey, Base):
     revoked_reason: Mapped[str | None] = mapped_column(String(REASON_MAX))
     ip: Mapped[str | None] = mapped_column(String(IP_MAX))
     user_agent: Mapped[str | None] = mapped_column(String(USER_AGENT_MAX))
+    # The organization this login acts in (chosen at login, changed by /auth/switch-org).
+    org_id: Mapped[uuid.UUID | None]
 
 
 class RefreshToken(UUIDPrimaryKey, Base):

@@ -6,11 +6,12 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agentkeep.auth.models import AuthSession, RefreshToken
+from agentkeep.orgs.models import Membership
 from agentkeep.users.models import User
 
 
@@ -20,6 +21,8 @@ class SessionState:
 
     user: User
     session: AuthSession
+    # The caller's role in the session's organization now; None when not (or no longer) a member.
+    role: str | None = None
 
     def is_alive(self, now: datetime) -> bool:
         cut_off = self.user.tokens_valid_after
@@ -85,13 +88,30 @@ class AuthRepository:
         await self.session.flush()
 
     async def session_state(self, session_id: uuid.UUID, user_id: uuid.UUID) -> SessionState | None:
+        """The session, its user and the user's current role in the session's organization
+        (one query: role changes and removals count from the next request)."""
         statement = (
-            select(User, AuthSession)
+            select(User, AuthSession, Membership.role)
             .join(AuthSession, AuthSession.user_id == User.id)
+            .outerjoin(
+                Membership, and_(Membership.org_id == AuthSession.org_id, Membership.user_id == User.id)
+            )
             .where(AuthSession.id == session_id, User.id == user_id)
         )
         row = (await self.session.execute(statement)).first()
-        return SessionState(user=row[0], session=row[1]) if row else None
+        return SessionState(user=row[0], session=row[1], role=row[2]) if row else None
+
+    async def get_session(self, session_id: uuid.UUID) -> AuthSession | None:
+        return await self.session.get(AuthSession, session_id)
+
+    async def retire_refresh_tokens(self, session_id: uuid.UUID, now: datetime) -> None:
+        """Mark every unused refresh token of the session used (a switch issues a new one)."""
+        await self.session.execute(
+            update(RefreshToken)
+            .where(RefreshToken.session_id == session_id, RefreshToken.used_at.is_(None))
+            .values(used_at=now)
+            .execution_options(synchronize_session=False)
+        )
 
     async def claim_refresh_token(self, token_hash: str, now: datetime) -> bool:
         """Mark the token used if nobody has; True for exactly one of any concurrent callers.

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Request, Response, status
 from fastapi.responses import JSONResponse
 
-from agentkeep.auth.dependencies import AuthServiceDep, CurrentPrincipal
-from agentkeep.auth.errors import RefreshRejected
+from agentkeep.auth.dependencies import AuthServiceDep, Principal
+from agentkeep.auth.errors import RefreshRejected, SessionRequired
 from agentkeep.auth.schemas import (
     LoginForm,
     PasswordChangeRequest,
@@ -20,8 +21,10 @@ from agentkeep.auth.schemas import (
 from agentkeep.auth.service import IssuedTokens
 from agentkeep.context import RequestContextDep
 from agentkeep.errors import InvalidInput, problem_response
+from agentkeep.orgs.schemas import SwitchOrgRequest
 from agentkeep.ratelimit.dependency import rate_limit
 from agentkeep.ratelimit.rules import RuleName
+from agentkeep.rbac.dependencies import Authenticated, Public
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
@@ -41,6 +44,12 @@ def require_form_body(request: Request) -> None:
         )
 
 
+def _session_of(principal: Principal) -> uuid.UUID:
+    if principal.session_id is None:
+        raise SessionRequired("This endpoint needs a login session, not an API key.")
+    return principal.session_id
+
+
 def _token_response(issued: IssuedTokens, response: Response) -> TokenResponse:
     response.headers.update(NO_STORE)
     return TokenResponse(
@@ -56,7 +65,10 @@ AUTH_LIMIT = Depends(rate_limit(RuleName.AUTH, report_remaining=True))
 
 
 @router.post(
-    "/register", status_code=status.HTTP_201_CREATED, response_model=UserRead, dependencies=[AUTH_LIMIT]
+    "/register",
+    status_code=status.HTTP_201_CREATED,
+    response_model=UserRead,
+    dependencies=[Public, AUTH_LIMIT],
 )
 async def register(body: RegisterRequest, service: AuthServiceDep, context: RequestContextDep) -> UserRead:
     """Create an account (username, email, password); answers the new user."""
@@ -64,19 +76,22 @@ async def register(body: RegisterRequest, service: AuthServiceDep, context: Requ
     return UserRead.model_validate(user)
 
 
-@router.post("/login", response_model=TokenResponse, dependencies=[AUTH_LIMIT, Depends(require_form_body)])
+@router.post(
+    "/login", response_model=TokenResponse, dependencies=[Public, AUTH_LIMIT, Depends(require_form_body)]
+)
 async def login(
     form: Annotated[LoginForm, Form()],
     service: AuthServiceDep,
     context: RequestContextDep,
     response: Response,
 ) -> TokenResponse:
-    """Exchange a username (or email) and password for an access and a refresh token."""
-    issued = await service.login(form.username, form.password, context)
+    """Exchange a username (or email) and password for an access and a refresh token, acting
+    in `org` (id or slug; default: the personal organization)."""
+    issued = await service.login(form.username, form.password, context, form.org)
     return _token_response(issued, response)
 
 
-@router.post("/refresh", response_model=TokenResponse)
+@router.post("/refresh", response_model=TokenResponse, dependencies=[Public])
 async def refresh(
     body: RefreshRequest,
     service: AuthServiceDep,
@@ -103,20 +118,30 @@ async def refresh(
 
 
 @router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
-async def logout(principal: CurrentPrincipal, service: AuthServiceDep) -> None:
+async def logout(principal: Authenticated, service: AuthServiceDep) -> None:
     """End the current session: its refresh token and every access token of it stop working."""
-    await service.logout(principal.user_id, principal.session_id)
+    await service.logout(principal.user_id, _session_of(principal))
+
+
+@router.post("/switch-org", response_model=TokenResponse)
+async def switch_org(
+    body: SwitchOrgRequest, principal: Authenticated, service: AuthServiceDep, response: Response
+) -> TokenResponse:
+    """Act in another organization you belong to: a new token pair for the same session;
+    tokens issued before stop working. 404 when you are not a member there."""
+    issued = await service.switch_org(principal.user_id, _session_of(principal), body.org)
+    return _token_response(issued, response)
 
 
 @router.get("/me", response_model=UserRead)
-async def me(principal: CurrentPrincipal) -> UserRead:
+async def me(principal: Authenticated) -> UserRead:
     """The authenticated user."""
     return UserRead.model_validate(principal.user)
 
 
 @router.post("/password", status_code=status.HTTP_204_NO_CONTENT)
 async def change_password(
-    body: PasswordChangeRequest, principal: CurrentPrincipal, service: AuthServiceDep
+    body: PasswordChangeRequest, principal: Authenticated, service: AuthServiceDep
 ) -> None:
     """Change the password; every session of the user ends, this one included."""
     await service.change_password(principal.user, body.current_password, body.new_password)

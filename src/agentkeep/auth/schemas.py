@@ -50,6 +50,9 @@ class LoginForm(BaseModel):
     scope: str = Field(default="", max_length=1024)
     client_id: str | None = Field(default=None, max_length=256)
     client_secret: str | None = Field(default=None, max_length=256)
+    org: str | None = Field(
+        default=None, min_length=1, max_length=80, description="Organization id or slug (default: personal)."
+    )
 
 
 class RefreshRequest(BaseModel):

@@ -30,7 +30,10 @@ from agentkeep.config import Settings
 from agentkeep.context import RequestContext
 from agentkeep.errors import Conflict
 from agentkeep.observability.metrics import Metrics
+from agentkeep.orgs.repository import OrgRepository
+from agentkeep.orgs.service import OrgNotFound, add_personal_org
 from agentkeep.ratelimit.lockout import LoginThrottle
+from agentkeep.rbac.permissions import Role
 from agentkeep.security.password_policy import password_problems
 from agentkeep.security.passwords import PasswordHasher
 from agentkeep.security.tokens import InvalidToken, TokenCodec, new_refresh_token
@@ -45,6 +48,7 @@ class IssuedTokens:
     refresh_expires_in: int
     session_id: uuid.UUID
     user_id: uuid.UUID
+    org_id: uuid.UUID | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +57,7 @@ class Authenticated:
     session_id: uuid.UUID
     jti: str
     org_id: uuid.UUID | None
+    role: Role | None = None
 
 
 def normalise_identifier(value: str) -> str:
@@ -110,6 +115,7 @@ class AuthService:
         metrics: Metrics | None = None,
     ) -> None:
         self.repository = AuthRepository(session)
+        self.orgs = OrgRepository(session)
         self.settings = settings
         self.hasher = hasher
         self.tokens = tokens
@@ -126,6 +132,7 @@ class AuthService:
         except (RegistrationClosed, WeakPassword, Conflict) as exc:
             self.audit.failure(AuditAction.REGISTER_FAILED, details={**attempted, "reason": exc.type_slug})
             raise
+        org = await add_personal_org(self.orgs, user)
         await self.audit.record(
             AuditAction.USER_REGISTERED,
             user_id=user.id,
@@ -133,17 +140,28 @@ class AuthService:
             resource_id=user.id,
             details={"username": user.username, "email": user.email},
         )
+        await self.audit.record(
+            AuditAction.ORG_CREATED,
+            user_id=user.id,
+            org_id=org.id,
+            resource_type="organization",
+            resource_id=org.id,
+            details={"slug": org.slug, "is_personal": True},
+        )
         return user
 
-    async def login(self, identifier: str, password: str, context: RequestContext) -> IssuedTokens:
-        """Check the password and open a new session; audited either way, locked after
-        repeated failures (RATE_LIMIT_LOGIN_FAILURES), with the same 401 in every case."""
+    async def login(
+        self, identifier: str, password: str, context: RequestContext, org: str | None = None
+    ) -> IssuedTokens:
+        """Check the password and open a new session acting in `org` (id or slug; default the
+        personal organization); audited either way, locked after repeated failures
+        (RATE_LIMIT_LOGIN_FAILURES), with the same 401 in every case (non-member `org` too)."""
         login = normalise_identifier(identifier)
         try:
             if await self.throttle.is_locked(login):
                 # No hashing while locked: a stuffing burst costs the server nothing.
                 raise LoginFailed("locked", username=login)
-            issued = await self._login(login, password, context)
+            issued = await self._login(login, password, context, org)
         except LoginFailed as exc:
             await self._login_failed(exc)
             raise
@@ -154,6 +172,7 @@ class AuthService:
             user_id=issued.user_id,
             resource_type="auth",
             resource_id=issued.user_id,
+            org_id=issued.org_id,
             details={"username": login, "session_id": str(issued.session_id)},
         )
         return issued
@@ -179,7 +198,9 @@ class AuthService:
         if self.metrics is not None:
             self.metrics.logins.labels(outcome).inc()
 
-    async def _login(self, login: str, password: str, context: RequestContext) -> IssuedTokens:
+    async def _login(
+        self, login: str, password: str, context: RequestContext, org: str | None
+    ) -> IssuedTokens:
         # The session counts as created before the password was read: a password change
         # that commits while this login is hashing the old password still cuts it off.
         now = datetime.now(UTC)
@@ -194,6 +215,11 @@ class AuthService:
             raise LoginFailed("bad_password", username=login, user_id=account.id)
         if not account.is_active:
             raise LoginFailed("disabled", username=login, user_id=account.id)
+        membership = await (
+            self.orgs.membership_by_ref(account.id, org) if org else self.orgs.personal_membership(account.id)
+        )
+        if membership is None:
+            raise LoginFailed("not_a_member", username=login, user_id=account.id)
         if new_hash is not None:
             await self.repository.set_password_hash(account.id, new_hash, expected=account.password_hash)
         auth_session = AuthSession(
@@ -203,6 +229,7 @@ class AuthService:
             expires_at=now + timedelta(seconds=self.settings.refresh_token_ttl_seconds),
             ip=context.ip_address,
             user_agent=context.user_agent,
+            org_id=membership.org_id,
         )
         await self.repository.add(auth_session)
         return await self._issue(account.id, auth_session, now)
@@ -218,7 +245,9 @@ class AuthService:
                 expires_at=auth_session.expires_at,
             )
         )
-        access_token, _ = self.tokens.issue_access(user_id, auth_session.id, now=now)
+        access_token, _ = self.tokens.issue_access(
+            user_id, auth_session.id, org_id=auth_session.org_id, now=now
+        )
         return IssuedTokens(
             access_token=access_token,
             refresh_token=refresh_token,
@@ -226,6 +255,7 @@ class AuthService:
             refresh_expires_in=max(0, int((auth_session.expires_at - now).total_seconds())),
             session_id=auth_session.id,
             user_id=user_id,
+            org_id=auth_session.org_id,
         )
 
     async def refresh(self, refresh_token: str, context: RequestContext) -> IssuedTokens:
@@ -278,7 +308,39 @@ class AuthService:
             raise InvalidAccessToken("unknown_session")
         if not state.is_alive(datetime.now(UTC)):
             raise InvalidAccessToken("session_revoked")
-        return Authenticated(user=state.user, session_id=claims.session_id, jti=claims.jti, org_id=None)
+        if claims.org_id != state.session.org_id:
+            # The session switched organization since this token was minted.
+            raise InvalidAccessToken("org_switched")
+        return Authenticated(
+            user=state.user,
+            session_id=claims.session_id,
+            jti=claims.jti,
+            org_id=state.session.org_id,
+            role=Role(state.role) if state.role else None,
+        )
+
+    async def switch_org(self, user_id: uuid.UUID, session_id: uuid.UUID, org: str) -> IssuedTokens:
+        """Act in another organization the user belongs to: the session (refresh-token
+        family) moves there and a new pair is issued; tokens minted before stop working."""
+        membership = await self.orgs.membership_by_ref(user_id, org)
+        if membership is None:
+            raise OrgNotFound("No such organization.")
+        auth_session = await self.repository.get_session(session_id)
+        if auth_session is None:
+            raise InvalidAccessToken("unknown_session")
+        now = datetime.now(UTC)
+        auth_session.org_id = membership.org_id
+        await self.repository.retire_refresh_tokens(session_id, now)
+        issued = await self._issue(user_id, auth_session, now)
+        await self.audit.record(
+            AuditAction.TOKEN_REFRESHED,
+            user_id=user_id,
+            org_id=membership.org_id,
+            resource_type="session",
+            resource_id=session_id,
+            details={"switched_org": str(membership.org_id)},
+        )
+        return issued
 
     async def logout(self, user_id: uuid.UUID, session_id: uuid.UUID) -> None:
         await self.repository.revoke_session(session_id, "logout", datetime.now(UTC))

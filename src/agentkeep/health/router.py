@@ -7,9 +7,10 @@ from fastapi import APIRouter, Request, Response
 from agentkeep.dependencies import EngineDep, RedisDep, SettingsDep
 from agentkeep.health import service
 from agentkeep.health.schemas import HealthReport, LiveReport
+from agentkeep.rbac.dependencies import Public
 from agentkeep.serving import is_draining
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], dependencies=[Public])
 
 _READY_RESPONSES: dict[int | str, dict[str, object]] = {
     503: {"model": HealthReport, "description": "The database failed its check, or the process is draining"}

@@ -11,8 +11,9 @@ from agentkeep.context import RequestContextDep
 from agentkeep.dependencies import EngineDep, SettingsDep
 from agentkeep.errors import Forbidden, Unauthorized
 from agentkeep.observability.metrics import Metrics
+from agentkeep.rbac.dependencies import Public
 
-router = APIRouter(tags=["observability"])
+router = APIRouter(tags=["observability"], dependencies=[Public])
 
 
 def _is_loopback(address: str | None) -> bool:

@@ -1,0 +1,159 @@
+"""How a route declares who may call it: exactly one of `require(permission)`, `Authenticated`,
+`SuperuserPrincipal` or `Public`. tests/rbac/test_route_coverage.py fails on any route that
+declares none (or more than one), so access control is deny-by-default by construction.
+
+    AgentsRead = Annotated[Principal, Depends(require(Permission.AGENTS_READ))]
+
+    @router.get("/api/agents")
+    async def list_agents(principal: AgentsRead) -> ...
+
+A denial is a 403 problem and a `permission_denied` audit record, at most one per principal,
+permission and minute (the rate limiter's storage keeps the window, shared by instances).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import iter_route_contexts
+from starlette.routing import BaseRoute
+
+from agentkeep.audit.actions import ActorType, AuditAction, AuditStatus
+from agentkeep.audit.service import AuditDep
+from agentkeep.auth.dependencies import CurrentPrincipal, Principal, get_superuser_principal
+from agentkeep.auth.errors import SessionRequired
+from agentkeep.errors import Forbidden
+from agentkeep.ratelimit.dependency import get_rate_limiter
+from agentkeep.ratelimit.rules import KeyKind, Rule, RuleName
+from agentkeep.rbac.permissions import Permission
+
+# One `permission_denied` record per principal and permission in this window.
+DENIAL_AUDIT_WINDOW = Rule(RuleName.API, "1/minute", KeyKind.PRINCIPAL, "permission_denied audit records")
+
+
+class PermissionDenied(Forbidden):
+    type_slug = "permission-denied"
+    title = "Permission denied"
+
+
+class RequirePermission:
+    """The dependency `require(permission)` returns; FastAPI calls the instance."""
+
+    def __init__(self, permission: Permission) -> None:
+        self.permission = permission
+
+    def __repr__(self) -> str:
+        return f"require({self.permission.value!r})"
+
+    async def __call__(self, request: Request, principal: CurrentPrincipal, audit: AuditDep) -> Principal:
+        if principal.can(self.permission):
+            return principal
+        path = getattr(request.scope.get("route"), "path", None) or request.url.path
+        limiter = get_rate_limiter(request)
+        who = f"{principal.limit_key}|{principal.org_id}|{self.permission.value}"
+        if await limiter.first_in_window(
+            DENIAL_AUDIT_WINDOW, limiter.identity(who), topic="permission_denied"
+        ):
+            audit.failure(
+                AuditAction.PERMISSION_DENIED,
+                user_id=principal.user_id,
+                org_id=principal.org_id,
+                actor_type=ActorType.API_KEY if principal.kind == "api_key" else ActorType.USER,
+                status=AuditStatus.DENIED,
+                resource_type="route",
+                resource_id=f"{request.method} {path}",
+                details={
+                    "permission": self.permission.value,
+                    "role": principal.role.value if principal.role else None,
+                    "api_key_id": str(principal.api_key_id) if principal.api_key_id else None,
+                },
+            )
+        if principal.role is None:
+            raise PermissionDenied(
+                "You are not a member of the organization this token acts in; "
+                "switch organizations with POST /auth/switch-org."
+            )
+        raise PermissionDenied(
+            f"This action requires the '{self.permission.value}' permission in the current organization."
+        )
+
+
+def require(permission: Permission) -> RequirePermission:
+    """A dependency that answers the Principal when it holds `permission` now, else 403."""
+    return RequirePermission(permission)
+
+
+async def authenticated(principal: CurrentPrincipal) -> Principal:
+    """Marker: any user logged in (routes about the caller itself, not an organization).
+    API keys act only through permission routes: they never reach these."""
+    if principal.kind == "api_key":
+        raise SessionRequired("This endpoint needs a login session, not an API key.")
+    return principal
+
+
+def public() -> None:
+    """Marker: no authentication (health, login, registration...)."""
+
+
+Authenticated = Annotated[Principal, Depends(authenticated)]
+Public = Depends(public)
+
+
+@dataclass(frozen=True, slots=True)
+class RouteAccess:
+    kind: Literal["permission", "authenticated", "superuser", "public"]
+    permission: Permission | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RouteInfo:
+    """One API route as served (router prefixes and router-level dependencies applied)."""
+
+    path: str
+    methods: frozenset[str]
+    access: tuple[RouteAccess, ...]
+
+
+def api_routes(app: FastAPI) -> tuple[list[RouteInfo], list[BaseRoute]]:
+    """The app's API routes with their declared access, and every other (non-API) route."""
+    infos: list[RouteInfo] = []
+    others: list[BaseRoute] = []
+    for context in iter_route_contexts(app.routes):
+        dependant = getattr(context, "dependant", None)
+        if not isinstance(dependant, Dependant):
+            others.append(context.original_route)
+            continue
+        infos.append(
+            RouteInfo(
+                path=str(context.path),
+                methods=frozenset(context.methods or ()),
+                access=tuple(declared_access(dependant)),
+            )
+        )
+    return infos, others
+
+
+def _calls(dependant: Dependant) -> Iterator[Callable[..., Any]]:
+    for sub in dependant.dependencies:
+        if sub.call is not None:
+            yield sub.call
+        yield from _calls(sub)
+
+
+def declared_access(dependant: Dependant) -> list[RouteAccess]:
+    """Every access marker in a route's dependency tree (a correct route has exactly one)."""
+    found: list[RouteAccess] = []
+    for call in _calls(dependant):
+        if isinstance(call, RequirePermission):
+            found.append(RouteAccess("permission", call.permission))
+        elif call is authenticated:
+            found.append(RouteAccess("authenticated"))
+        elif call is get_superuser_principal:
+            found.append(RouteAccess("superuser"))
+        elif call is public:
+            found.append(RouteAccess("public"))
+    return found

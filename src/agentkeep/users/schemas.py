@@ -1,0 +1,39 @@
+"""Bodies of the instance administration endpoints under /api/users."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from agentkeep.pagination import CURSOR_MAX_LENGTH, DEFAULT_LIMIT, MAX_LIMIT
+
+
+class UserAdminRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    username: str
+    email: str
+    is_active: bool
+    is_superuser: bool
+    created_at: datetime
+
+
+class UserPage(BaseModel):
+    items: list[UserAdminRead]
+    next_cursor: str | None
+
+
+class UserListQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    limit: int = Field(default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
+    cursor: str | None = Field(default=None, max_length=CURSOR_MAX_LENGTH)
+
+
+class SuperuserUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    is_superuser: bool

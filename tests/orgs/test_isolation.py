@@ -1,0 +1,90 @@
+"""Tenant isolation and mass assignment: another organization's ids answer 404 with no data,
+and bodies carrying fields they should not (org_id, role, owner, is_superuser) change nothing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+
+from agentkeep.rbac.dependencies import api_routes
+from agentkeep.rbac.permissions import Role
+from tests.auth.helpers import bearer
+from tests.orgs.helpers import Team, create_key, fill_path, key_header, make_team
+
+# A valid body per object route that takes one, so the request reaches the organization check.
+SAMPLE_BODIES: dict[tuple[str, str], dict[str, Any]] = {
+    ("POST", "/api/orgs/{org_id}/members"): {"user": "olivia", "role": "viewer"},
+    ("PATCH", "/api/orgs/{org_id}/members/{user_id}"): {"role": "viewer"},
+}
+
+
+async def _members(http: httpx.AsyncClient, team: Team) -> list[dict[str, Any]]:
+    response = await http.get(f"/api/orgs/{team.org_id}/members", headers=team.headers(Role.OWNER))
+    assert response.status_code == 200
+    items: list[dict[str, Any]] = response.json()["items"]
+    return items
+
+
+async def test_every_object_route_answers_404_for_another_organizations_ids(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    ours = await make_team(client, "ours", owner="olivia")
+    theirs = await make_team(client, "theirs", owner="theo")
+    their_key = await create_key(client, theirs.headers(Role.OWNER), ["members:read"])
+    their_ids = {"org_id": theirs.org_id, "user_id": theirs.user_ids[Role.MEMBER], "key_id": their_key["id"]}
+    before = await _members(client, theirs)
+    routes, _ = api_routes(app)
+    object_routes = [route for route in routes if "{" in route.path and route.access[0].kind == "permission"]
+    assert len(object_routes) >= 4
+    for route in object_routes:
+        path = fill_path(route.path, their_ids)
+        for method in route.methods - {"HEAD"}:
+            body = SAMPLE_BODIES.get((method, route.path))
+            if method in {"POST", "PATCH", "PUT"}:
+                assert body is not None, f"add a sample body for {method} {route.path}"
+            response = await client.request(method, path, json=body, headers=ours.headers(Role.OWNER))
+            assert response.status_code == 404, (method, route.path, response.text)
+            for secret in ("theirs", "Theirs", "theo", theirs.users[Role.MEMBER]):
+                assert secret not in response.text
+    assert await _members(client, theirs) == before
+    assert (
+        await client.get(f"/api/orgs/{theirs.org_id}/members", headers=key_header(their_key))
+    ).status_code == 200
+
+
+async def test_mass_assignment_is_refused_and_changes_nothing(client: httpx.AsyncClient) -> None:
+    team = await make_team(client)
+    owner, admin = team.headers(Role.OWNER), team.headers(Role.ADMIN)
+    members_path = f"/api/orgs/{team.org_id}/members"
+    before = await _members(client, team)
+    attempts = [
+        ("POST", "/api/orgs", {"name": "X", "slug": "xorg", "is_personal": True}, owner),
+        ("POST", "/api/orgs", {"name": "X", "slug": "xorg", "owner_id": team.user_ids[Role.VIEWER]}, owner),
+        ("POST", "/api/orgs", {"name": "X", "slug": "xorg", "id": team.org_id}, owner),
+        ("POST", members_path, {"user": "nobody", "role": "viewer", "org_id": team.org_id}, admin),
+        ("POST", members_path, {"user": "nobody", "role": "viewer", "is_superuser": True}, admin),
+        (
+            "PATCH",
+            f"{members_path}/{team.user_ids[Role.VIEWER]}",
+            {"role": "viewer", "is_superuser": True},
+            admin,
+        ),
+        ("PATCH", f"{members_path}/{team.user_ids[Role.VIEWER]}", {"role": "viewer", "user_id": "x"}, admin),
+        ("PATCH", f"{members_path}/{team.user_ids[Role.VIEWER]}", {"role": "superowner"}, admin),
+        ("POST", "/auth/switch-org", {"org": team.slug, "role": "owner"}, admin),
+    ]
+    for method, path, body, headers in attempts:
+        response = await client.request(method, path, json=body, headers=headers)
+        assert response.status_code == 422, (path, body, response.text)
+    registered = await client.post(
+        "/auth/register",
+        json={"username": "eve", "email": "eve@example.com", "password": "x" * 20, "is_superuser": True},
+    )
+    assert registered.status_code == 422
+    assert await _members(client, team) == before
+    orgs = (await client.get("/api/orgs", headers=owner)).json()["items"]
+    assert [org["slug"] for org in orgs] == ["~olivia", "acme"]
+    me = await client.get("/auth/me", headers=bearer(team.tokens[Role.ADMIN]))
+    assert me.json()["is_superuser"] is False

@@ -5,7 +5,13 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import uuid
+from datetime import datetime
 from typing import Any
+
+from sqlalchemy import Select, and_, or_
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from agentkeep.errors import InvalidInput
 
@@ -36,3 +42,45 @@ def decode_cursor(cursor: str) -> dict[str, Any]:
     if not isinstance(position, dict):
         raise InvalidCursor("The cursor is not one this API returned.")
     return position
+
+
+def _decode_position(cursor: str) -> tuple[datetime, uuid.UUID]:
+    position = decode_cursor(cursor)
+    try:
+        moment = datetime.fromisoformat(str(position["t"]))
+        after = uuid.UUID(str(position["id"]))
+    except (KeyError, ValueError) as exc:
+        raise InvalidCursor("The cursor is not one this API returned.") from exc
+    if moment.tzinfo is None:
+        raise InvalidCursor("The cursor is not one this API returned.")
+    return moment, after
+
+
+async def keyset_page(
+    session: AsyncSession,
+    statement: Select[Any],
+    time_column: InstrumentedAttribute[datetime],
+    id_column: InstrumentedAttribute[uuid.UUID],
+    *,
+    limit: int,
+    cursor: str | None,
+    newest_first: bool = True,
+) -> tuple[list[Any], str | None]:
+    """One page of `statement` keyed on (time, id); the cursor resumes after its last row.
+
+    Keyset pagination stays fast and stable on large tables (no OFFSET) and never skips or
+    repeats a row when others are inserted meanwhile.
+    """
+    if cursor:
+        moment, after = _decode_position(cursor)
+        earlier = time_column < moment if newest_first else time_column > moment
+        tie = id_column < after if newest_first else id_column > after
+        statement = statement.where(or_(earlier, and_(time_column == moment, tie)))
+    order = (time_column.desc(), id_column.desc()) if newest_first else (time_column.asc(), id_column.asc())
+    rows = list((await session.scalars(statement.order_by(*order).limit(limit + 1))).all())
+    if len(rows) <= limit:
+        return rows, None
+    rows = rows[:limit]
+    last = rows[-1]
+    position = {"t": getattr(last, time_column.key).isoformat(), "id": str(getattr(last, id_column.key))}
+    return rows, encode_cursor(position)

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from agentkeep.apikeys.models import ApiKey
 from agentkeep.orgs.models import Membership
-from agentkeep.pagination import InvalidCursor, decode_cursor, encode_cursor
+from agentkeep.pagination import keyset_page
 from agentkeep.users.models import User
 
 
@@ -37,24 +37,9 @@ class ApiKeyRepository:
     ) -> tuple[list[ApiKey], str | None]:
         """Newest first, keyed on (created_at, id); the cursor resumes after its last row."""
         statement = select(ApiKey).where(ApiKey.org_id == org_id)
-        if cursor:
-            position = decode_cursor(cursor)
-            try:
-                created = datetime.fromisoformat(str(position["t"]))
-                after = uuid.UUID(str(position["id"]))
-            except (KeyError, ValueError) as exc:
-                raise InvalidCursor("The cursor is not one this API returned.") from exc
-            if created.tzinfo is None:
-                raise InvalidCursor("The cursor is not one this API returned.")
-            statement = statement.where(
-                or_(ApiKey.created_at < created, and_(ApiKey.created_at == created, ApiKey.id < after))
-            )
-        statement = statement.order_by(ApiKey.created_at.desc(), ApiKey.id.desc()).limit(limit + 1)
-        rows = list((await self.session.scalars(statement)).all())
-        if len(rows) <= limit:
-            return rows, None
-        rows = rows[:limit]
-        return rows, encode_cursor({"t": rows[-1].created_at.isoformat(), "id": str(rows[-1].id)})
+        return await keyset_page(
+            self.session, statement, ApiKey.created_at, ApiKey.id, limit=limit, cursor=cursor
+        )
 
     async def get_in_org(self, org_id: uuid.UUID, key_id: uuid.UUID) -> ApiKey | None:
         statement = select(ApiKey).where(ApiKey.org_id == org_id, ApiKey.id == key_id)

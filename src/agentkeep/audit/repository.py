@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
-from sqlalchemy import Select, and_, or_, select
+from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agentkeep.audit.models import GLOBAL_CHAIN, AuditLog
 from agentkeep.audit.schemas import AuditLogFilter
-from agentkeep.pagination import InvalidCursor, decode_cursor, encode_cursor
+from agentkeep.pagination import keyset_page
 
 EXPORT_BATCH = 1000
 
@@ -48,37 +47,18 @@ def _filtered(filters: AuditLogFilter) -> Select[AuditLog]:
     return _time_range(statement, filters.since, filters.until)
 
 
-def _after_cursor(statement: Select[AuditLog], cursor: str) -> Select[AuditLog]:
-    position = decode_cursor(cursor)
-    try:
-        timestamp = datetime.fromisoformat(str(position["t"]))
-        record_id = uuid.UUID(str(position["id"]))
-    except (KeyError, ValueError) as exc:
-        raise InvalidCursor("The cursor is not one this API returned.") from exc
-    if timestamp.tzinfo is None:
-        raise InvalidCursor("The cursor is not one this API returned.")
-    return statement.where(
-        or_(
-            AuditLog.timestamp < timestamp,
-            and_(AuditLog.timestamp == timestamp, AuditLog.id < record_id),
-        )
-    )
-
-
 async def list_audit_logs(
     session: AsyncSession, filters: AuditLogFilter
 ) -> tuple[list[AuditLog], str | None]:
     """One page, newest first, keyed on (timestamp, id); the cursor resumes after its last row."""
-    statement = _filtered(filters)
-    if filters.cursor:
-        statement = _after_cursor(statement, filters.cursor)
-    statement = statement.order_by(AuditLog.timestamp.desc(), AuditLog.id.desc()).limit(filters.limit + 1)
-    rows = list((await session.scalars(statement)).all())
-    if len(rows) <= filters.limit:
-        return rows, None
-    rows = rows[: filters.limit]
-    last = rows[-1]
-    return rows, encode_cursor({"t": last.timestamp.isoformat(), "id": str(last.id)})
+    return await keyset_page(
+        session,
+        _filtered(filters),
+        AuditLog.timestamp,
+        AuditLog.id,
+        limit=filters.limit,
+        cursor=filters.cursor,
+    )
 
 
 async def stream_chain(

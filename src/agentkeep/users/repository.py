@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from agentkeep.pagination import InvalidCursor, decode_cursor, encode_cursor
+from agentkeep.pagination import keyset_page
 from agentkeep.users.models import User
 
 
@@ -21,22 +20,12 @@ class UserRepository:
 
     async def page(self, limit: int, cursor: str | None) -> tuple[list[User], str | None]:
         """Oldest first, keyed on (created_at, id)."""
-        statement = select(User)
-        if cursor:
-            position = decode_cursor(cursor)
-            try:
-                created = datetime.fromisoformat(str(position["t"]))
-                after = uuid.UUID(str(position["id"]))
-            except (KeyError, ValueError) as exc:
-                raise InvalidCursor("The cursor is not one this API returned.") from exc
-            if created.tzinfo is None:
-                raise InvalidCursor("The cursor is not one this API returned.")
-            statement = statement.where(
-                or_(User.created_at > created, and_(User.created_at == created, User.id > after))
-            )
-        statement = statement.order_by(User.created_at, User.id).limit(limit + 1)
-        rows = list((await self.session.scalars(statement)).all())
-        if len(rows) <= limit:
-            return rows, None
-        rows = rows[:limit]
-        return rows, encode_cursor({"t": rows[-1].created_at.isoformat(), "id": str(rows[-1].id)})
+        return await keyset_page(
+            self.session,
+            select(User),
+            User.created_at,
+            User.id,
+            limit=limit,
+            cursor=cursor,
+            newest_first=False,
+        )

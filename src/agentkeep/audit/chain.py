@@ -23,7 +23,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from agentkeep.audit.canonical import canonical_template, record_hash
+from agentkeep.audit.canonical import CANONICAL_FIELDS, canonical_template, record_hash
 from agentkeep.audit.models import GENESIS_HASH, AuditChainHead, AuditLog
 from agentkeep.db.base import utcnow
 
@@ -71,22 +71,8 @@ async def ensure_chain(session: AsyncSession, chain: str) -> None:
         await session.execute(sqlite_insert(AuditChainHead).values(values).on_conflict_do_nothing())
 
 
-_CONTENT = (
-    "id",
-    "chain",
-    "timestamp",
-    "user_id",
-    "org_id",
-    "actor_type",
-    "action",
-    "resource_type",
-    "resource_id",
-    "status",
-    "details",
-    "ip_address",
-    "user_agent",
-    "request_id",
-)
+# The canonical fields a request supplies; the chain adds its position and links.
+_CONTENT = tuple(name for name in CANONICAL_FIELDS if name not in {"sequence", "prev_hash"})
 
 
 def _postgres_append_statement() -> Insert:

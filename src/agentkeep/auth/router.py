@@ -16,7 +16,6 @@ from agentkeep.auth.schemas import (
     RefreshRequest,
     RegisterRequest,
     TokenResponse,
-    UserRead,
 )
 from agentkeep.auth.service import IssuedTokens
 from agentkeep.context import RequestContextDep
@@ -25,6 +24,7 @@ from agentkeep.orgs.schemas import SwitchOrgRequest
 from agentkeep.ratelimit.dependency import rate_limit
 from agentkeep.ratelimit.rules import RuleName
 from agentkeep.rbac.dependencies import Authenticated, Public
+from agentkeep.users.schemas import UserRead
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 

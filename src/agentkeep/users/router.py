@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Query
 from agentkeep.audit.service import AuditDep
 from agentkeep.auth.dependencies import AuthServiceDep, SuperuserPrincipal
 from agentkeep.db.session import SessionDep
-from agentkeep.users.schemas import SuperuserUpdate, UserAdminRead, UserListQuery, UserPage
+from agentkeep.users.schemas import SuperuserUpdate, UserListQuery, UserPage, UserRead
 from agentkeep.users.service import UserAdminService
 
 router = APIRouter(prefix="/api/users", tags=["users"])
@@ -29,26 +29,24 @@ async def list_users(
 ) -> UserPage:
     """Every account of the instance, oldest first, cursor-paginated."""
     users, next_cursor = await service.page(query.limit, query.cursor)
-    return UserPage(items=[UserAdminRead.model_validate(user) for user in users], next_cursor=next_cursor)
+    return UserPage(items=[UserRead.model_validate(user) for user in users], next_cursor=next_cursor)
 
 
-@router.post("/{user_id}/disable", response_model=UserAdminRead)
-async def disable_user(user_id: uuid.UUID, admin: SuperuserPrincipal, service: UserAdminDep) -> UserAdminRead:
+@router.post("/{user_id}/disable", response_model=UserRead)
+async def disable_user(user_id: uuid.UUID, admin: SuperuserPrincipal, service: UserAdminDep) -> UserRead:
     """Disable an account: it cannot log in, and every session and API key of it stops now."""
-    return UserAdminRead.model_validate(await service.set_active(admin.user_id, user_id, active=False))
+    return UserRead.model_validate(await service.set_active(admin.user_id, user_id, active=False))
 
 
-@router.post("/{user_id}/enable", response_model=UserAdminRead)
-async def enable_user(user_id: uuid.UUID, admin: SuperuserPrincipal, service: UserAdminDep) -> UserAdminRead:
+@router.post("/{user_id}/enable", response_model=UserRead)
+async def enable_user(user_id: uuid.UUID, admin: SuperuserPrincipal, service: UserAdminDep) -> UserRead:
     """Enable a disabled account again (it logs in anew; old sessions stay ended)."""
-    return UserAdminRead.model_validate(await service.set_active(admin.user_id, user_id, active=True))
+    return UserRead.model_validate(await service.set_active(admin.user_id, user_id, active=True))
 
 
-@router.post("/{user_id}/superuser", response_model=UserAdminRead)
+@router.post("/{user_id}/superuser", response_model=UserRead)
 async def set_superuser(
     user_id: uuid.UUID, body: SuperuserUpdate, admin: SuperuserPrincipal, service: UserAdminDep
-) -> UserAdminRead:
+) -> UserRead:
     """Grant or revoke instance administrator rights (`{"is_superuser": true|false}`)."""
-    return UserAdminRead.model_validate(
-        await service.set_superuser(admin.user_id, user_id, body.is_superuser)
-    )
+    return UserRead.model_validate(await service.set_superuser(admin.user_id, user_id, body.is_superuser))

@@ -10,7 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from agentkeep.pagination import CURSOR_MAX_LENGTH, DEFAULT_LIMIT, MAX_LIMIT
 
 
-class UserAdminRead(BaseModel):
+class UserRead(BaseModel):
+    """A user account as every endpoint shows it (never the password hash)."""
+
     model_config = ConfigDict(from_attributes=True)
 
     id: uuid.UUID
@@ -22,7 +24,7 @@ class UserAdminRead(BaseModel):
 
 
 class UserPage(BaseModel):
-    items: list[UserAdminRead]
+    items: list[UserRead]
     next_cursor: str | None
 
 

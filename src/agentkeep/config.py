@@ -173,6 +173,22 @@ class Settings(BaseSettings):
 
     openai_base_url: str | None = None
     openai_api_key: SecretStr | None = None
+    # Bound on one model request, and how often a failed request is retried before the run
+    # fails with model_error.
+    model_request_timeout_seconds: float = Field(default=60, gt=0, le=600)
+    model_max_retries: int = Field(default=2, ge=0, le=10)
+
+    # Where runs execute: "inprocess" (inside `serve`), "queue" (procrastinate on PostgreSQL,
+    # executed by `agentkeep worker`), or "auto" (queue on PostgreSQL, inprocess on SQLite).
+    run_execution: Literal["auto", "inprocess", "queue"] = "auto"
+    # Runs one process (serve's in-process runner, or one worker) executes at once.
+    run_concurrency: int = Field(default=4, ge=1, le=256)
+    # A worker holds a run under a lease it renews; a run whose lease expired (its worker
+    # died) is picked up again, up to run_max_attempts attempts, then failed (internal_error).
+    run_lease_seconds: int = Field(default=30, ge=2, le=3600)
+    run_max_attempts: int = Field(default=3, ge=1, le=20)
+    # Default monthly token budget for organizations without their own; unset: unlimited.
+    org_monthly_token_budget: int | None = Field(default=None, ge=0)
 
     # Unset: interactive docs on in development, off in production.
     docs_enabled: bool | None = None

@@ -1,20 +1,28 @@
 """Imports every model so Base.metadata is complete (for Alembic and its drift check)."""
 
+from agentkeep.agents.models import Agent, AgentVersion
 from agentkeep.apikeys.models import ApiKey
 from agentkeep.audit.models import AuditChainHead, AuditLog
 from agentkeep.auth.models import AuthSession, RefreshToken
 from agentkeep.db.base import Base
+from agentkeep.idempotency.models import IdempotencyKey
 from agentkeep.orgs.models import Membership, Organization
+from agentkeep.runs.models import Run, RunEvent
 from agentkeep.users.models import User
 
 __all__ = [
+    "Agent",
+    "AgentVersion",
     "ApiKey",
     "AuditChainHead",
     "AuditLog",
     "AuthSession",
     "Base",
+    "IdempotencyKey",
     "Membership",
     "Organization",
     "RefreshToken",
+    "Run",
+    "RunEvent",
     "User",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, String, UniqueConstraint, false
+from sqlalchemy import BigInteger, ForeignKey, String, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from agentkeep.db.base import Base, Timestamps, UUIDPrimaryKey, utcnow
@@ -22,6 +22,9 @@ class Organization(UUIDPrimaryKey, Timestamps, Base):
     # Personal slugs are "~<username>"; team slugs cannot contain "~", so they never collide.
     slug: Mapped[str] = mapped_column(String(ORG_SLUG_MAX), unique=True)
     is_personal: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # Tokens (input + output) the organization's runs may use per calendar month (UTC);
+    # None: the ORG_MONTHLY_TOKEN_BUDGET default applies (unset there too: unlimited).
+    monthly_token_budget: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class Membership(UUIDPrimaryKey, Base):

@@ -1,0 +1,1 @@
+"""Agents: versioned configurations (model, system prompt, tools, limits) in an organization."""

@@ -1,0 +1,1 @@
+"""Idempotency keys: a retried create returns what the first attempt created."""

@@ -1,0 +1,101 @@
+"""What the run executor takes and gives back: the seam between the agent loop
+(`runs/executor.py`) and whoever drives it (the in-process runner or a worker).
+
+The driver claims the run, builds a `RunRequest` from the pinned agent version, hands an
+`EventSink` that appends `run_events` rows, and records the `RunOutcome`. Cancellation and
+worker shutdown cancel the executing task (asyncio.CancelledError propagates out of
+`execute`); the driver knows which it was and records it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from pydantic import JsonValue, SecretStr
+
+from agentkeep.runs.states import EventKind, RunStatus, StopReason
+from agentkeep.tools.registry import ToolConfig
+
+
+@dataclass(frozen=True, slots=True)
+class AgentLimits:
+    max_steps: int
+    max_output_tokens: int
+    timeout_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class AgentSpec:
+    """One agent version's configuration, as the executor needs it."""
+
+    model: str  # "test" or "openai:<model name>"
+    system_prompt: str
+    tools: tuple[ToolConfig, ...]
+    limits: AgentLimits
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> AgentSpec:
+        """From an `agent_versions.config` document."""
+        limits = config["limits"]
+        return cls(
+            model=str(config["model"]),
+            system_prompt=str(config.get("system_prompt") or ""),
+            tools=tuple(ToolConfig.model_validate(tool) for tool in config.get("tools") or ()),
+            limits=AgentLimits(
+                max_steps=int(limits["max_steps"]),
+                max_output_tokens=int(limits["max_output_tokens"]),
+                timeout_seconds=float(limits["timeout_seconds"]),
+            ),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ModelEndpoint:
+    """An OpenAI-compatible endpoint: the organization's provider, or the deployment's."""
+
+    base_url: str | None
+    api_key: SecretStr | None
+
+
+@dataclass(frozen=True, slots=True)
+class RunRequest:
+    run_id: uuid.UUID
+    org_id: uuid.UUID
+    agent_id: uuid.UUID
+    input: str
+    spec: AgentSpec
+    # Tokens (input + output) this run may still use before the organization's monthly
+    # budget is exhausted; None: unlimited.
+    token_budget: int | None = None
+    endpoint: ModelEndpoint | None = None
+    request_timeout_seconds: float = 60.0
+    max_retries: int = 2
+
+
+@dataclass(slots=True)
+class Usage:
+    requests: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class RunOutcome:
+    status: RunStatus
+    stop_reason: StopReason
+    output: str | None = None
+    error: str | None = None
+    usage: Usage = field(default_factory=Usage)
+
+
+class EventSink(Protocol):
+    """Appends one event to the run's history (committed at once, so streams see it live)."""
+
+    async def emit(self, kind: EventKind, data: Mapping[str, JsonValue]) -> None: ...

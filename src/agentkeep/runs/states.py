@@ -1,0 +1,40 @@
+"""Run vocabulary as data: statuses, stop reasons and event kinds."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class RunStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMED_OUT = "timed_out"
+
+
+TERMINAL_STATUSES = frozenset(
+    {RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.TIMED_OUT}
+)
+
+
+class StopReason(StrEnum):
+    END_TURN = "end_turn"
+    MAX_STEPS = "max_steps"
+    MAX_TOKENS = "max_tokens"
+    TIMEOUT = "timeout"
+    CANCELLED = "cancelled"
+    BUDGET_EXCEEDED = "budget_exceeded"
+    TOOL_ERROR = "tool_error"
+    MODEL_ERROR = "model_error"
+    INTERNAL_ERROR = "internal_error"
+
+
+class EventKind(StrEnum):
+    STATUS = "status"  # {"status": ..., "stop_reason"?: ..., "attempt"?: ...}
+    MODEL_REQUEST = "model_request"  # {"step": n}
+    MODEL_RESPONSE = "model_response"  # {"step": n, "text"?: ..., "tool_calls": [...], "usage": {...}}
+    TOOL_CALL = "tool_call"  # {"tool": name, "tool_call_id": ..., "args": {...}}
+    TOOL_RESULT = "tool_result"  # {"tool": name, "tool_call_id": ..., "result"?: ..., "error"?: ...}
+    OUTPUT = "output"  # {"text": ...}

@@ -1,0 +1,1 @@
+"""Run dispatch: the queue adapter (in-process or procrastinate) and the worker command."""

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 AfterTransactionHook = Callable[[], Awaitable[None]]
 _HOOKS_KEY = "agentkeep.after_transaction"
+_COMMIT_HOOKS_KEY = "agentkeep.after_commit"
 
 
 def get_sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
@@ -27,10 +28,23 @@ def after_transaction(session: AsyncSession, hook: AfterTransactionHook) -> None
     session.info.setdefault(_HOOKS_KEY, []).append(hook)
 
 
-async def _run_hooks(session: AsyncSession) -> None:
+def after_commit(session: AsyncSession, hook: AfterTransactionHook) -> None:
+    """Run `hook` once the request's transaction has committed; never if it rolled back.
+
+    For side effects that must only follow durable state, such as handing a newly created
+    run to the queue.
+    """
+    session.info.setdefault(_COMMIT_HOOKS_KEY, []).append(hook)
+
+
+async def _run_hooks(session: AsyncSession, *, committed: bool = False) -> None:
     hooks: list[AfterTransactionHook] = session.info.pop(_HOOKS_KEY, [])
+    commit_hooks: list[AfterTransactionHook] = session.info.pop(_COMMIT_HOOKS_KEY, [])
     for hook in hooks:
         await hook()
+    if committed:
+        for hook in commit_hooks:
+            await hook()
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -51,7 +65,7 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         except BaseException:
             await _run_hooks(session)
             raise
-        await _run_hooks(session)
+        await _run_hooks(session, committed=True)
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]

@@ -1,0 +1,56 @@
+"""Monthly token budgets: what an organization may still spend this calendar month (UTC).
+
+Usage is the sum of input and output tokens of the organization's runs created in the
+month. The budget is the organization's own (`organizations.monthly_token_budget`) or, when
+it has none, the deployment default `ORG_MONTHLY_TOKEN_BUDGET`; neither set: unlimited.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from agentkeep.orgs.models import Organization
+from agentkeep.runs.models import Run
+
+
+def month_start(now: datetime) -> datetime:
+    now = now.astimezone(UTC)
+    return datetime(now.year, now.month, 1, tzinfo=UTC)
+
+
+def next_month_start(now: datetime) -> datetime:
+    start = month_start(now)
+    return (
+        start.replace(year=start.year + 1, month=1)
+        if start.month == 12
+        else start.replace(month=start.month + 1)
+    )
+
+
+async def tokens_used_this_month(session: AsyncSession, org_id: uuid.UUID, now: datetime) -> int:
+    total = await session.scalar(
+        select(func.coalesce(func.sum(Run.input_tokens + Run.output_tokens), 0)).where(
+            Run.org_id == org_id, Run.created_at >= month_start(now), Run.created_at < next_month_start(now)
+        )
+    )
+    return int(total or 0)
+
+
+async def monthly_budget(session: AsyncSession, org_id: uuid.UUID, default: int | None) -> int | None:
+    own = await session.scalar(select(Organization.monthly_token_budget).where(Organization.id == org_id))
+    return own if own is not None else default
+
+
+async def remaining_tokens(
+    session: AsyncSession, org_id: uuid.UUID, default_budget: int | None, now: datetime | None = None
+) -> int | None:
+    """Tokens left this month (never negative); None when the budget is unlimited."""
+    now = now or datetime.now(UTC)
+    budget = await monthly_budget(session, org_id, default_budget)
+    if budget is None:
+        return None
+    return max(0, budget - await tokens_used_this_month(session, org_id, now))

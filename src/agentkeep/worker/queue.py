@@ -9,8 +9,19 @@ API accepted is never lost.
 from __future__ import annotations
 
 import uuid
-from typing import Protocol
+from typing import Annotated, Protocol
+
+from fastapi import Depends, Request
 
 
 class RunQueue(Protocol):
     async def dispatch(self, run_id: uuid.UUID) -> None: ...
+
+
+def get_run_queue(request: Request) -> RunQueue:
+    """The app's run queue (created by the lifespan from RUN_EXECUTION)."""
+    queue: RunQueue = request.app.state.run_queue
+    return queue
+
+
+RunQueueDep = Annotated[RunQueue, Depends(get_run_queue)]

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, status
 from agentkeep.audit.service import AuditDep
 from agentkeep.auth.dependencies import Principal
 from agentkeep.db.session import SessionDep
+from agentkeep.dependencies import SettingsDep
 from agentkeep.orgs.repository import MemberRow
 from agentkeep.orgs.schemas import (
     MemberAdd,
@@ -18,6 +19,8 @@ from agentkeep.orgs.schemas import (
     MemberUpdate,
     MyOrgList,
     MyOrgRead,
+    OrgBudgetRead,
+    OrgBudgetUpdate,
     OrgCreate,
     OrgRead,
 )
@@ -29,6 +32,7 @@ router = APIRouter(prefix="/api/orgs", tags=["organizations"])
 
 MembersRead = Annotated[Principal, Depends(require(Permission.MEMBERS_READ))]
 MembersManage = Annotated[Principal, Depends(require(Permission.MEMBERS_MANAGE))]
+OrgManager = Annotated[Principal, Depends(require(Permission.ORG_MANAGE))]
 
 
 def get_org_service(session: SessionDep, audit: AuditDep) -> OrgService:
@@ -72,6 +76,25 @@ async def create_org(body: OrgCreate, principal: Authenticated, service: OrgServ
 async def get_org(org_id: uuid.UUID, principal: MembersRead, service: OrgServiceDep) -> OrgRead:
     """The current organization (any other id answers 404)."""
     return OrgRead.model_validate(await service.current(_actor(principal), org_id))
+
+
+@router.put("/{org_id}/budget", response_model=OrgBudgetRead)
+async def set_org_budget(
+    org_id: uuid.UUID,
+    body: OrgBudgetUpdate,
+    principal: OrgManager,
+    service: OrgServiceDep,
+    settings: SettingsDep,
+) -> OrgBudgetRead:
+    """Set the organization's monthly token budget (null: the deployment default applies).
+    New runs are refused with 429 once the month's usage reaches it."""
+    org = await service.set_budget(_actor(principal), org_id, body.monthly_token_budget)
+    own = org.monthly_token_budget
+    return OrgBudgetRead(
+        org_id=org.id,
+        monthly_token_budget=own,
+        effective_budget=own if own is not None else settings.org_monthly_token_budget,
+    )
 
 
 @router.get("/{org_id}/members", response_model=MemberList)

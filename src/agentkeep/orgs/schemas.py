@@ -72,6 +72,28 @@ class MemberList(BaseModel):
     items: list[MemberRead]
 
 
+# Fits the BIGINT column.
+TOKEN_BUDGET_MAX = 2**63 - 1
+
+
+class OrgBudgetUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    monthly_token_budget: int | None = Field(
+        ge=0,
+        le=TOKEN_BUDGET_MAX,
+        description="Tokens per calendar month (UTC); null: the deployment default applies.",
+    )
+
+
+class OrgBudgetRead(BaseModel):
+    org_id: uuid.UUID
+    monthly_token_budget: int | None = Field(description="The organization's own budget, if any.")
+    effective_budget: int | None = Field(
+        description="What applies: its own budget, else ORG_MONTHLY_TOKEN_BUDGET; null: unlimited."
+    )
+
+
 class SwitchOrgRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

@@ -89,6 +89,13 @@ class OrgService:
             raise OrgNotFound("No such organization.")
         return org
 
+    async def set_budget(self, actor: Actor, org_id: uuid.UUID, budget: int | None) -> Organization:
+        """Set (or with None, clear) the organization's own monthly token budget."""
+        org = await self.current(actor, org_id)
+        org.monthly_token_budget = budget
+        await self.repository.session.flush()
+        return org
+
     async def members(self, actor: Actor, org_id: uuid.UUID) -> list[MemberRow]:
         org = await self.current(actor, org_id)
         return await self.repository.members(org.id)

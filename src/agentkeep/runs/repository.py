@@ -1,0 +1,186 @@
+"""Run and run-event queries. Run queries are scoped to an organization; event queries take
+a run id the caller has already authorized (or owns, for the runner writing them).
+
+Events are append-only and numbered per run from 1. While a run is queued, the API writes
+its events (creation, cancellation); while it runs, only its runner does: so `seq = max+1`
+has one writer at a time, and the (run_id, seq) primary key refuses a second one.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, Select, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from agentkeep.agents.models import Agent
+from agentkeep.pagination import keyset_page
+from agentkeep.runs.models import Run, RunEvent
+from agentkeep.runs.states import EventKind, RunStatus, StopReason
+
+EVENT_BATCH = 500
+
+
+@dataclass(frozen=True, slots=True)
+class RunFilters:
+    agent_id: uuid.UUID | None = None
+    status: RunStatus | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AgentUsage:
+    agent_id: uuid.UUID
+    agent_name: str
+    runs: int
+    requests: int
+    input_tokens: int
+    output_tokens: int
+
+
+def _rowcount(result: Any) -> int:
+    return int(cast(CursorResult[Any], result).rowcount)
+
+
+class RunRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    def _in_org(self, org_id: uuid.UUID) -> Select[Run]:
+        return select(Run).where(Run.org_id == org_id)
+
+    async def add(self, run: Run) -> None:
+        self.session.add(run)
+        await self.session.flush()
+
+    async def get_in_org(self, org_id: uuid.UUID, run_id: uuid.UUID) -> Run | None:
+        statement = self._in_org(org_id).where(Run.id == run_id)
+        return (await self.session.scalars(statement)).first()
+
+    async def reload(self, run: Run) -> Run:
+        """The row as committed or updated by set-based statements since it was loaded."""
+        await self.session.refresh(run)
+        return run
+
+    async def page_in_org(
+        self, org_id: uuid.UUID, filters: RunFilters, limit: int, cursor: str | None
+    ) -> tuple[list[Run], str | None]:
+        """Newest first, keyed on (created_at, id)."""
+        statement = self._in_org(org_id)
+        if filters.agent_id is not None:
+            statement = statement.where(Run.agent_id == filters.agent_id)
+        if filters.status is not None:
+            statement = statement.where(Run.status == filters.status.value)
+        return await keyset_page(self.session, statement, Run.created_at, Run.id, limit=limit, cursor=cursor)
+
+    async def cancel_if_queued(self, org_id: uuid.UUID, run_id: uuid.UUID, now: datetime) -> bool:
+        """Cancel a run no runner has claimed yet; False if it is no longer queued."""
+        result = await self.session.execute(
+            update(Run)
+            .where(Run.org_id == org_id, Run.id == run_id, Run.status == RunStatus.QUEUED.value)
+            .values(
+                status=RunStatus.CANCELLED.value,
+                stop_reason=StopReason.CANCELLED.value,
+                cancel_requested_at=now,
+                finished_at=now,
+                updated_at=now,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        return _rowcount(result) == 1
+
+    async def request_cancel_if_running(self, org_id: uuid.UUID, run_id: uuid.UUID, now: datetime) -> bool:
+        """Ask the runner of a running run to stop; False if not running or already asked."""
+        result = await self.session.execute(
+            update(Run)
+            .where(
+                Run.org_id == org_id,
+                Run.id == run_id,
+                Run.status == RunStatus.RUNNING.value,
+                Run.cancel_requested_at.is_(None),
+            )
+            .values(cancel_requested_at=now, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        return _rowcount(result) == 1
+
+    async def usage_by_agent(self, org_id: uuid.UUID, start: datetime, end: datetime) -> list[AgentUsage]:
+        """Runs and usage per agent for runs created in [start, end), archived agents included."""
+        statement = (
+            select(
+                Run.agent_id,
+                Agent.name,
+                func.count(Run.id),
+                func.coalesce(func.sum(Run.requests), 0),
+                func.coalesce(func.sum(Run.input_tokens), 0),
+                func.coalesce(func.sum(Run.output_tokens), 0),
+            )
+            .join(Agent, Agent.id == Run.agent_id)
+            .where(Run.org_id == org_id, Run.created_at >= start, Run.created_at < end)
+            .group_by(Run.agent_id, Agent.name)
+            .order_by(Agent.name, Run.agent_id)
+        )
+        rows = (await self.session.execute(statement)).all()
+        return [
+            AgentUsage(
+                agent_id=row[0],
+                agent_name=row[1],
+                runs=int(row[2]),
+                requests=int(row[3]),
+                input_tokens=int(row[4]),
+                output_tokens=int(row[5]),
+            )
+            for row in rows
+        ]
+
+
+async def last_event_seq(session: AsyncSession, run_id: uuid.UUID) -> int:
+    """The highest event number of a run (0 before its first event)."""
+    value = await session.scalar(
+        select(func.coalesce(func.max(RunEvent.seq), 0)).where(RunEvent.run_id == run_id)
+    )
+    return int(value or 0)
+
+
+async def append_event(
+    session: AsyncSession,
+    run_id: uuid.UUID,
+    kind: EventKind,
+    data: Mapping[str, Any],
+    *,
+    now: datetime | None = None,
+) -> RunEvent:
+    """Append the run's next event (seq = last + 1) in the caller's transaction and flush.
+
+    Only the run's current writer may call it (see the module docstring); the caller commits.
+    """
+    seq = await last_event_seq(session, run_id) + 1
+    event = RunEvent(run_id=run_id, seq=seq, kind=kind.value, data=dict(data))
+    if now is not None:
+        event.created_at = now
+    session.add(event)
+    await session.flush()
+    return event
+
+
+async def events_after(
+    session: AsyncSession, org_id: uuid.UUID, run_id: uuid.UUID, after: int, limit: int = EVENT_BATCH
+) -> list[RunEvent]:
+    """Up to `limit` events of the organization's run with seq > `after`, in order."""
+    statement = (
+        select(RunEvent)
+        .join(Run, Run.id == RunEvent.run_id)
+        .where(Run.org_id == org_id, RunEvent.run_id == run_id, RunEvent.seq > after)
+        .order_by(RunEvent.seq)
+        .limit(limit)
+    )
+    return list((await session.scalars(statement)).all())
+
+
+async def run_status(session: AsyncSession, org_id: uuid.UUID, run_id: uuid.UUID) -> RunStatus | None:
+    """The run's current status, or None if the organization has no such run."""
+    value = await session.scalar(select(Run.status).where(Run.org_id == org_id, Run.id == run_id))
+    return RunStatus(value) if value is not None else None

@@ -1,0 +1,206 @@
+"""Run rules: create (idempotent, rate- and budget-limited), list, read, cancel. No HTTP
+objects, never a commit: the request's session commits, then the new run is dispatched."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from agentkeep.agents.repository import AgentRepository
+from agentkeep.audit.actions import ActorType, AuditAction
+from agentkeep.audit.service import AuditService
+from agentkeep.db.session import after_commit
+from agentkeep.errors import AppError, Conflict, NotFound
+from agentkeep.idempotency.service import IdempotencyScope, IdempotencyStore, fingerprint
+from agentkeep.runs.budget import next_month_start, remaining_tokens
+from agentkeep.runs.models import Run
+from agentkeep.runs.repository import RunFilters, RunRepository, append_event
+from agentkeep.runs.states import TERMINAL_STATUSES, EventKind, RunStatus, StopReason
+from agentkeep.worker.queue import RunQueue
+
+logger = structlog.get_logger("agentkeep.runs")
+
+AGENT_DISABLED = "disabled"
+
+
+class AgentNotFound(NotFound):
+    title = "Agent not found"
+
+
+class AgentDisabled(Conflict):
+    type_slug = "agent-disabled"
+    title = "Agent disabled"
+
+
+class RunNotFound(NotFound):
+    title = "Run not found"
+
+
+class RunAlreadyFinished(Conflict):
+    type_slug = "run-finished"
+    title = "Run already finished"
+
+
+class BudgetExceeded(AppError):
+    status_code = 429
+    type_slug = "budget-exceeded"
+    title = "Monthly token budget exhausted"
+
+
+@dataclass(frozen=True, slots=True)
+class RunActor:
+    """Who acts, in which organization: a user, or an API key acting for its creator."""
+
+    user_id: uuid.UUID
+    org_id: uuid.UUID
+    api_key_id: uuid.UUID | None = None
+
+    @property
+    def principal(self) -> str:
+        """Whose idempotency keys these are (a key's and its creator's never meet)."""
+        return f"api_key:{self.api_key_id}" if self.api_key_id else f"user:{self.user_id}"
+
+    @property
+    def actor_type(self) -> ActorType:
+        return ActorType.API_KEY if self.api_key_id else ActorType.USER
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedRun:
+    run: Run
+    replayed: bool
+
+
+class RunService:
+    def __init__(
+        self,
+        session: AsyncSession,
+        audit: AuditService,
+        default_budget: int | None = None,
+    ) -> None:
+        self.session = session
+        self.repository = RunRepository(session)
+        self.agents = AgentRepository(session)
+        self.audit = audit
+        self.default_budget = default_budget
+
+    async def create(
+        self,
+        actor: RunActor,
+        agent_id: uuid.UUID,
+        input_text: str,
+        *,
+        queue: RunQueue | None,
+        idempotency_key: str | None = None,
+    ) -> CreatedRun:
+        """Queue a run of the agent's current version; `queue` receives it once committed.
+        With an idempotency key, a repeat of the same request answers the run it created."""
+        agent = await self.agents.get_in_org(actor.org_id, agent_id)
+        if agent is None:
+            raise AgentNotFound("No such agent.")
+        run_id = uuid.uuid4()
+        if idempotency_key is not None:
+            scope = IdempotencyScope(
+                org_id=actor.org_id, principal=actor.principal, scope=f"runs.create:{agent.id}"
+            )
+            request = fingerprint({"agent_id": str(agent.id), "input": input_text})
+            earlier = await IdempotencyStore(self.session).claim(scope, idempotency_key, request, run_id)
+            if earlier is not None:
+                return CreatedRun(run=await self.get(actor, earlier), replayed=True)
+        if agent.status == AGENT_DISABLED:
+            raise AgentDisabled("This agent is disabled; enable it before starting runs.")
+        now = datetime.now(UTC)
+        if await remaining_tokens(self.session, actor.org_id, self.default_budget, now) == 0:
+            retry_after = math.ceil((next_month_start(now) - now).total_seconds())
+            raise BudgetExceeded(
+                "The organization's monthly token budget is used up; runs resume next month.",
+                headers={"Retry-After": str(retry_after)},
+                extra={"retry_after": retry_after},
+            )
+        run = Run(
+            id=run_id,
+            org_id=actor.org_id,
+            agent_id=agent.id,
+            agent_version=agent.version,
+            created_by=actor.user_id,
+            api_key_id=actor.api_key_id,
+            input=input_text,
+            status=RunStatus.QUEUED.value,
+            created_at=now,
+            updated_at=now,
+        )
+        await self.repository.add(run)
+        await append_event(
+            self.session, run.id, EventKind.STATUS, {"status": RunStatus.QUEUED.value}, now=now
+        )
+        await self.audit.record(
+            AuditAction.RUN_CREATED,
+            user_id=actor.user_id,
+            org_id=actor.org_id,
+            actor_type=actor.actor_type,
+            resource_type="run",
+            resource_id=run.id,
+            details={"agent_id": str(agent.id), "agent_version": agent.version},
+        )
+        if queue is not None:
+            self._dispatch_after_commit(queue, run.id)
+        else:
+            logger.warning("run_not_dispatched", run_id=str(run.id), reason="no run queue configured")
+        return CreatedRun(run=run, replayed=False)
+
+    def _dispatch_after_commit(self, queue: RunQueue, run_id: uuid.UUID) -> None:
+        async def dispatch() -> None:
+            await queue.dispatch(run_id)
+
+        # Only a committed run is handed over: a worker must find the row it is given.
+        after_commit(self.session, dispatch)
+
+    async def get(self, actor: RunActor, run_id: uuid.UUID) -> Run:
+        run = await self.repository.get_in_org(actor.org_id, run_id)
+        if run is None:
+            raise RunNotFound("No such run.")
+        return run
+
+    async def page(
+        self, actor: RunActor, filters: RunFilters, limit: int, cursor: str | None
+    ) -> tuple[list[Run], str | None]:
+        return await self.repository.page_in_org(actor.org_id, filters, limit, cursor)
+
+    async def cancel(self, actor: RunActor, run_id: uuid.UUID) -> Run:
+        """Queued: cancelled now. Running: its runner is asked to stop (it records the end).
+        Asking again while the runner stops is a no-op; a finished run is a 409."""
+        run = await self.get(actor, run_id)
+        now = datetime.now(UTC)
+        if await self.repository.cancel_if_queued(actor.org_id, run.id, now):
+            previous = RunStatus.QUEUED
+            await append_event(
+                self.session,
+                run.id,
+                EventKind.STATUS,
+                {"status": RunStatus.CANCELLED.value, "stop_reason": StopReason.CANCELLED.value},
+                now=now,
+            )
+        elif await self.repository.request_cancel_if_running(actor.org_id, run.id, now):
+            previous = RunStatus.RUNNING
+        else:
+            run = await self.repository.reload(run)
+            if RunStatus(run.status) in TERMINAL_STATUSES:
+                raise RunAlreadyFinished(
+                    f"This run has already finished ({run.status}).", extra={"status": run.status}
+                )
+            return run  # running, and its cancellation was already requested
+        await self.audit.record(
+            AuditAction.RUN_CANCELLED,
+            user_id=actor.user_id,
+            org_id=actor.org_id,
+            actor_type=actor.actor_type,
+            resource_type="run",
+            resource_id=run.id,
+            details={"agent_id": str(run.agent_id), "from_status": previous.value},
+        )
+        return await self.repository.reload(run)

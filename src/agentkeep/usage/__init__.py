@@ -1,0 +1,1 @@
+"""Token usage per month and organization, against its budget."""

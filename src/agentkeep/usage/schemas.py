@@ -1,0 +1,34 @@
+"""Bodies of /api/usage."""
+
+from __future__ import annotations
+
+import uuid
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MONTH_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
+
+
+class UsageQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    month: str | None = Field(
+        default=None, pattern=MONTH_PATTERN, description="`YYYY-MM` (UTC); the current month by default."
+    )
+
+
+class AgentUsageRead(BaseModel):
+    agent_id: uuid.UUID
+    agent_name: str
+    runs: int
+    requests: int
+    input_tokens: int
+    output_tokens: int
+
+
+class UsageRead(BaseModel):
+    month: str
+    budget: int | None = Field(description="Tokens the organization may use this month; null: unlimited.")
+    used: int = Field(description="Input plus output tokens of the runs created in the month.")
+    remaining: int | None = Field(description="Never negative; null when the budget is unlimited.")
+    agents: list[AgentUsageRead]

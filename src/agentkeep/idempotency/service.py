@@ -13,10 +13,11 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import CursorResult, delete, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agentkeep.errors import Conflict, InvalidInput
@@ -65,33 +66,46 @@ class IdempotencyStore:
             await self.session.execute(delete(IdempotencyKey).where(IdempotencyKey.id == existing.id))
             existing = None
         if existing is None:
-            row = IdempotencyKey(
-                org_id=scope.org_id,
-                principal=scope.principal,
-                scope=scope.scope,
-                key=key,
-                fingerprint=request_fingerprint,
-                resource_id=new_resource_id,
-                created_at=datetime.now(UTC),
-            )
-            try:
-                async with self.session.begin_nested():
-                    self.session.add(row)
-                    await self.session.flush()
-            except IntegrityError:
-                existing = await self._find(scope, key)
-                if existing is None:  # pragma: no cover - the twin rolled back; let the client retry
-                    raise IdempotencyKeyReused(
-                        "A concurrent request with this Idempotency-Key did not complete; retry."
-                    ) from None
-            else:
+            if await self._insert_if_absent(scope, key, request_fingerprint, new_resource_id):
                 return None
+            existing = await self._find(scope, key)
+            if existing is None:  # pragma: no cover - the twin rolled back; let the client retry
+                raise IdempotencyKeyReused(
+                    "A concurrent request with this Idempotency-Key did not complete; retry."
+                )
         if existing.fingerprint != request_fingerprint:
             raise IdempotencyKeyReused(
                 "This Idempotency-Key was used with a different request body.",
                 extra={"resource_id": str(existing.resource_id)},
             )
         return existing.resource_id
+
+    async def _insert_if_absent(
+        self, scope: IdempotencyScope, key: str, request_fingerprint: str, resource_id: uuid.UUID
+    ) -> bool:
+        """INSERT ... ON CONFLICT DO NOTHING: True if this request's row went in.
+
+        No savepoint: on SQLite, a SAVEPOINT opened outside a transaction commits when it is
+        released, which would make the key durable before (or without) its resource.
+        """
+        connection = await self.session.connection()
+        insert = postgresql_insert if connection.dialect.name == "postgresql" else sqlite_insert
+        statement = (
+            insert(IdempotencyKey)
+            .values(
+                id=uuid.uuid4(),
+                org_id=scope.org_id,
+                principal=scope.principal,
+                scope=scope.scope,
+                key=key,
+                fingerprint=request_fingerprint,
+                resource_id=resource_id,
+                created_at=datetime.now(UTC),
+            )
+            .on_conflict_do_nothing()
+        )
+        result = await self.session.execute(statement)
+        return int(cast(CursorResult[Any], result).rowcount) == 1
 
     async def _find(self, scope: IdempotencyScope, key: str) -> IdempotencyKey | None:
         result = await self.session.execute(

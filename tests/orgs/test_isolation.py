@@ -10,13 +10,18 @@ from fastapi import FastAPI
 
 from agentkeep.rbac.dependencies import api_routes
 from agentkeep.rbac.permissions import Role
+from agentkeep.runs.states import RunStatus
 from tests.auth.helpers import bearer
 from tests.orgs.helpers import Team, create_key, fill_path, key_header, make_team
+from tests.runs.helpers import seed_agent, seed_run
 
 # A valid body per object route that takes one, so the request reaches the organization check.
 SAMPLE_BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/api/orgs/{org_id}/members"): {"user": "olivia", "role": "viewer"},
     ("PATCH", "/api/orgs/{org_id}/members/{user_id}"): {"role": "viewer"},
+    ("PUT", "/api/orgs/{org_id}/budget"): {"monthly_token_budget": 0},
+    ("POST", "/api/agents/{agent_id}/runs"): {"input": "hello"},
+    ("POST", "/api/runs/{run_id}/cancel"): {},
 }
 
 
@@ -33,7 +38,14 @@ async def test_every_object_route_answers_404_for_another_organizations_ids(
     ours = await make_team(client, "ours", owner="olivia")
     theirs = await make_team(client, "theirs", owner="theo")
     their_key = await create_key(client, theirs.headers(Role.OWNER), ["members:read"])
-    their_ids = {"org_id": theirs.org_id, "user_id": theirs.user_ids[Role.MEMBER], "key_id": their_key["id"]}
+    their_agent = await seed_agent(app, theirs.org_id)
+    their_ids = {
+        "org_id": theirs.org_id,
+        "user_id": theirs.user_ids[Role.MEMBER],
+        "key_id": their_key["id"],
+        "agent_id": their_agent,
+        "run_id": await seed_run(app, theirs.org_id, their_agent, status=RunStatus.QUEUED),
+    }
     before = await _members(client, theirs)
     routes, _ = api_routes(app)
     object_routes = [route for route in routes if "{" in route.path and route.access[0].kind == "permission"]

@@ -115,6 +115,13 @@ async def test_live_events_arrive_without_reconnecting_and_the_stream_ends_with_
         assert [(await anext(frames)).id for _ in range(2)] == ["1", "2"]  # type: ignore[union-attr]
         # Idle: keepalive comments, no events.
         assert await asyncio.wait_for(anext(frames), timeout=5) == "keepalive"
+        # Between polls the stream holds no pooled connection (nor does its request's session).
+        pool = app.state.engine.pool
+        samples = []
+        for _ in range(40):
+            samples.append(pool.checkedout())
+            await asyncio.sleep(0.005)
+        assert min(samples) == 0
         updates: list[tuple[EventKind, dict[str, Any]]] = [
             (EventKind.MODEL_REQUEST, {"step": 1}),
             (EventKind.OUTPUT, {"text": "hi"}),

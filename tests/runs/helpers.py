@@ -46,7 +46,9 @@ def run_request(
     spec = AgentSpec(
         model=model,
         system_prompt=system_prompt,
-        tools=tuple(ToolConfig(name=name, settings=dict(settings)) for name, settings in (tools or {}).items()),
+        tools=tuple(
+            ToolConfig(name=name, settings=dict(settings)) for name, settings in (tools or {}).items()
+        ),
         limits=AgentLimits(
             max_steps=max_steps, max_output_tokens=max_output_tokens, timeout_seconds=timeout_seconds
         ),

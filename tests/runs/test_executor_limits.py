@@ -41,18 +41,22 @@ async def test_max_steps_stops_a_model_that_keeps_calling_tools(max_steps: int) 
 
 async def test_without_the_loop_marker_the_same_agent_answers_after_one_tool_round() -> None:
     outcome = await execute(run_request("what is 2+2", tools={"calculator": {}}, max_steps=3), ListSink())
-    assert outcome.status == RunStatus.COMPLETED and outcome.usage.requests == 2
+    assert outcome.status == RunStatus.COMPLETED
+    assert outcome.usage.requests == 2
 
 
 async def test_an_answer_cut_off_at_the_output_limit_stops_with_max_tokens() -> None:
     sink = ListSink()
-    outcome = await execute(run_request("please repeat this rather long sentence back to me", max_output_tokens=3), sink)
+    outcome = await execute(
+        run_request("please repeat this rather long sentence back to me", max_output_tokens=3), sink
+    )
 
     assert (outcome.status, outcome.stop_reason) == (RunStatus.FAILED, StopReason.MAX_TOKENS)
     [response] = sink.of(E.MODEL_RESPONSE)
     assert len(response["text"]) <= 3 * CHARS_PER_TOKEN
     assert response["usage"]["output_tokens"] <= 3
-    assert E.OUTPUT not in sink.kinds() and outcome.output is None
+    assert E.OUTPUT not in sink.kinds()
+    assert outcome.output is None
 
 
 async def test_output_tokens_over_the_whole_run_are_limited_too() -> None:
@@ -64,7 +68,9 @@ async def test_output_tokens_over_the_whole_run_are_limited_too() -> None:
     assert max(per_response) <= limit
 
     sink = ListSink()
-    outcome = await execute(run_request("what is 2+2", tools={"calculator": {}}, max_output_tokens=limit), sink)
+    outcome = await execute(
+        run_request("what is 2+2", tools={"calculator": {}}, max_output_tokens=limit), sink
+    )
 
     assert (outcome.status, outcome.stop_reason) == (RunStatus.FAILED, StopReason.MAX_TOKENS)
     assert outcome.usage.output_tokens == sum(per_response) > limit
@@ -98,7 +104,8 @@ async def test_no_budget_left_means_no_model_request(budget: int) -> None:
     sink = ListSink()
     outcome = await execute(run_request("hi", token_budget=budget), sink)
     assert (outcome.status, outcome.stop_reason) == (RunStatus.FAILED, StopReason.BUDGET_EXCEEDED)
-    assert sink.events == [] and outcome.usage.requests == 0
+    assert sink.events == []
+    assert outcome.usage.requests == 0
 
 
 async def test_wall_time_limit_times_out_the_run_even_inside_a_tool(slow_server: LocalServer) -> None:
@@ -113,6 +120,8 @@ async def test_wall_time_limit_times_out_the_run_even_inside_a_tool(slow_server:
 
     assert time.monotonic() - started < 5
     assert (outcome.status, outcome.stop_reason) == (RunStatus.TIMED_OUT, StopReason.TIMEOUT)
-    assert outcome.error is not None and "0.5 seconds" in outcome.error
-    assert outcome.usage.requests == 1 and outcome.usage.output_tokens > 0
+    assert outcome.error is not None
+    assert "0.5 seconds" in outcome.error
+    assert outcome.usage.requests == 1
+    assert outcome.usage.output_tokens > 0
     assert sink.kinds()[-1] == E.TOOL_CALL

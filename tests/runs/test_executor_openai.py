@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
+from typing import Any
 
 from pydantic import SecretStr
 
@@ -30,12 +31,12 @@ def api_key() -> str:
     return "local-" + secrets.token_hex(16)
 
 
-def openai_request(server: ChatServer, key: str, text: str = "What is (2+3)*4?", **kwargs: object) -> RunRequest:
+def openai_request(server: ChatServer, key: str, **kwargs: Any) -> RunRequest:
     endpoint = ModelEndpoint(base_url=server.base_url, api_key=SecretStr(key))
-    return run_request(text, model="openai:local-model", endpoint=endpoint, **kwargs)  # type: ignore[arg-type]
+    return run_request("What is (2+3)*4?", model="openai:local-model", endpoint=endpoint, **kwargs)
 
 
-async def run_script(script: list[Step], key: str, **kwargs: object) -> tuple[RunOutcome, ListSink, ChatServer]:
+async def run_script(script: list[Step], key: str, **kwargs: Any) -> tuple[RunOutcome, ListSink, ChatServer]:
     sink = ListSink()
     with running_chat_server(script) as server:
         outcome = await execute(openai_request(server, key, **kwargs), sink)
@@ -59,7 +60,8 @@ async def test_tool_call_round_trip_through_an_openai_compatible_endpoint() -> N
         system_prompt="You are a calculator.",
     )
 
-    assert outcome.status == RunStatus.COMPLETED and outcome.output == "The answer is 20."
+    assert outcome.status == RunStatus.COMPLETED
+    assert outcome.output == "The answer is 20."
     assert (outcome.usage.requests, outcome.usage.input_tokens, outcome.usage.output_tokens) == (2, 61, 15)
     assert sink.kinds() == [
         E.MODEL_REQUEST,
@@ -71,7 +73,9 @@ async def test_tool_call_round_trip_through_an_openai_compatible_endpoint() -> N
         E.OUTPUT,
     ]
     first = sink.of(E.MODEL_RESPONSE)[0]
-    assert first["tool_calls"] == [{"tool": "calculator", "tool_call_id": "call_a", "args": {"expression": "(2+3)*4"}}]
+    assert first["tool_calls"] == [
+        {"tool": "calculator", "tool_call_id": "call_a", "args": {"expression": "(2+3)*4"}}
+    ]
     assert first["usage"] == {"input_tokens": 20, "output_tokens": 9}
     assert sink.of(E.TOOL_RESULT) == [{"tool": "calculator", "tool_call_id": "call_a", "result": "20"}]
 
@@ -85,7 +89,8 @@ async def test_tool_call_round_trip_through_an_openai_compatible_endpoint() -> N
     assert tool["function"]["name"] == "calculator"
     assert tool["function"]["parameters"]["properties"]["expression"]["type"] == "string"
     tool_message = second_request.body["messages"][-1]
-    assert tool_message["role"] == "tool" and tool_message["tool_call_id"] == "call_a"
+    assert tool_message["role"] == "tool"
+    assert tool_message["tool_call_id"] == "call_a"
     assert "20" in tool_message["content"]
     assert_key_absent(key, outcome, sink)
 
@@ -109,9 +114,10 @@ async def test_invalid_tool_arguments_are_a_tool_error_the_model_can_read() -> N
 
 async def test_a_500_then_success_is_retried_by_the_client() -> None:
     key = api_key()
-    outcome, sink, server = await run_script([server_error(), text_reply("fine")], key, max_retries=2)
+    outcome, _sink, server = await run_script([server_error(), text_reply("fine")], key, max_retries=2)
 
-    assert outcome.status == RunStatus.COMPLETED and outcome.output == "fine"
+    assert outcome.status == RunStatus.COMPLETED
+    assert outcome.output == "fine"
     assert len(server.requests) == 2
     assert outcome.usage.requests == 1
 
@@ -162,8 +168,11 @@ async def test_a_401_from_the_endpoint_fails_without_echoing_the_key() -> None:
 
 async def test_usage_reported_by_the_endpoint_drives_the_token_budget() -> None:
     key = api_key()
-    outcome, sink, server = await run_script(
-        [tool_call_reply([("call_c", "calculator", '{"expression": "1+1"}')], 30, 10), text_reply("2", 50, 5)],
+    outcome, _sink, server = await run_script(
+        [
+            tool_call_reply([("call_c", "calculator", '{"expression": "1+1"}')], 30, 10),
+            text_reply("2", 50, 5),
+        ],
         key,
         tools={"calculator": {}},
         token_budget=35,
@@ -181,5 +190,7 @@ async def test_a_response_cut_at_max_tokens_by_the_endpoint_stops_with_max_token
     )
 
     assert (outcome.status, outcome.stop_reason) == (RunStatus.FAILED, StopReason.MAX_TOKENS)
-    assert server.requests[0].body.get("max_tokens", server.requests[0].body.get("max_completion_tokens")) == 4
+    assert (
+        server.requests[0].body.get("max_tokens", server.requests[0].body.get("max_completion_tokens")) == 4
+    )
     assert E.OUTPUT not in sink.kinds()

@@ -87,8 +87,12 @@ def completion(
     }
 
 
-def text_reply(text: str, prompt_tokens: int = 12, completion_tokens: int = 5, finish_reason: str = "stop") -> Reply:
-    return Reply(completion({"role": "assistant", "content": text}, finish_reason, prompt_tokens, completion_tokens))
+def text_reply(
+    text: str, prompt_tokens: int = 12, completion_tokens: int = 5, finish_reason: str = "stop"
+) -> Reply:
+    return Reply(
+        completion({"role": "assistant", "content": text}, finish_reason, prompt_tokens, completion_tokens)
+    )
 
 
 def tool_call_reply(

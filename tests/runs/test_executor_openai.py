@@ -194,3 +194,27 @@ async def test_a_response_cut_at_max_tokens_by_the_endpoint_stops_with_max_token
         server.requests[0].body.get("max_tokens", server.requests[0].body.get("max_completion_tokens")) == 4
     )
     assert E.OUTPUT not in sink.kinds()
+
+
+async def test_a_tool_call_cut_off_at_max_tokens_stops_with_max_tokens() -> None:
+    key = api_key()
+    cut = tool_call_reply([("call_d", "calculator", '{"expression": "(2+')], 10, 4)
+    cut.body["choices"][0]["finish_reason"] = "length"
+    outcome, sink, server = await run_script([cut], key, tools={"calculator": {}}, max_output_tokens=4)
+
+    assert (outcome.status, outcome.stop_reason) == (RunStatus.FAILED, StopReason.MAX_TOKENS)
+    assert E.TOOL_CALL not in sink.kinds()
+    assert len(server.requests) == 1
+
+
+async def test_a_model_that_keeps_calling_an_unknown_tool_fails_with_model_error() -> None:
+    key = api_key()
+    shell = tool_call_reply([("call_e", "shell", '{"cmd": "id"}')])
+    outcome, sink, server = await run_script([shell] * 5, key, tools={"calculator": {}}, max_steps=10)
+
+    assert (outcome.status, outcome.stop_reason) == (RunStatus.FAILED, StopReason.MODEL_ERROR)
+    assert outcome.error is not None
+    assert outcome.error.startswith("unexpected model behaviour")
+    assert E.TOOL_CALL not in sink.kinds()
+    assert 2 <= len(server.requests) < 5
+    assert_key_absent(key, outcome, sink)

@@ -59,7 +59,6 @@ class _Progress:
     run: AgentRun[RunDeps, str] | None = None
     steps: int = 0
     responses_emitted: int = 0
-    last_finish_reason: str | None = None
 
     async def emit(self, kind: EventKind, data: Mapping[str, JsonValue]) -> None:
         # Tool calls of one response run concurrently; the sink sees one event at a time.
@@ -74,7 +73,6 @@ class _Progress:
 
     async def emit_response(self, response: ModelResponse) -> None:
         self.responses_emitted += 1
-        self.last_finish_reason = response.finish_reason
         text = "".join(part.content for part in response.parts if isinstance(part, TextPart))
         data: dict[str, JsonValue] = {
             "step": self.responses_emitted,
@@ -140,8 +138,6 @@ async def execute(
         await progress.emit_missed_responses()
         reason, message = _classify(exc, request, progress)
         return _failed(progress, reason, _scrub(message, request))
-    if progress.last_finish_reason == "length":
-        return _failed(progress, StopReason.MAX_TOKENS, _output_limit_message(request))
     await progress.emit(EventKind.OUTPUT, {"text": output})
     return RunOutcome(RunStatus.COMPLETED, StopReason.END_TURN, output=output, usage=progress.usage())
 
@@ -182,6 +178,9 @@ async def _drive(request: RunRequest, progress: _Progress, tool_context: ToolCon
                         await progress.emit(EventKind.MODEL_REQUEST, {"step": progress.steps})
                     elif Agent.is_call_tools_node(node):
                         await progress.emit_response(node.model_response)
+                        if node.model_response.finish_reason == "length":
+                            # Cut off at max_tokens: neither a usable answer nor complete tool calls.
+                            raise _Failed(StopReason.MAX_TOKENS, _output_limit_message(request))
                 if run.result is None:  # pragma: no cover - iteration ends at the End node
                     raise RuntimeError("the agent run ended without a result")
                 return run.result.output

@@ -13,7 +13,7 @@ from agentkeep.rbac.permissions import Role
 from agentkeep.runs.states import RunStatus
 from tests.auth.helpers import bearer
 from tests.orgs.helpers import Team, create_key, fill_path, key_header, make_team
-from tests.runs.helpers import seed_agent, seed_run
+from tests.runs.seeding import seed_agent, seed_run
 
 # A valid body per object route that takes one, so the request reaches the organization check.
 SAMPLE_BODIES: dict[tuple[str, str], dict[str, Any]] = {

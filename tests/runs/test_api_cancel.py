@@ -12,7 +12,7 @@ from agentkeep.rbac.permissions import Role
 from agentkeep.runs.models import RunEvent
 from agentkeep.runs.states import RunStatus
 from tests.orgs.helpers import make_team
-from tests.runs.helpers import audit_rows, seed_agent, seed_run
+from tests.runs.seeding import audit_rows, seed_agent, seed_run
 
 
 async def _events(app: FastAPI, run_id: str) -> list[tuple[int, str, dict[str, object]]]:

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from agentkeep.rbac.permissions import Role
 from agentkeep.runs.models import Run, RunEvent
 from tests.orgs.helpers import create_key, key_header, make_team
-from tests.runs.helpers import audit_rows, seed_agent, start_run
+from tests.runs.seeding import audit_rows, seed_agent, start_run
 
 
 async def _count(app: FastAPI, model: Any) -> int:

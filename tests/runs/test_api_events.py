@@ -15,7 +15,7 @@ from agentkeep.rbac.permissions import Role
 from agentkeep.runs.states import EventKind, RunStatus
 from agentkeep.runs.stream import StreamTiming
 from tests.orgs.helpers import make_team
-from tests.runs.helpers import append, seed_agent, seed_run
+from tests.runs.seeding import append, seed_agent, seed_run
 
 FAST = StreamTiming(poll_seconds=0.05, keepalive_seconds=0.3)
 HISTORY: list[tuple[EventKind, dict[str, Any]]] = [

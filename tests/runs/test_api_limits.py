@@ -15,7 +15,7 @@ from agentkeep.rbac.permissions import Role
 from agentkeep.runs.budget import month_start, next_month_start
 from agentkeep.runs.states import RunStatus
 from tests.orgs.helpers import create_key, key_header, make_team
-from tests.runs.helpers import seed_agent, seed_run, start_run
+from tests.runs.seeding import seed_agent, seed_run, start_run
 from tests.support.databases import REDIS_URL
 
 

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from agentkeep.rbac.permissions import Role
 from agentkeep.runs.states import RunStatus
 from tests.orgs.helpers import make_team
-from tests.runs.helpers import seed_agent, seed_run
+from tests.runs.seeding import seed_agent, seed_run
 
 
 async def test_runs_are_listed_newest_first_in_pages_with_filters(

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from agentkeep.rbac.permissions import Role
 from agentkeep.runs.states import RunStatus
 from tests.orgs.helpers import make_team
-from tests.runs.helpers import seed_agent, seed_run
+from tests.runs.seeding import seed_agent, seed_run
 
 
 async def test_usage_sums_the_month_per_agent_against_the_budget(

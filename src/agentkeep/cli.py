@@ -144,7 +144,16 @@ def serve(
     if workers > 1:
         # Each worker writes its metric samples here; any worker's /metrics aggregates them.
         os.environ.setdefault(MULTIPROC_ENV, tempfile.mkdtemp(prefix="agentkeep-metrics-"))
-        uvicorn.run("agentkeep.serving:app_for_workers", factory=True, workers=workers, **common)  # type: ignore[arg-type]
+        # The supervisor restarts a worker that does not answer its health ping in time; a
+        # worker importing the application on a busy host can take longer than uvicorn's
+        # default 5 s, so it would be killed before it ever served.
+        uvicorn.run(
+            "agentkeep.serving:app_for_workers",
+            factory=True,
+            workers=workers,
+            timeout_worker_healthcheck=60,
+            **common,  # type: ignore[arg-type]
+        )
     else:
         app = GracefulShutdown(create_app(settings), settings.shutdown_drain_seconds)
         uvicorn.run(app, **common)  # type: ignore[arg-type]

@@ -27,6 +27,7 @@ from agentkeep.security.client_ip import parse_networks
 from agentkeep.security.headers import SecurityHeadersMiddleware
 from agentkeep.security.hosts import AllowedHostsMiddleware
 from agentkeep.security.passwords import PasswordHasher, default_concurrency
+from agentkeep.security.secretbox import secretbox_from_settings
 from agentkeep.security.tokens import TokenCodec
 
 logger = structlog.get_logger("agentkeep.app")
@@ -54,6 +55,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         logger.warning("safeguard_off", detail=safeguard)
     app.state.token_codec = TokenCodec.from_settings(settings)
     app.state.api_key_hasher = ApiKeyHasher.from_settings(settings)
+    app.state.secretbox = secretbox_from_settings(settings)
     app.state.password_hasher = PasswordHasher(default_concurrency(settings.password_hash_concurrency))
     await app.state.password_hasher.prepare()
     app.state.rate_limiter = RateLimiter.from_settings(settings)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -18,6 +19,7 @@ from agentkeep.db.engine import create_engine, create_sessionmaker
 from agentkeep.errors import install_error_handlers
 from agentkeep.observability.metrics import Metrics, MetricsMiddleware
 from agentkeep.observability.middleware import RequestIdMiddleware, UnhandledErrorMiddleware
+from agentkeep.observability.tracing import Tracing
 from agentkeep.profile import relaxed_safeguards
 from agentkeep.ratelimit.limiter import RateLimiter
 from agentkeep.ratelimit.lockout import LoginThrottle
@@ -50,6 +52,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     engine = create_engine(settings)
     app.state.engine = engine
     app.state.sessionmaker = create_sessionmaker(engine)
+    tracing: Tracing | None = app.state.tracing
+    if tracing is not None:
+        tracing.start()
+        tracing.instrument_engine(engine)
     app.state.redis = create_redis(settings.redis_url.get_secret_value()) if settings.redis_url else None
     for safeguard in relaxed_safeguards(settings):
         logger.warning("safeguard_off", detail=safeguard)
@@ -77,6 +83,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if app.state.redis is not None:
             await app.state.redis.aclose()
         await engine.dispose()
+        if tracing is not None:
+            # Flushes the spans still batched; bounded by the exporter's timeout.
+            await asyncio.to_thread(tracing.shutdown)
         logger.info("stopped")
 
 
@@ -114,6 +123,10 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(MetricsMiddleware, metrics_of=lambda: app.state.metrics)
     app.add_middleware(SecurityHeadersMiddleware, hsts=settings.environment == "production")
     app.add_middleware(RequestIdMiddleware)
+    app.state.tracing = Tracing.for_settings(settings)
+    if app.state.tracing is not None:
+        # Outermost: a request's span covers every middleware, rejections included.
+        app.state.tracing.instrument_app(app)
     return app
 
 

@@ -10,6 +10,7 @@ from agentkeep.auth.router import router as auth_router
 from agentkeep.health.router import router as health_router
 from agentkeep.observability.router import router as observability_router
 from agentkeep.orgs.router import router as orgs_router
+from agentkeep.providers.router import router as providers_router
 from agentkeep.users.router import router as users_router
 
 
@@ -21,3 +22,4 @@ def mount_routers(app: FastAPI) -> None:
     app.include_router(orgs_router)
     app.include_router(users_router)
     app.include_router(apikeys_router)
+    app.include_router(providers_router)

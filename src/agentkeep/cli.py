@@ -24,8 +24,10 @@ cli = typer.Typer(
 
 def _register_subcommands() -> None:
     from agentkeep.audit.cli import audit_cli
+    from agentkeep.providers.cli import providers_cli
 
     cli.add_typer(audit_cli, name="audit")
+    cli.add_typer(providers_cli, name="providers")
 
 
 # sysexits.h EX_CONFIG: distinguishes an unsafe configuration from a usage error (2).

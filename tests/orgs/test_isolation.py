@@ -17,6 +17,12 @@ from tests.orgs.helpers import Team, create_key, fill_path, key_header, make_tea
 SAMPLE_BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/api/orgs/{org_id}/members"): {"user": "olivia", "role": "viewer"},
     ("PATCH", "/api/orgs/{org_id}/members/{user_id}"): {"role": "viewer"},
+    ("POST", "/api/orgs/{org_id}/providers"): {
+        "name": "default",
+        "base_url": "https://models.example.com/v1",
+        "api_key": "placeholder-key",
+    },
+    ("PATCH", "/api/orgs/{org_id}/providers/{provider_id}"): {"api_key": "placeholder-key"},
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import httpx
 from fastapi import FastAPI
@@ -14,7 +15,7 @@ from agentkeep.runs.contract import AgentSpec
 from tests.agents.helpers import AGENTS, agent_body, create_agent, owner, versions
 from tests.integration.conftest import audit_rows
 
-FULL = {
+FULL: dict[str, Any] = {
     "name": "researcher",
     "description": "Looks things up.",
     "model": "openai:gpt-4o-mini",

@@ -130,7 +130,13 @@ async def test_bad_ids_and_headers_are_refused_cleanly(client: httpx.AsyncClient
     assert control.status_code == 422
 
 
-JSON_SCALARS = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=40)
+JSON_SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=40)
+)
 JSON_VALUES = st.recursive(
     JSON_SCALARS,
     lambda children: (

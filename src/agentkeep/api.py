@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from agentkeep.agents.router import router as agents_router
 from agentkeep.apikeys.router import router as apikeys_router
 from agentkeep.audit.router import router as audit_router
 from agentkeep.auth.router import router as auth_router
@@ -23,3 +24,4 @@ def mount_routers(app: FastAPI) -> None:
     app.include_router(users_router)
     app.include_router(apikeys_router)
     app.include_router(providers_router)
+    app.include_router(agents_router)

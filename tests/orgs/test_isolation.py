@@ -13,7 +13,7 @@ from agentkeep.rbac.permissions import Role
 from agentkeep.runs.states import RunStatus
 from tests.auth.helpers import bearer
 from tests.orgs.helpers import Team, create_key, fill_path, key_header, make_team
-from tests.runs.seeding import seed_agent, seed_run
+from tests.runs.seeding import seed_run
 
 # A valid body per object route that takes one, so the request reaches the organization check.
 SAMPLE_BODIES: dict[tuple[str, str], dict[str, Any]] = {
@@ -22,6 +22,13 @@ SAMPLE_BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("PUT", "/api/orgs/{org_id}/budget"): {"monthly_token_budget": 0},
     ("POST", "/api/agents/{agent_id}/runs"): {"input": "hello"},
     ("POST", "/api/runs/{run_id}/cancel"): {},
+    ("POST", "/api/orgs/{org_id}/providers"): {
+        "name": "default",
+        "base_url": "https://models.example.com/v1",
+        "api_key": "placeholder-key",
+    },
+    ("PATCH", "/api/orgs/{org_id}/providers/{provider_id}"): {"api_key": "placeholder-key"},
+    ("PATCH", "/api/agents/{agent_id}"): {"description": "taken over"},
 }
 
 
@@ -38,13 +45,16 @@ async def test_every_object_route_answers_404_for_another_organizations_ids(
     ours = await make_team(client, "ours", owner="olivia")
     theirs = await make_team(client, "theirs", owner="theo")
     their_key = await create_key(client, theirs.headers(Role.OWNER), ["members:read"])
-    their_agent = await seed_agent(app, theirs.org_id)
+    their_agent = await client.post(
+        "/api/agents", json={"name": "their agent", "model": "test"}, headers=theirs.headers(Role.OWNER)
+    )
+    assert their_agent.status_code == 201, their_agent.text
     their_ids = {
         "org_id": theirs.org_id,
         "user_id": theirs.user_ids[Role.MEMBER],
         "key_id": their_key["id"],
-        "agent_id": their_agent,
-        "run_id": await seed_run(app, theirs.org_id, their_agent, status=RunStatus.QUEUED),
+        "agent_id": their_agent.json()["id"],
+        "run_id": await seed_run(app, theirs.org_id, their_agent.json()["id"], status=RunStatus.QUEUED),
     }
     before = await _members(client, theirs)
     routes, _ = api_routes(app)
@@ -58,9 +68,12 @@ async def test_every_object_route_answers_404_for_another_organizations_ids(
                 assert body is not None, f"add a sample body for {method} {route.path}"
             response = await client.request(method, path, json=body, headers=ours.headers(Role.OWNER))
             assert response.status_code == 404, (method, route.path, response.text)
-            for secret in ("theirs", "Theirs", "theo", theirs.users[Role.MEMBER]):
+            for secret in ("theirs", "Theirs", "theo", "their agent", theirs.users[Role.MEMBER]):
                 assert secret not in response.text
     assert await _members(client, theirs) == before
+    still = await client.get(f"/api/agents/{their_ids['agent_id']}", headers=theirs.headers(Role.OWNER))
+    assert still.status_code == 200
+    assert (still.json()["version"], still.json()["description"]) == (1, "")
     assert (
         await client.get(f"/api/orgs/{theirs.org_id}/members", headers=key_header(their_key))
     ).status_code == 200

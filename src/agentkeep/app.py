@@ -28,6 +28,7 @@ from agentkeep.security.headers import SecurityHeadersMiddleware
 from agentkeep.security.hosts import AllowedHostsMiddleware
 from agentkeep.security.passwords import PasswordHasher, default_concurrency
 from agentkeep.security.tokens import TokenCodec
+from agentkeep.worker.runtime import RunExecution
 
 logger = structlog.get_logger("agentkeep.app")
 
@@ -61,15 +62,19 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.rate_limiter.storage.on_outage = app.state.metrics.rate_limit_fallbacks.inc
     app.state.rate_limiter.add_listener(rate_limited_recorder(app.state.sessionmaker, app.state.metrics))
     app.state.login_throttle = LoginThrottle(app.state.rate_limiter, settings.account_lockout_seconds)
+    execution = RunExecution(settings, app.state.sessionmaker, app.state.metrics)
+    app.state.run_queue = await execution.start()
     logger.info(
         "started",
         environment=settings.environment,
         database=engine.dialect.name,
         redis=app.state.redis is not None,
+        run_execution=execution.mode,
     )
     try:
         yield
     finally:
+        await execution.stop()  # running runs finish or are handed back first
         app.state.password_hasher.close()
         await app.state.rate_limiter.close()
         if app.state.redis is not None:

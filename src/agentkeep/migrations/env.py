@@ -15,10 +15,21 @@ config = context.config
 target_metadata = Base.metadata
 
 
+# procrastinate (the PostgreSQL job queue) manages its own tables; Alembic leaves them alone.
+QUEUE_TABLE_PREFIX = "procrastinate_"
+
+
+def include_object(
+    _object: object, name: str | None, type_: str, _reflected: bool, _compare_to: object
+) -> bool:
+    return not (type_ == "table" and name is not None and name.startswith(QUEUE_TABLE_PREFIX))
+
+
 def _configure(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
+        include_object=include_object,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
         compare_server_default=True,

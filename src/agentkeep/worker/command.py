@@ -38,8 +38,9 @@ async def run_worker(
     metrics_port: int | None = None,
     metrics_host: str = "127.0.0.1",
     executor: Executor | None = None,
+    stop: asyncio.Event | None = None,
 ) -> None:
-    """Run until SIGTERM/SIGINT, then shut down gracefully."""
+    """Run until SIGTERM/SIGINT (or `stop` is set), then shut down gracefully."""
     engine = create_engine(settings)
     sessionmaker = create_sessionmaker(engine)
     metrics = Metrics()
@@ -51,9 +52,10 @@ async def run_worker(
         sessionmaker, settings, JobRunQueue(job_app, sessionmaker).hand_over, metrics=metrics
     )
 
-    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
+    signals = (signal.SIGTERM, signal.SIGINT) if stop is None else ()
+    stop = stop or asyncio.Event()
+    for signum in signals:
         loop.add_signal_handler(signum, stop.set)
     metrics_server = None
     if metrics_port is not None:
@@ -86,7 +88,7 @@ async def run_worker(
                 await work
             await asyncio.gather(sweeping, stopping, return_exceptions=True)
     finally:
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in signals:
             loop.remove_signal_handler(signum)
         if metrics_server is not None:
             metrics_server.shutdown()

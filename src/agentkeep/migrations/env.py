@@ -9,20 +9,11 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
+from agentkeep.db.migrate import include_object
 from agentkeep.db.models import Base
 
 config = context.config
 target_metadata = Base.metadata
-
-
-# procrastinate (the PostgreSQL job queue) manages its own tables; Alembic leaves them alone.
-QUEUE_TABLE_PREFIX = "procrastinate_"
-
-
-def include_object(
-    _object: object, name: str | None, type_: str, _reflected: bool, _compare_to: object
-) -> bool:
-    return not (type_ == "table" and name is not None and name.startswith(QUEUE_TABLE_PREFIX))
 
 
 def _configure(connection: Connection) -> None:

@@ -30,8 +30,9 @@ async def make_run(
     *,
     tools: list[dict[str, Any]] | None = None,
     org_id: uuid.UUID | None = None,
+    status: RunStatus = RunStatus.QUEUED,
 ) -> uuid.UUID:
-    """An organization, an agent on the offline `test` model, its version 1, and a queued run."""
+    """An organization, an agent on the offline `test` model, its version 1, and a run."""
     async with sessionmaker() as session, session.begin():
         if org_id is None:
             slug = f"org-{secrets.token_hex(4)}"
@@ -59,7 +60,7 @@ async def make_run(
         session.add(agent)
         await session.flush()
         session.add(AgentVersion(agent_id=agent.id, org_id=org_id, version=1, config=config))
-        run = Run(org_id=org_id, agent_id=agent.id, agent_version=1, input=run_input)
+        run = Run(org_id=org_id, agent_id=agent.id, agent_version=1, input=run_input, status=status)
         session.add(run)
         await session.flush()
         return run.id

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -8,8 +9,16 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agentkeep.config import Settings
 from agentkeep.db.engine import create_engine, create_sessionmaker
+from agentkeep.db.migrate import upgrade
 from agentkeep.observability.metrics import Metrics
 from agentkeep.worker.driver import Executor, RunDriver
+from agentkeep.worker.jobqueue import apply_queue_schema
+from tests.support.databases import (
+    create_postgres_database,
+    drop_postgres_database,
+    postgres_answers,
+    unavailable,
+)
 
 
 @pytest.fixture
@@ -47,3 +56,32 @@ def make_driver(
         )
 
     return build
+
+
+@pytest.fixture
+async def queue_database() -> AsyncIterator[str]:
+    """A fresh PostgreSQL database migrated like `agentkeep migrate` does, job queue included."""
+    if not await postgres_answers():
+        unavailable("PostgreSQL")
+    url = await create_postgres_database("agentkeep_queue")
+    await asyncio.to_thread(upgrade, url)
+    assert await asyncio.to_thread(apply_queue_schema, url) is True
+    yield url
+    await drop_postgres_database(url)
+
+
+@pytest.fixture
+def queue_settings(queue_database: str, make_settings: Callable[..., Settings]) -> Callable[..., Settings]:
+    def build(**overrides: Any) -> Settings:
+        return make_settings(**{"database_url": queue_database, "run_lease_seconds": 2, **overrides})
+
+    return build
+
+
+@pytest.fixture
+async def queue_sessionmaker(
+    queue_database: str, make_settings: Callable[..., Settings]
+) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    engine = create_engine(make_settings(database_url=queue_database))
+    yield create_sessionmaker(engine)
+    await engine.dispose()

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import Callable
 
-import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import text
@@ -15,50 +13,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_asyn
 from sqlalchemy.pool import NullPool
 
 from agentkeep.config import Settings
-from agentkeep.db.engine import create_engine, create_sessionmaker
 from agentkeep.db.migrate import include_object
 from agentkeep.db.models import Base
 from agentkeep.runs.states import RunStatus
 from agentkeep.worker.command import run_worker
 from agentkeep.worker.jobqueue import JobRunQueue, apply_queue_schema, create_job_app, queue_conninfo
-from tests.support.databases import (
-    create_postgres_database,
-    drop_postgres_database,
-    postgres_answers,
-    unavailable,
-)
 from tests.worker.helpers import ScriptedExecutor, load_run, make_run, statuses, wait_for_status
-
-
-@pytest.fixture
-async def queue_database() -> AsyncIterator[str]:
-    """A fresh PostgreSQL database migrated like `agentkeep migrate` does, job queue included."""
-    if not await postgres_answers():
-        unavailable("PostgreSQL")
-    url = await create_postgres_database("agentkeep_queue")
-    from agentkeep.db.migrate import upgrade
-
-    await asyncio.to_thread(upgrade, url)
-    assert await asyncio.to_thread(apply_queue_schema, url) is True
-    yield url
-    await drop_postgres_database(url)
-
-
-@pytest.fixture
-def queue_settings(queue_database: str, make_settings: Callable[..., Settings]) -> Callable[..., Settings]:
-    def build(**overrides: Any) -> Settings:
-        return make_settings(**{"database_url": queue_database, "run_lease_seconds": 2, **overrides})
-
-    return build
-
-
-@pytest.fixture
-async def queue_sessionmaker(
-    queue_database: str, make_settings: Callable[..., Settings]
-) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = create_engine(make_settings(database_url=queue_database))
-    yield create_sessionmaker(engine)
-    await engine.dispose()
 
 
 async def _jobs(url: str) -> list[tuple[str, str, str | None]]:

@@ -167,3 +167,22 @@ async def test_the_sweep_fails_an_expired_run_out_of_attempts(
     run = await load_run(sessionmaker, run_id)
     assert (run.status, run.stop_reason, run.lease_owner) == ("failed", "internal_error", None)
     assert await statuses(sessionmaker, run_id) == ["running", "failed"]
+
+
+async def test_the_sweep_leaves_alone_runs_its_own_process_is_executing(
+    sessionmaker: Sessionmaker, run_settings: Callable[..., Settings]
+) -> None:
+    """A stalled event loop can let a lease lapse; the process knows its own runs are alive."""
+    run_id = await make_run(sessionmaker)
+    async with sessionmaker() as session, session.begin():
+        await leases.claim(session, run_id, "me", now=datetime.now(UTC), lease_seconds=0.1, max_attempts=3)
+    await asyncio.sleep(0.2)
+
+    async def hand_over(run_id: object) -> bool:
+        return True
+
+    own = RecoverySweep(sessionmaker, run_settings(), hand_over, executing={run_id})
+    assert (await own.run_once()).requeued == []
+    assert (await load_run(sessionmaker, run_id)).lease_owner == "me"
+    other = RecoverySweep(sessionmaker, run_settings(), hand_over)
+    assert (await other.run_once()).requeued == [run_id]

@@ -46,6 +46,7 @@ async def run_worker(
     metrics = Metrics()
     owner = new_worker_id("worker")
     driver = RunDriver(sessionmaker, settings, owner=owner, executor=executor, metrics=metrics)
+    await driver.prepare()
     job_app = create_job_app(settings, max_size=settings.run_concurrency + QUEUE_CONNECTIONS_OVERHEAD)
     register_run_task(job_app, driver.drive)
     sweep = RecoverySweep(

@@ -138,23 +138,43 @@ class RunDriver:
         self.metrics = metrics
         self.cancel_poll_seconds = cancel_poll_seconds
         self.lease_seconds = float(settings.run_lease_seconds)
+        # Runs this driver is executing right now. The sweep of the same process leaves them
+        # alone: a stalled event loop may let their leases lapse before the heartbeat runs,
+        # and this process knows they are alive. Other processes still take them over.
+        self.active: set[uuid.UUID] = set()
 
     @property
     def executor(self) -> Executor:
         if self._executor is None:
-            self._executor = default_executor()
+            raise RuntimeError("RunDriver.prepare() loads the executor before the first run")
         return self._executor
+
+    async def prepare(self) -> None:
+        """Load the agent loop off the event loop.
+
+        Importing it (pydantic-ai and its model clients) takes seconds on a slow machine; done
+        inline it would stall every heartbeat long enough to lose the leases of running runs.
+        """
+        if self._executor is None:
+            self._executor = await asyncio.to_thread(default_executor)
 
     async def drive(self, run_id: uuid.UUID) -> RunStatus | None:
         """Execute the run if it can be claimed; the final status this runner recorded, or None."""
-        claim = await self._claim(run_id)
-        if claim is None:
+        await self.prepare()
+        if run_id in self.active:
             return None
-        log = logger.bind(run_id=str(run_id), attempt=claim.attempt, worker=self.owner)
-        log.info("run_started")
-        status = await _Attempt(self, claim).execute()
-        log.info("run_ended", status=status)
-        return status
+        self.active.add(run_id)
+        try:
+            claim = await self._claim(run_id)
+            if claim is None:
+                return None
+            log = logger.bind(run_id=str(run_id), attempt=claim.attempt, worker=self.owner)
+            log.info("run_started")
+            status = await _Attempt(self, claim).execute()
+            log.info("run_ended", status=status)
+            return status
+        finally:
+            self.active.discard(run_id)
 
     async def _claim(self, run_id: uuid.UUID) -> Claim | None:
         now = _now()
@@ -275,7 +295,7 @@ class _Attempt:
             await asyncio.sleep(self.driver.cancel_poll_seconds)
             try:
                 stop = await self._check(loop.time() >= next_renewal)
-            except DB_ERRORS as exc:
+            except Exception as exc:  # never die silently: a dead heartbeat loses the lease
                 self.log.warning("run_heartbeat_failed", error=type(exc).__name__)
                 stop = _Stop.LEASE_LOST if loop.time() >= self.lease_valid_until else None
             else:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -57,6 +57,7 @@ class RecoverySweep:
         metrics: Metrics | None = None,
         redispatch_after: float = REDISPATCH_AFTER_SECONDS,
         interval: float | None = None,
+        executing: Collection[uuid.UUID] = frozenset(),
     ) -> None:
         self.sessionmaker = sessionmaker
         self.max_attempts = settings.run_max_attempts
@@ -64,6 +65,8 @@ class RecoverySweep:
         self.metrics = metrics
         self.redispatch_after = redispatch_after
         self.interval = interval if interval is not None else sweep_interval(settings.run_lease_seconds)
+        # Runs this very process is executing (its driver's `active` set): alive by definition.
+        self.executing = executing
 
     async def run_forever(self) -> None:
         while True:
@@ -93,6 +96,8 @@ class RecoverySweep:
         async with self.sessionmaker() as session:
             expired = await leases.expired_runs(session, now=now, limit=BATCH)
         for run_id in expired:
+            if run_id in self.executing:
+                continue
             async with self.sessionmaker() as session, session.begin():
                 if await leases.requeue_expired(session, run_id, now=now, max_attempts=self.max_attempts):
                     report.requeued.append(run_id)

@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import secrets
 import socket
@@ -61,6 +60,7 @@ class RunExecution:
         self.mode = execution_mode(settings)
         self.runner: InProcessRunQueue | None = None
         self._sweep: asyncio.Task[None] | None = None
+        self._preparing: asyncio.Task[None] | None = None
         self._job_app: App | None = None
         self._pool: AsyncConnectionPool | None = None
 
@@ -84,17 +84,25 @@ class RunExecution:
             executor=self.executor,
             metrics=self.metrics,
         )
+        # Loaded in the background: serve is up at once, and the first run does not wait for it.
+        self._preparing = asyncio.create_task(driver.prepare(), name="run-executor-import")
         self.runner = InProcessRunQueue(driver, self.sessionmaker, self.settings.run_concurrency)
         await self.runner.start()
-        sweep = RecoverySweep(self.sessionmaker, self.settings, self.runner.hand_over, metrics=self.metrics)
+        sweep = RecoverySweep(
+            self.sessionmaker,
+            self.settings,
+            self.runner.hand_over,
+            metrics=self.metrics,
+            executing=driver.active,
+        )
         self._sweep = asyncio.create_task(sweep.run_forever(), name="run-recovery-sweep")
         return self.runner
 
     async def stop(self) -> None:
-        if self._sweep is not None:
-            self._sweep.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweep
+        for task in (self._sweep, self._preparing):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         if self.runner is not None:
             await self.runner.stop(self.settings.shutdown_timeout_seconds)
         if self._job_app is not None:

@@ -49,9 +49,8 @@ async def run_worker(
     await driver.prepare()
     job_app = create_job_app(settings, max_size=settings.run_concurrency + QUEUE_CONNECTIONS_OVERHEAD)
     register_run_task(job_app, driver.drive)
-    sweep = RecoverySweep(
-        sessionmaker, settings, JobRunQueue(job_app, sessionmaker).hand_over, metrics=metrics
-    )
+    queue = JobRunQueue(job_app, sessionmaker)
+    sweep = RecoverySweep(sessionmaker, settings, queue.hand_over, metrics=metrics, executing=driver.active)
 
     loop = asyncio.get_running_loop()
     signals = (signal.SIGTERM, signal.SIGINT) if stop is None else ()

@@ -18,6 +18,7 @@ from agentkeep.db.models import Base
 from agentkeep.runs.states import RunStatus
 from agentkeep.worker.command import run_worker
 from agentkeep.worker.jobqueue import JobRunQueue, apply_queue_schema, create_job_app, queue_conninfo
+from agentkeep.worker.runtime import RunExecution
 from tests.worker.helpers import ScriptedExecutor, load_run, make_run, statuses, wait_for_status
 
 
@@ -114,3 +115,21 @@ async def test_a_worker_executes_dispatched_runs_and_stops_gracefully(
     assert (run.status, run.attempts, run.lease_owner) == ("queued", 0, None)
     assert await statuses(queue_sessionmaker, handed_back) == ["running", "queued"]
     assert all(status != "doing" for status, _, _ in await _jobs(queue_database))
+
+
+async def test_serve_in_queue_mode_only_dispatches(
+    queue_database: str,
+    queue_settings: Callable[..., Settings],
+    queue_sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    execution = RunExecution(queue_settings(), queue_sessionmaker)
+    assert execution.mode == "queue"
+    queue = await execution.start()
+    try:
+        run_id = await make_run(queue_sessionmaker)
+        await queue.dispatch(run_id)
+        await asyncio.sleep(0.5)
+    finally:
+        await execution.stop()
+    assert await _jobs(queue_database) == [("todo", str(run_id), f"run:{run_id}")]
+    assert (await load_run(queue_sessionmaker, run_id)).status == "queued"  # nothing executes in serve

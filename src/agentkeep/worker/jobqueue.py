@@ -51,9 +51,9 @@ def _queueing_lock(run_id: uuid.UUID) -> str:
     return f"run:{run_id}"
 
 
-def _pool_options(settings: Settings, max_size: int) -> dict[str, Any]:
+def _pool_options(settings: Settings, max_size: int, min_size: int = 1) -> dict[str, Any]:
     return {
-        "min_size": 1,
+        "min_size": min_size,
         "max_size": max_size,
         "timeout": settings.db_pool_timeout,
         "kwargs": {
@@ -64,13 +64,14 @@ def _pool_options(settings: Settings, max_size: int) -> dict[str, Any]:
 
 
 def create_pool(settings: Settings, *, max_size: int) -> AsyncConnectionPool:
-    """A psycopg pool for `App.open_async(pool)`; `serve` opens it without waiting, so it
-    starts (and answers 503 on readiness) while the database is down."""
+    """serve's dispatch pool for `App.open_async(pool)`: it connects on the first dispatch
+    (min_size 0) and closes idle connections, so serve starts, and answers 503 on readiness,
+    while the database is down, and holds no connection it does not use."""
     return AsyncConnectionPool(
         queue_conninfo(settings.database_url),
         open=False,
         check=AsyncConnectionPool.check_connection,
-        **_pool_options(settings, max_size),
+        **_pool_options(settings, max_size, min_size=0),
     )
 
 

@@ -13,8 +13,10 @@ from sqlalchemy import select
 
 from agentkeep.audit.models import AuditLog
 from agentkeep.observability.metrics import Metrics
+from agentkeep.providers.models import Provider
 from agentkeep.runs.contract import RunOutcome, Usage
 from agentkeep.runs.states import EventKind, RunStatus, StopReason
+from agentkeep.security.secretbox import SecretBox, generate_key
 from agentkeep.worker import leases
 from agentkeep.worker.driver import FencedEventSink, RunDriver
 from agentkeep.worker.leases import LeaseLost
@@ -247,3 +249,56 @@ async def test_a_run_whose_agent_version_is_unusable_fails_with_internal_error(
     run = await load_run(sessionmaker, run_id)
     assert (run.status, run.stop_reason, run.lease_owner) == ("failed", "internal_error", None)
     assert await statuses(sessionmaker, run_id) == ["running", "failed"]
+
+
+async def _add_provider(sessionmaker: Sessionmaker, run_id: uuid.UUID, key: str, api_key: str) -> None:
+    run = await load_run(sessionmaker, run_id)
+    async with sessionmaker() as session, session.begin():
+        session.add(
+            Provider(
+                org_id=run.org_id,
+                name="default",
+                kind="openai",
+                base_url="https://llm.example.test/v1",
+                api_key_ciphertext=SecretBox([key]).encrypt(api_key),
+                key_hint="",
+            )
+        )
+
+
+async def test_runs_use_their_organization_s_provider_else_the_deployment_endpoint(
+    sessionmaker: Sessionmaker, make_driver: DriverFactory
+) -> None:
+    key = generate_key()
+    deployment = {"openai_base_url": "https://deployment.example.test/v1", "secrets_encryption_keys": key}
+    driver = make_driver("w1", ScriptedExecutor(), **deployment)
+    plain_run = await make_run(sessionmaker)
+    plain_claim = await _claim_as(sessionmaker, plain_run, "w1", lease=30)
+    assert plain_claim is not None
+    endpoint = (await driver.build_request(plain_claim)).endpoint
+    assert endpoint is not None
+    assert endpoint.base_url == "https://deployment.example.test/v1"
+
+    provider_run = await make_run(sessionmaker)
+    await _add_provider(sessionmaker, provider_run, key, "sk-org-key-0123456789")
+    provider_claim = await _claim_as(sessionmaker, provider_run, "w1", lease=30)
+    assert provider_claim is not None
+    endpoint = (await driver.build_request(provider_claim)).endpoint
+    assert endpoint is not None
+    assert endpoint.base_url == "https://llm.example.test/v1"
+    assert endpoint.api_key is not None
+    assert endpoint.api_key.get_secret_value() == "sk-org-key-0123456789"
+
+
+async def test_a_provider_key_that_cannot_be_read_fails_the_run_without_falling_back(
+    sessionmaker: Sessionmaker, make_driver: DriverFactory
+) -> None:
+    run_id = await make_run(sessionmaker)
+    await _add_provider(sessionmaker, run_id, generate_key(), "sk-org-key-0123456789")
+    executor = ScriptedExecutor()
+    driver = make_driver("w1", executor, secrets_encryption_keys=generate_key())  # not the key used
+    assert await driver.drive(run_id) == RunStatus.FAILED
+    assert executor.calls == 0
+    run = await load_run(sessionmaker, run_id)
+    assert (run.status, run.stop_reason) == ("failed", "model_error")
+    assert run.error == "the organization's model provider key cannot be read"

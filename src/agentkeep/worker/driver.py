@@ -31,10 +31,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agentkeep.agents.repository import AgentRepository
 from agentkeep.config import Settings
+from agentkeep.errors import AppError
 from agentkeep.observability.metrics import Metrics
+from agentkeep.providers.endpoint import endpoint_for as provider_endpoint
 from agentkeep.runs.budget import remaining_tokens
 from agentkeep.runs.contract import AgentSpec, EventSink, ModelEndpoint, RunOutcome, RunRequest, Usage
 from agentkeep.runs.states import EventKind, RunStatus, StopReason
+from agentkeep.security.secretbox import SecretBox, secretbox_from_settings
 from agentkeep.tools.context import ToolContext
 from agentkeep.worker import leases
 from agentkeep.worker.leases import Claim, LeaseLost
@@ -54,8 +57,7 @@ class Executor(Protocol):
     ) -> RunOutcome: ...
 
 
-# Which model endpoint an organization's runs use. The default is the deployment's
-# OPENAI_BASE_URL / OPENAI_API_KEY; an organization-level provider store plugs in here.
+# Which model endpoint an organization's runs use (default: `organization_endpoint`).
 EndpointResolver = Callable[[AsyncSession, uuid.UUID], Awaitable[ModelEndpoint | None]]
 
 
@@ -64,6 +66,26 @@ def deployment_endpoint(settings: Settings) -> EndpointResolver:
         if settings.openai_base_url is None and settings.openai_api_key is None:
             return None
         return ModelEndpoint(base_url=settings.openai_base_url, api_key=settings.openai_api_key)
+
+    return endpoint_for
+
+
+def organization_endpoint(settings: Settings, secretbox: SecretBox | None) -> EndpointResolver:
+    """The organization's provider (docs/providers.md), else the deployment's endpoint.
+
+    A provider whose key cannot be read fails the run (model_error); it never falls back to
+    another key.
+    """
+    deployment = deployment_endpoint(settings)
+
+    async def endpoint_for(session: AsyncSession, org_id: uuid.UUID) -> ModelEndpoint | None:
+        try:
+            endpoint = await provider_endpoint(session, secretbox, org_id)
+        except AppError as exc:
+            raise RunSetupError(
+                "the organization's model provider key cannot be read", StopReason.MODEL_ERROR
+            ) from exc
+        return endpoint if endpoint is not None else await deployment(session, org_id)
 
     return endpoint_for
 
@@ -81,6 +103,10 @@ class _Stop(enum.Enum):
 
 class RunSetupError(Exception):
     """The run cannot start at all (its pinned agent version is gone, say)."""
+
+    def __init__(self, message: str, stop_reason: StopReason = StopReason.INTERNAL_ERROR) -> None:
+        super().__init__(message)
+        self.stop_reason = stop_reason
 
 
 def _now() -> datetime:
@@ -134,7 +160,7 @@ class RunDriver:
         self.settings = settings
         self.owner = owner
         self._executor = executor
-        self.endpoint_for = endpoint_for or deployment_endpoint(settings)
+        self.endpoint_for = endpoint_for or organization_endpoint(settings, secretbox_from_settings(settings))
         self.metrics = metrics
         self.cancel_poll_seconds = cancel_poll_seconds
         self.lease_seconds = float(settings.run_lease_seconds)
@@ -250,7 +276,7 @@ class _Attempt:
         try:
             request = await self.driver.build_request(self.claim)
         except RunSetupError as exc:
-            return await self._finish(RunOutcome(RunStatus.FAILED, StopReason.INTERNAL_ERROR, error=str(exc)))
+            return await self._finish(RunOutcome(RunStatus.FAILED, exc.stop_reason, error=str(exc)))
         tool_context = ToolContext(run_id=self.claim.run_id, agent_id=self.claim.agent_id)
         work = asyncio.create_task(self.driver.executor(request, self.sink, tool_context=tool_context))
         heartbeat = asyncio.create_task(self._heartbeat(work))

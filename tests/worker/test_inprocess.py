@@ -6,6 +6,9 @@ import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+from asgi_lifespan import LifespanManager
+
+from agentkeep.app import create_app
 from agentkeep.config import Settings
 from agentkeep.runs.states import RunStatus
 from agentkeep.worker import leases
@@ -186,3 +189,21 @@ async def test_the_sweep_leaves_alone_runs_its_own_process_is_executing(
     assert (await load_run(sessionmaker, run_id)).lease_owner == "me"
     other = RecoverySweep(sessionmaker, run_settings(), hand_over)
     assert (await other.run_once()).requeued == [run_id]
+
+
+async def test_serve_executes_runs_with_the_real_agent_loop(
+    database_url: str, make_settings: Callable[..., Settings], sessionmaker: Sessionmaker
+) -> None:
+    """The app lifespan starts the runner (inprocess is the SQLite default; forced on PostgreSQL)."""
+    app = create_app(make_settings(database_url=database_url, run_execution="inprocess"))
+    async with LifespanManager(app):
+        run_id = await make_run(
+            sessionmaker, "What is (2+3)*4?", tools=[{"name": "calculator", "settings": {}}]
+        )
+        await app.state.run_queue.dispatch(run_id)
+        done = await wait_for_status(sessionmaker, run_id, RunStatus.COMPLETED, within=60)
+    assert done.output == "calculator: 20"
+    assert done.input_tokens > 0
+    kinds = [event.kind for event in await events(sessionmaker, run_id)]
+    assert kinds[0] == kinds[-1] == "status"
+    assert {"model_request", "model_response", "tool_call", "tool_result", "output"} <= set(kinds)

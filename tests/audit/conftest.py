@@ -60,11 +60,11 @@ async def unsealed(sessionmaker: async_sessionmaker[AsyncSession]) -> int:
         return int(count or 0)
 
 
-async def wait_until_sealed(sessionmaker: async_sessionmaker[AsyncSession], timeout: float = 20.0) -> None:
-    """Poll until a running sealer (the app's) has sealed every record; fail after `timeout`."""
-    deadline = time.monotonic() + timeout
+async def wait_until_sealed(sessionmaker: async_sessionmaker[AsyncSession], seconds: float = 20.0) -> None:
+    """Poll until a running sealer (the app's) has sealed every record; fail after `seconds`."""
+    deadline = time.monotonic() + seconds
     while (left := await unsealed(sessionmaker)) > 0:
-        assert time.monotonic() < deadline, f"{left} audit records still unsealed after {timeout} s"
+        assert time.monotonic() < deadline, f"{left} audit records still unsealed after {seconds} s"
         await asyncio.sleep(0.02)
 
 

@@ -231,6 +231,7 @@ class AuditSealer:
         self.interval = interval
         self.batch_size = batch_size
         self.on_sealed = on_sealed
+        self.passes = 0  # completed passes over the pending records, successful or not
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -258,6 +259,8 @@ class AuditSealer:
         except Exception as exc:  # the loop must survive anything; verify flags stale records
             logger.warning("audit_seal_failed", error=type(exc).__name__)
             return False
+        finally:
+            self.passes += 1
         return True
 
     async def _run(self) -> None:

@@ -14,12 +14,15 @@ def _ms(value: str) -> float:
     return round(float(number) * _UNITS[unit], 2)
 
 
-def run_wrk(url: str, *, connections: int, seconds: int, threads: int = 2) -> dict[str, float | int]:
+def run_wrk(
+    url: str, *, connections: int, seconds: int, threads: int = 2, headers: dict[str, str] | None = None
+) -> dict[str, float | int]:
     """Run wrk against `url`; return requests/s, p50/p99 latency (ms) and error counts."""
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is required for this benchmark: apt-get install wrk")
+    header_args = [arg for name, value in (headers or {}).items() for arg in ("-H", f"{name}: {value}")]
     out = subprocess.run(
-        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", url],
+        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", *header_args, url],
         capture_output=True,
         text=True,
         check=True,

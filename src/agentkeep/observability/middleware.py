@@ -10,6 +10,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from agentkeep.asgi import TrackingSend
 from agentkeep.errors import REQUEST_ID_STATE_KEY, problem_response
 
 REQUEST_ID_HEADER = "x-request-id"
@@ -64,19 +65,13 @@ class UnhandledErrorMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
+        tracking_send = TrackingSend(send)
 
         try:
             await self.app(scope, receive, tracking_send)
         except Exception:
             logger.exception("unhandled_error", method=scope.get("method"), path=scope.get("path"))
-            if started:
+            if tracking_send.started:
                 raise
             response = problem_response(
                 Request(scope),

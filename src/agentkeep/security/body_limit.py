@@ -7,6 +7,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from agentkeep.asgi import TrackingSend
 from agentkeep.errors import problem_response
 
 
@@ -40,7 +41,6 @@ class BodyLimitMiddleware:
                 await self._refuse(scope, receive, send)
                 return
         received = 0
-        started = False
 
         async def counting_receive() -> Message:
             nonlocal received
@@ -52,15 +52,11 @@ class BodyLimitMiddleware:
                     raise BodyTooLarge(self.max_bytes)
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
+        tracking_send = TrackingSend(send)
 
         try:
             await self.app(scope, counting_receive, tracking_send)
         except BodyTooLarge:
-            if started:
+            if tracking_send.started:
                 raise
             await self._refuse(scope, receive, send)

@@ -1,0 +1,177 @@
+"""Authenticated, tenant-scoped `GET /api/agents` (20 agents) on PostgreSQL against a bare
+FastAPI + asyncpg endpoint returning the same rows, at 64 concurrent connections, with 1 and
+2 uvicorn workers, side by side in one run (alternating rounds).
+
+    .venv/bin/python -m bench.agents_list [--seconds 8] [--runs 3] [--connections 64]
+        [--postgres postgresql+asyncpg://postgres@127.0.0.1:5432/postgres]
+        [--redis redis://127.0.0.1:6379/0]
+
+AgentKeep runs with everything on: JWT verification, the revocation check against the
+database, the per-user rate limit in Redis (its budget raised so the load is not refused),
+the organization membership lookup, security headers, metrics and the access log. Load
+comes from wrk (apt-get install wrk). Reports requests/s, p50/p99, non-2xx, socket errors
+and pool timeouts (read from the server logs); medians of `--runs` rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+
+from bench.wrk import run_wrk
+from tests.support.databases import create_postgres_database, drop_postgres_database
+from tests.support.server import running_server
+from tests.support.throwaway import free_port
+
+PASSWORD = "bench-password-" + secrets.token_hex(8)
+
+
+def seed(base_url: str) -> tuple[str, str]:
+    """Register a user, create 20 agents; return (access token, org id)."""
+    with httpx.Client(base_url=base_url, timeout=30) as client:
+        user = {"username": "bench", "email": "bench@example.com", "password": PASSWORD}
+        client.post("/auth/register", json=user).raise_for_status()
+        login = client.post("/auth/login", data={"username": "bench", "password": PASSWORD})
+        login.raise_for_status()
+        token = login.json()["access_token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        org_id = ""
+        for index in range(20):
+            created = client.post(
+                "/api/agents",
+                headers=headers,
+                json={
+                    "name": f"agent-{index:02d}",
+                    "description": "benchmark agent",
+                    "model": "test",
+                    "system_prompt": "You are a careful assistant. " * 10,
+                    "tools": [{"name": "calculator"}, {"name": "current_time"}],
+                },
+            )
+            created.raise_for_status()
+            org_id = created.json()["org_id"]
+        listed = client.get("/api/agents?limit=20", headers=headers)
+        listed.raise_for_status()
+        assert len(listed.json()["items"]) == 20
+        return token, org_id
+
+
+@contextlib.contextmanager
+def bare_server(database_url: str, org_id: str, workers: int, pool: int) -> Iterator[str]:
+    port = free_port()
+    folder = Path(tempfile.mkdtemp(prefix="agentkeep-bare-"))
+    env = {**os.environ, "DATABASE_URL": database_url, "ORG_ID": org_id, "POOL": str(pool)}
+    with (folder / "bare.log").open("wb") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable, "-m", "uvicorn", "bench.bare_agents:create_app", "--factory",
+                "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
+                "--log-level", "warning", "--no-access-log",
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=Path(__file__).resolve().parent.parent,
+        )  # fmt: skip
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                with contextlib.suppress(httpx.HTTPError):
+                    if httpx.get(f"{base}/agents", timeout=1).status_code == 200:
+                        break
+                time.sleep(0.2)
+            else:
+                raise RuntimeError((folder / "bare.log").read_text())
+            yield base
+        finally:
+            process.terminate()
+            process.wait(timeout=15)
+
+
+def summary(
+    label: str, workers: int, samples: list[dict[str, float | int]], pool_timeouts: int
+) -> dict[str, object]:
+    return {
+        "endpoint": label,
+        "workers": workers,
+        "rps": round(statistics.median(float(s["rps"]) for s in samples), 1),
+        "p50_ms": statistics.median(float(s["p50_ms"]) for s in samples),
+        "p99_ms": statistics.median(float(s["p99_ms"]) for s in samples),
+        "non_2xx": sum(int(s["non_2xx"]) for s in samples),
+        "socket_errors": sum(int(s["socket_errors"]) for s in samples),
+        "pool_timeouts": pool_timeouts,
+    }
+
+
+def measure(
+    database_url: str, redis_url: str, workers: int, runs: int, seconds: int, connections: int
+) -> list[dict[str, object]]:
+    env = {
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "RATE_LIMIT_API": "10000000/minute",
+        "RATE_LIMIT_AUTH": "1000/minute",
+        "RUN_EXECUTION": "inprocess",
+    }
+    with running_server(env, workers=workers) as server:
+        token, org_id = seed(server.base_url) if workers == 1 else login_only(server.base_url)
+        headers = {"Authorization": f"Bearer {token}"}
+        url = f"{server.base_url}/api/agents?limit=20"
+        with bare_server(database_url, org_id, workers, pool=20) as bare:
+            ours: list[dict[str, float | int]] = []
+            theirs: list[dict[str, float | int]] = []
+            run_wrk(url, connections=connections, seconds=2, headers=headers)  # warm-up
+            run_wrk(f"{bare}/agents", connections=connections, seconds=2)
+            for _ in range(runs):
+                ours.append(run_wrk(url, connections=connections, seconds=seconds, headers=headers))
+                theirs.append(run_wrk(f"{bare}/agents", connections=connections, seconds=seconds))
+        log = server.log()
+    timeouts = log.count("QueuePool limit") + log.count("database_unavailable")
+    ours_row = summary("agentkeep GET /api/agents", workers, ours, timeouts)
+    bare_row = summary("bare FastAPI + asyncpg", workers, theirs, 0)
+    ours_row["of_bare"] = round(float(ours_row["rps"]) / float(bare_row["rps"]), 2)  # type: ignore[arg-type]
+    return [ours_row, bare_row]
+
+
+def login_only(base_url: str) -> tuple[str, str]:
+    with httpx.Client(base_url=base_url, timeout=30) as client:
+        login = client.post("/auth/login", data={"username": "bench", "password": PASSWORD})
+        login.raise_for_status()
+        token = login.json()["access_token"]
+        listed = client.get("/api/agents?limit=20", headers={"Authorization": f"Bearer {token}"})
+        listed.raise_for_status()
+        return token, listed.json()["items"][0]["org_id"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
+    args = parser.parse_args()
+    database_url = asyncio.run(create_postgres_database("agentkeep_bench_agents"))
+    try:
+        for workers in (1, 2):
+            for row in measure(database_url, args.redis, workers, args.runs, args.seconds, args.connections):
+                print(json.dumps(row), flush=True)
+    finally:
+        asyncio.run(drop_postgres_database(database_url))
+
+
+if __name__ == "__main__":
+    main()

@@ -62,7 +62,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.rate_limiter.storage.on_outage = app.state.metrics.rate_limit_fallbacks.inc
     app.state.rate_limiter.add_listener(rate_limited_recorder(app.state.sessionmaker, app.state.metrics))
     app.state.login_throttle = LoginThrottle(app.state.rate_limiter, settings.account_lockout_seconds)
-    app.state.audit_sealer = AuditSealer(app.state.sessionmaker)  # chains audit records after commit
+    app.state.audit_sealer = AuditSealer.from_settings(settings)  # chains audit records after commit
     app.state.audit_sealer.start()
     logger.info(
         "started",

@@ -29,11 +29,13 @@ from typing import Any
 
 import structlog
 from sqlalchemy import Table, bindparam, func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from agentkeep.audit.canonical import record_hash
 from agentkeep.audit.chain import ensure_chain
 from agentkeep.audit.models import AuditChainHead, AuditLog
+from agentkeep.config import Settings
+from agentkeep.db.engine import create_engine, create_sessionmaker
 
 logger = structlog.get_logger("agentkeep.audit.sealing")
 
@@ -234,6 +236,15 @@ class AuditSealer:
         self.passes = 0  # completed passes over the pending records, successful or not
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._engine: AsyncEngine | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AuditSealer:
+        """A sealer on its own one-connection engine: it never takes a connection a request needs."""
+        engine = create_engine(settings.model_copy(update={"db_pool_size": 1, "db_max_overflow": 0}))
+        sealer = cls(create_sessionmaker(engine))
+        sealer._engine = engine
+        return sealer
 
     def start(self) -> None:
         if self._task is None:
@@ -248,6 +259,8 @@ class AuditSealer:
         except TimeoutError:
             logger.warning("audit_sealer_stop_timeout")
         self._task = None
+        if self._engine is not None:
+            await self._engine.dispose()
 
     async def _pass(self) -> bool:
         try:

@@ -16,7 +16,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
 
 $(STAMP): $(BIN)/python pyproject.toml requirements.lock
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -c requirements.lock -e ".[dev]"
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -c requirements.lock -e ".[dev,otel]"
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -54,7 +54,7 @@ format: $(STAMP)
 
 # Re-pin every dependency (run after editing pyproject.toml, commit the result).
 lock: $(BIN)/python
-	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --quiet -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --extra dev --extra otel --python-version 3.11 --quiet -o requirements.lock
 
 # Each benchmark also takes --postgres / --redis URLs; see bench/README.md.
 bench: $(STAMP)

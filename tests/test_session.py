@@ -22,9 +22,17 @@ async def session_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]
     app = create_app(settings)
 
     @app.post("/_test/users/{name}")
-    async def add_user(name: str, session: SessionDep, fail: str = "") -> dict[str, str]:
-        session.add(User(username=name, email=f"{name}@example.com", password_hash="x"))
-        await session.flush()
+    async def add_user(
+        name: str, session: SessionDep, fail: str = "", nested: bool = False
+    ) -> dict[str, str]:
+        if nested:
+            # The request's first write inside a savepoint: releasing it must not commit.
+            async with session.begin_nested():
+                session.add(User(username=name, email=f"{name}@example.com", password_hash="x"))
+                await session.flush()
+        else:
+            session.add(User(username=name, email=f"{name}@example.com", password_hash="x"))
+            await session.flush()
         if fail == "conflict":
             raise Conflict("refused after the write")
         if fail == "crash":
@@ -51,11 +59,13 @@ async def test_successful_request_is_committed(session_client: httpx.AsyncClient
     assert await _count(session_client) == 1
 
 
+@pytest.mark.parametrize("nested", [False, True])
 @pytest.mark.parametrize(("fail", "status"), [("conflict", 409), ("crash", 500)])
 async def test_failed_request_leaves_nothing_written(
-    session_client: httpx.AsyncClient, fail: str, status: int
+    session_client: httpx.AsyncClient, fail: str, status: int, nested: bool
 ) -> None:
-    response = await session_client.post(f"/_test/users/u{uuid.uuid4().hex[:8]}", params={"fail": fail})
+    params: dict[str, str | bool] = {"fail": fail, "nested": nested}
+    response = await session_client.post(f"/_test/users/u{uuid.uuid4().hex[:8]}", params=params)
     assert response.status_code == status
     assert await _count(session_client) == 0
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from agentkeep.agents.router import router as agents_router
 from agentkeep.apikeys.router import router as apikeys_router
 from agentkeep.audit.router import router as audit_router
 from agentkeep.auth.router import router as auth_router
 from agentkeep.health.router import router as health_router
 from agentkeep.observability.router import router as observability_router
 from agentkeep.orgs.router import router as orgs_router
+from agentkeep.providers.router import router as providers_router
 from agentkeep.users.router import router as users_router
 
 
@@ -21,3 +23,5 @@ def mount_routers(app: FastAPI) -> None:
     app.include_router(orgs_router)
     app.include_router(users_router)
     app.include_router(apikeys_router)
+    app.include_router(providers_router)
+    app.include_router(agents_router)

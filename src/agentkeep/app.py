@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -19,6 +20,7 @@ from agentkeep.db.engine import create_engine, create_sessionmaker
 from agentkeep.errors import install_error_handlers
 from agentkeep.observability.metrics import Metrics, MetricsMiddleware
 from agentkeep.observability.middleware import RequestIdMiddleware, UnhandledErrorMiddleware
+from agentkeep.observability.tracing import Tracing
 from agentkeep.profile import relaxed_safeguards
 from agentkeep.ratelimit.limiter import RateLimiter
 from agentkeep.ratelimit.lockout import LoginThrottle
@@ -28,6 +30,7 @@ from agentkeep.security.client_ip import parse_networks
 from agentkeep.security.headers import SecurityHeadersMiddleware
 from agentkeep.security.hosts import AllowedHostsMiddleware
 from agentkeep.security.passwords import PasswordHasher, default_concurrency
+from agentkeep.security.secretbox import secretbox_from_settings
 from agentkeep.security.tokens import TokenCodec
 
 logger = structlog.get_logger("agentkeep.app")
@@ -50,11 +53,16 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     engine = create_engine(settings)
     app.state.engine = engine
     app.state.sessionmaker = create_sessionmaker(engine)
+    tracing: Tracing | None = app.state.tracing
+    if tracing is not None:
+        tracing.start()
+        tracing.instrument_engine(engine)
     app.state.redis = create_redis(settings.redis_url.get_secret_value()) if settings.redis_url else None
     for safeguard in relaxed_safeguards(settings):
         logger.warning("safeguard_off", detail=safeguard)
     app.state.token_codec = TokenCodec.from_settings(settings)
     app.state.api_key_hasher = ApiKeyHasher.from_settings(settings)
+    app.state.secretbox = secretbox_from_settings(settings)
     app.state.password_hasher = PasswordHasher(default_concurrency(settings.password_hash_concurrency))
     await app.state.password_hasher.prepare()
     app.state.rate_limiter = RateLimiter.from_settings(settings)
@@ -79,6 +87,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if app.state.redis is not None:
             await app.state.redis.aclose()
         await engine.dispose()
+        if tracing is not None:
+            # Flushes the spans still batched; bounded by the exporter's timeout.
+            await asyncio.to_thread(tracing.shutdown)
         logger.info("stopped")
 
 
@@ -116,6 +127,10 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(MetricsMiddleware, metrics_of=lambda: app.state.metrics)
     app.add_middleware(SecurityHeadersMiddleware, hsts=settings.environment == "production")
     app.add_middleware(RequestIdMiddleware)
+    app.state.tracing = Tracing.for_settings(settings)
+    if app.state.tracing is not None:
+        # Outermost: a request's span covers every middleware, rejections included.
+        app.state.tracing.instrument_app(app)
     return app
 
 

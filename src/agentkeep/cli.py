@@ -24,8 +24,10 @@ cli = typer.Typer(
 
 def _register_subcommands() -> None:
     from agentkeep.audit.cli import audit_cli
+    from agentkeep.providers.cli import providers_cli
 
     cli.add_typer(audit_cli, name="audit")
+    cli.add_typer(providers_cli, name="providers")
 
 
 # sysexits.h EX_CONFIG: distinguishes an unsafe configuration from a usage error (2).
@@ -144,7 +146,16 @@ def serve(
     if workers > 1:
         # Each worker writes its metric samples here; any worker's /metrics aggregates them.
         os.environ.setdefault(MULTIPROC_ENV, tempfile.mkdtemp(prefix="agentkeep-metrics-"))
-        uvicorn.run("agentkeep.serving:app_for_workers", factory=True, workers=workers, **common)  # type: ignore[arg-type]
+        # The supervisor restarts a worker that does not answer its health ping in time; a
+        # worker importing the application on a busy host can take longer than uvicorn's
+        # default 5 s, so it would be killed before it ever served.
+        uvicorn.run(
+            "agentkeep.serving:app_for_workers",
+            factory=True,
+            workers=workers,
+            timeout_worker_healthcheck=60,
+            **common,  # type: ignore[arg-type]
+        )
     else:
         app = GracefulShutdown(create_app(settings), settings.shutdown_drain_seconds)
         uvicorn.run(app, **common)  # type: ignore[arg-type]

@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from agentkeep.observability.tracing import MISSING_EXTRA, tracing_available
 from agentkeep.profile import relaxed_safeguards
 from agentkeep.security.client_ip import parse_networks
 from agentkeep.security.secretbox import validate_keys
@@ -207,6 +208,11 @@ class Settings(BaseSettings):
     # secret then invalidates every API key).
     api_key_hmac_key: SecretStr | None = None
 
+    # OTLP/HTTP collector base URL (traces go to <url>/v1/traces); unset: no tracing. Needs
+    # the `otel` extra: pip install 'agentkeep[otel]'.
+    otel_exporter_otlp_endpoint: str | None = None
+    otel_service_name: str = Field(default="agentkeep", pattern=r"^[A-Za-z0-9_\-.:/]{1,128}$")
+
     health_check_timeout: float = Field(default=2.0, gt=0, le=30)
     # Graceful shutdown of `agentkeep serve` (docs/OPERATIONS.md): after SIGTERM, readiness
     # answers 503 and new connections are still served for the drain period, so load balancers
@@ -298,6 +304,18 @@ class Settings(BaseSettings):
             raise ValueError("is not a random key; generate one with `agentkeep gen-secret`")
         return value
 
+    @field_validator("otel_exporter_otlp_endpoint")
+    @classmethod
+    def _valid_otlp_endpoint(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL of an OTLP/HTTP collector")
+        if parts.username or parts.password:
+            raise ValueError("must not contain credentials; use OTEL_EXPORTER_OTLP_HEADERS")
+        return value.strip()
+
     @field_validator("database_url")
     @classmethod
     def _valid_database_url(cls, value: str) -> str:
@@ -338,6 +356,8 @@ class Settings(BaseSettings):
         problems = []
         if self.db_max_overflow > 10 * self.db_pool_size:
             problems.append("DB_MAX_OVERFLOW: more than ten times DB_POOL_SIZE; raise the pool size instead")
+        if self.otel_exporter_otlp_endpoint is not None and not tracing_available():
+            problems.append(MISSING_EXTRA)
         if self.environment == "production":
             problems.extend(relaxed_safeguards(self))
         if problems:

@@ -69,6 +69,12 @@ class Forbidden(AppError):
     title = "Forbidden"
 
 
+class PreconditionFailed(AppError):
+    status_code = 412
+    type_slug = "precondition-failed"
+    title = "Precondition failed"
+
+
 class InvalidInput(AppError):
     status_code = 422
     type_slug = "invalid-input"

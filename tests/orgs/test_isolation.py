@@ -17,6 +17,13 @@ from tests.orgs.helpers import Team, create_key, fill_path, key_header, make_tea
 SAMPLE_BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/api/orgs/{org_id}/members"): {"user": "olivia", "role": "viewer"},
     ("PATCH", "/api/orgs/{org_id}/members/{user_id}"): {"role": "viewer"},
+    ("POST", "/api/orgs/{org_id}/providers"): {
+        "name": "default",
+        "base_url": "https://models.example.com/v1",
+        "api_key": "placeholder-key",
+    },
+    ("PATCH", "/api/orgs/{org_id}/providers/{provider_id}"): {"api_key": "placeholder-key"},
+    ("PATCH", "/api/agents/{agent_id}"): {"description": "taken over"},
 }
 
 
@@ -33,7 +40,16 @@ async def test_every_object_route_answers_404_for_another_organizations_ids(
     ours = await make_team(client, "ours", owner="olivia")
     theirs = await make_team(client, "theirs", owner="theo")
     their_key = await create_key(client, theirs.headers(Role.OWNER), ["members:read"])
-    their_ids = {"org_id": theirs.org_id, "user_id": theirs.user_ids[Role.MEMBER], "key_id": their_key["id"]}
+    their_agent = await client.post(
+        "/api/agents", json={"name": "their agent", "model": "test"}, headers=theirs.headers(Role.OWNER)
+    )
+    assert their_agent.status_code == 201, their_agent.text
+    their_ids = {
+        "org_id": theirs.org_id,
+        "user_id": theirs.user_ids[Role.MEMBER],
+        "key_id": their_key["id"],
+        "agent_id": their_agent.json()["id"],
+    }
     before = await _members(client, theirs)
     routes, _ = api_routes(app)
     object_routes = [route for route in routes if "{" in route.path and route.access[0].kind == "permission"]
@@ -46,9 +62,12 @@ async def test_every_object_route_answers_404_for_another_organizations_ids(
                 assert body is not None, f"add a sample body for {method} {route.path}"
             response = await client.request(method, path, json=body, headers=ours.headers(Role.OWNER))
             assert response.status_code == 404, (method, route.path, response.text)
-            for secret in ("theirs", "Theirs", "theo", theirs.users[Role.MEMBER]):
+            for secret in ("theirs", "Theirs", "theo", "their agent", theirs.users[Role.MEMBER]):
                 assert secret not in response.text
     assert await _members(client, theirs) == before
+    still = await client.get(f"/api/agents/{their_ids['agent_id']}", headers=theirs.headers(Role.OWNER))
+    assert still.status_code == 200
+    assert (still.json()["version"], still.json()["description"]) == (1, "")
     assert (
         await client.get(f"/api/orgs/{theirs.org_id}/members", headers=key_header(their_key))
     ).status_code == 200

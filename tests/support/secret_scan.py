@@ -13,11 +13,13 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-# Issued secrets have recognisable shapes: JWTs, refresh tokens, API keys.
+# Issued secrets have recognisable shapes: JWTs, refresh tokens, API keys, and the model
+# provider keys the tests store (OpenAI's `sk-...` shape).
 SECRET_PATTERNS = (
     re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"),
     re.compile(r"\bakr_[A-Za-z0-9_-]{20,}"),
     re.compile(r"\bak_[A-Za-z0-9]{24,}"),
+    re.compile(r"\bsk-[A-Za-z0-9_-]{20,}"),
 )
 
 

@@ -71,7 +71,7 @@ def running_server(
         )
         base_url = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 30
+            deadline = time.monotonic() + 90  # a loaded host can take long to import and start
             while time.monotonic() < deadline:
                 with contextlib.suppress(httpx.HTTPError):
                     if httpx.get(f"{base_url}/health/live", timeout=1).status_code == 200:

@@ -32,6 +32,10 @@ class AuditAction(StrEnum):
     # API keys.
     API_KEY_CREATED = "api_key_created"
     API_KEY_REVOKED = "api_key_revoked"
+    # Providers.
+    PROVIDER_CREATED = "provider_created"
+    PROVIDER_UPDATED = "provider_updated"
+    PROVIDER_DELETED = "provider_deleted"
     # Organizations and users.
     ORG_CREATED = "org_created"
     MEMBER_ADDED = "member_added"

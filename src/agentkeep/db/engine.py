@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
@@ -41,6 +41,16 @@ def _on_sqlite_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> N
     cursor.close()
 
 
+def _begin_before_savepoint(connection: Connection, _name: str) -> None:
+    # The sqlite3 driver opens a transaction only before INSERT, UPDATE or DELETE. A
+    # SAVEPOINT sent first (begin_nested before the request's first write) would itself
+    # become the outermost transaction, and its RELEASE would commit the request's work so
+    # far, which a later failure could then no longer roll back.
+    driver_connection: Any = connection.connection.driver_connection
+    if not driver_connection.in_transaction:
+        connection.exec_driver_sql("BEGIN")
+
+
 def ensure_sqlite_directory(database_url: str) -> None:
     """Create the folder of a SQLite file so a fresh checkout needs no manual step."""
     url = make_url(database_url)
@@ -57,6 +67,7 @@ def _sqlite_engine(settings: Settings) -> AsyncEngine:
         connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
     )
     event.listen(engine.sync_engine, "connect", _on_sqlite_connect)
+    event.listen(engine.sync_engine, "savepoint", _begin_before_savepoint)
     return engine
 
 

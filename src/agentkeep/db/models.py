@@ -7,6 +7,7 @@ from agentkeep.auth.models import AuthSession, RefreshToken
 from agentkeep.db.base import Base
 from agentkeep.idempotency.models import IdempotencyKey
 from agentkeep.orgs.models import Membership, Organization
+from agentkeep.providers.models import Provider
 from agentkeep.runs.models import Run, RunEvent
 from agentkeep.users.models import User
 
@@ -21,6 +22,7 @@ __all__ = [
     "IdempotencyKey",
     "Membership",
     "Organization",
+    "Provider",
     "RefreshToken",
     "Run",
     "RunEvent",

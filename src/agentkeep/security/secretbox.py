@@ -9,8 +9,12 @@ timestamp; a tampered or foreign ciphertext fails loudly instead of decrypting t
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+
+if TYPE_CHECKING:
+    from agentkeep.config import Settings
 
 
 class SecretDecryptionError(Exception):
@@ -55,3 +59,9 @@ class SecretBox:
             return self._fernet.rotate(ciphertext.encode("ascii")).decode("ascii")
         except InvalidToken:
             raise SecretDecryptionError("no configured key decrypts this secret") from None
+
+
+def secretbox_from_settings(settings: Settings) -> SecretBox | None:
+    """The box for SECRETS_ENCRYPTION_KEYS, or None when no key is configured."""
+    keys = [key.get_secret_value() for key in settings.secrets_encryption_keys]
+    return SecretBox(keys) if keys else None

@@ -1,15 +1,11 @@
 """The built-in tools as data: name, description, settings model, argument model, `run`.
 
 An agent's configuration names tools from `TOOL_REGISTRY`, each with settings validated by
-that tool's `settings_model` (`ToolConfig` does both). At run time the agent loop registers
-each configured tool with pydantic-ai from its spec, for example:
-
-    async def call(ctx: RunContext[Deps], args: ArgsModel) -> JsonValue: ...
-    Tool(call, takes_ctx=True, name=spec.name, description=spec.description)
-
-A tool function whose only parameter besides the context is a pydantic model gets that
-model's JSON schema as its parameters schema, so `args_model` is exactly what the model
-sees and sends. A `ToolError` from `run` is the tool's answer to the model, not a crash.
+that tool's `settings_model` (`ToolConfig` does both). At run time the agent loop
+(`runs/agent_tools.py`) registers each configured tool with pydantic-ai as
+`Tool.from_schema(..., json_schema=spec.args_model.model_json_schema())`, so `args_model`
+is exactly what the model sees, and hands the raw arguments to `ToolSpec.call`, which
+validates them. A `ToolError` from `run` is the tool's answer to the model, not a crash.
 """
 
 from __future__ import annotations

@@ -1,0 +1,131 @@
+"""HTTP endpoints under /api/agents: create (idempotent), list, read, change, archive, versions."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Query, Response, status
+
+from agentkeep.agents.models import Agent
+from agentkeep.agents.schemas import (
+    AgentCreate,
+    AgentListQuery,
+    AgentPage,
+    AgentRead,
+    AgentUpdate,
+    AgentVersionListQuery,
+    AgentVersionPage,
+    AgentVersionRead,
+)
+from agentkeep.agents.service import AgentActor, AgentService, entity_tag
+from agentkeep.audit.service import AuditDep
+from agentkeep.auth.dependencies import Principal
+from agentkeep.db.session import SessionDep
+from agentkeep.idempotency.models import IDEMPOTENCY_KEY_MAX
+from agentkeep.rbac.dependencies import require
+from agentkeep.rbac.permissions import Permission
+
+router = APIRouter(prefix="/api/agents", tags=["agents"])
+
+AgentsRead = Annotated[Principal, Depends(require(Permission.AGENTS_READ))]
+AgentsWrite = Annotated[Principal, Depends(require(Permission.AGENTS_WRITE))]
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=IDEMPOTENCY_KEY_MAX,
+        description="Retry-safe create: the same key and body answer the same agent.",
+    ),
+]
+IfMatchHeader = Annotated[
+    str | None,
+    Header(alias="If-Match", max_length=1024, description='Apply only at this version, e.g. "3" (the ETag).'),
+]
+
+
+def get_agent_service(session: SessionDep, audit: AuditDep) -> AgentService:
+    return AgentService(session, audit)
+
+
+AgentServiceDep = Annotated[AgentService, Depends(get_agent_service)]
+
+
+def _actor(principal: Principal) -> AgentActor:
+    assert principal.org_id is not None  # require(...) passed: the caller is a member there
+    return AgentActor(user_id=principal.user_id, org_id=principal.org_id, api_key_id=principal.api_key_id)
+
+
+def _read(agent: Agent, response: Response) -> AgentRead:
+    response.headers["ETag"] = entity_tag(agent.version)
+    return AgentRead.model_validate(agent)
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=AgentRead)
+async def create_agent(
+    body: AgentCreate,
+    principal: AgentsWrite,
+    service: AgentServiceDep,
+    response: Response,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> AgentRead:
+    """Create an agent (version 1). With `Idempotency-Key`, a retry answers the same agent."""
+    created = await service.create(_actor(principal), body, idempotency_key)
+    response.headers["Location"] = f"{router.prefix}/{created.agent.id}"
+    if created.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return _read(created.agent, response)
+
+
+@router.get("", response_model=AgentPage)
+async def list_agents(
+    principal: AgentsRead, query: Annotated[AgentListQuery, Query()], service: AgentServiceDep
+) -> AgentPage:
+    """The organization's agents, newest first, cursor-paginated; filters `status`, `name`."""
+    agents, next_cursor = await service.page(
+        _actor(principal), query.limit, query.cursor, status=query.status, name=query.name
+    )
+    return AgentPage(items=[AgentRead.model_validate(agent) for agent in agents], next_cursor=next_cursor)
+
+
+@router.get("/{agent_id}", response_model=AgentRead)
+async def get_agent(
+    agent_id: uuid.UUID, principal: AgentsRead, service: AgentServiceDep, response: Response
+) -> AgentRead:
+    """One agent with its current configuration; the ETag is its version."""
+    return _read(await service.get(_actor(principal), agent_id), response)
+
+
+@router.patch("/{agent_id}", response_model=AgentRead)
+async def update_agent(
+    agent_id: uuid.UUID,
+    body: AgentUpdate,
+    principal: AgentsWrite,
+    service: AgentServiceDep,
+    response: Response,
+    if_match: IfMatchHeader = None,
+) -> AgentRead:
+    """Change some fields; a real change makes a new version. `If-Match` guards against lost updates."""
+    return _read(await service.update(_actor(principal), agent_id, body, if_match), response)
+
+
+@router.delete("/{agent_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_agent(
+    agent_id: uuid.UUID, principal: AgentsWrite, service: AgentServiceDep, if_match: IfMatchHeader = None
+) -> None:
+    """Archive an agent: gone from the API, its name free again; its versions and runs stay."""
+    await service.archive(_actor(principal), agent_id, if_match)
+
+
+@router.get("/{agent_id}/versions", response_model=AgentVersionPage)
+async def list_agent_versions(
+    agent_id: uuid.UUID,
+    principal: AgentsRead,
+    query: Annotated[AgentVersionListQuery, Query()],
+    service: AgentServiceDep,
+) -> AgentVersionPage:
+    """Every configuration the agent has had, newest version first, cursor-paginated."""
+    versions, next_cursor = await service.versions(_actor(principal), agent_id, query.limit, query.cursor)
+    return AgentVersionPage(
+        items=[AgentVersionRead.model_validate(version) for version in versions], next_cursor=next_cursor
+    )

@@ -1,0 +1,252 @@
+"""The agent loop: one run of an agent version on one input, through pydantic-ai.
+
+`execute` builds a pydantic-ai `Agent` for the spec, drives it node by node with
+`Agent.iter`, emits every step to the sink as it happens and maps how the run ended to a
+`RunOutcome`. Status events are the driver's; cancellation (`asyncio.CancelledError`)
+propagates untouched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import structlog
+from pydantic import JsonValue
+from pydantic_ai import Agent
+from pydantic_ai.exceptions import (
+    ModelAPIError,
+    ModelConnectionError,
+    ModelHTTPError,
+    ModelRequestTimeout,
+    ModelTimeoutError,
+    OutputTokenLimitExceeded,
+    UnexpectedModelBehavior,
+    UsageLimitExceeded,
+)
+from pydantic_ai.messages import ModelResponse, TextPart, ToolCallPart
+from pydantic_ai.run import AgentRun
+from pydantic_ai.settings import ModelSettings
+from pydantic_ai.usage import UsageLimits
+
+from agentkeep.runs.agent_tools import RunDeps, build_tools
+from agentkeep.runs.contract import EventSink, RunOutcome, RunRequest, Usage
+from agentkeep.runs.models_factory import ModelUnavailable, open_model
+from agentkeep.runs.states import EventKind, RunStatus, StopReason
+from agentkeep.tools.context import ToolContext
+
+logger = structlog.get_logger("agentkeep.runs")
+
+MAX_ERROR_CHARS = 300
+REDACTED = "[redacted]"
+
+
+class _Failed(Exception):
+    """Ends the run early with a stop reason and a safe message."""
+
+    def __init__(self, reason: StopReason, message: str) -> None:
+        self.reason = reason
+        super().__init__(message)
+
+
+@dataclass(slots=True)
+class _Progress:
+    """What the loop has done so far, read again when the run fails."""
+
+    sink: EventSink
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    run: AgentRun[RunDeps, str] | None = None
+    steps: int = 0
+    responses_emitted: int = 0
+
+    async def emit(self, kind: EventKind, data: Mapping[str, JsonValue]) -> None:
+        # Tool calls of one response run concurrently; the sink sees one event at a time.
+        async with self.lock:
+            await self.sink.emit(kind, data)
+
+    def usage(self) -> Usage:
+        if self.run is None:
+            return Usage()
+        used = self.run.usage
+        return Usage(requests=used.requests, input_tokens=used.input_tokens, output_tokens=used.output_tokens)
+
+    async def emit_response(self, response: ModelResponse) -> None:
+        self.responses_emitted += 1
+        text = "".join(part.content for part in response.parts if isinstance(part, TextPart))
+        data: dict[str, JsonValue] = {
+            "step": self.responses_emitted,
+            "tool_calls": [
+                {"tool": part.tool_name, "tool_call_id": part.tool_call_id, "args": _args(part)}
+                for part in response.parts
+                if isinstance(part, ToolCallPart)
+            ],
+            "usage": {
+                "input_tokens": response.usage.input_tokens,
+                "output_tokens": response.usage.output_tokens,
+            },
+        }
+        if text:
+            data["text"] = text
+        await self.emit(EventKind.MODEL_RESPONSE, data)
+
+    async def emit_missed_responses(self) -> None:
+        """Responses the run received but never handed on (a token limit stops right after one)."""
+        if self.run is None:
+            return
+        responses = [m for m in self.run.all_messages() if isinstance(m, ModelResponse)]
+        try:
+            for response in responses[self.responses_emitted :]:
+                await self.emit_response(response)
+        except Exception as exc:  # the outcome still has to reach the driver
+            logger.error("run_event_lost", error_type=type(exc).__name__)
+
+
+def _args(part: ToolCallPart) -> JsonValue:
+    try:
+        args: JsonValue = part.args_as_dict()
+    except ValueError:
+        return {"raw": part.args_as_json_str()[:MAX_ERROR_CHARS]}
+    return args
+
+
+async def execute(
+    request: RunRequest, sink: EventSink, *, tool_context: ToolContext | None = None
+) -> RunOutcome:
+    """Run the agent on `request.input`, emitting each step to `sink`; never raises but on cancellation."""
+    progress = _Progress(sink)
+    limits = request.spec.limits
+    try:
+        if request.token_budget is not None and request.token_budget <= 0:
+            raise _Failed(StopReason.BUDGET_EXCEEDED, "the organization's token budget is exhausted")
+        async with asyncio.timeout(limits.timeout_seconds) as deadline:
+            try:
+                output = await _drive(request, progress, tool_context)
+            except TimeoutError:
+                if deadline.expired():
+                    raise
+                raise _Failed(StopReason.MODEL_ERROR, "the model request timed out") from None
+    except TimeoutError:
+        await progress.emit_missed_responses()
+        return _failed(
+            progress,
+            StopReason.TIMEOUT,
+            f"the run exceeded its time limit of {limits.timeout_seconds:g} seconds",
+            RunStatus.TIMED_OUT,
+        )
+    except Exception as exc:
+        await progress.emit_missed_responses()
+        reason, message = _classify(exc, request, progress)
+        return _failed(progress, reason, _scrub(message, request))
+    await progress.emit(EventKind.OUTPUT, {"text": output})
+    return RunOutcome(RunStatus.COMPLETED, StopReason.END_TURN, output=output, usage=progress.usage())
+
+
+async def _drive(request: RunRequest, progress: _Progress, tool_context: ToolContext | None) -> str:
+    spec = request.spec
+    tools, settings = build_tools(spec.tools)
+    deps = RunDeps(
+        emit=progress.emit,
+        tool_context=tool_context or ToolContext(run_id=request.run_id, agent_id=request.agent_id),
+        settings=settings,
+    )
+    model_settings = ModelSettings(
+        max_tokens=spec.limits.max_output_tokens,
+        timeout=request.request_timeout_seconds,
+        max_retries=request.max_retries,
+    )
+    usage_limits = UsageLimits(
+        request_limit=spec.limits.max_steps,
+        output_tokens_limit=spec.limits.max_output_tokens,
+        total_tokens_limit=request.token_budget,
+    )
+    try:
+        async with open_model(request) as model:
+            agent = Agent(
+                model,
+                output_type=str,
+                deps_type=RunDeps,
+                instructions=spec.system_prompt or None,
+                tools=tools,
+                model_settings=model_settings,
+            )
+            async with agent.iter(request.input, deps=deps, usage_limits=usage_limits) as run:
+                progress.run = run
+                async for node in run:
+                    if Agent.is_model_request_node(node) and progress.steps < spec.limits.max_steps:
+                        progress.steps += 1
+                        await progress.emit(EventKind.MODEL_REQUEST, {"step": progress.steps})
+                    elif Agent.is_call_tools_node(node):
+                        await progress.emit_response(node.model_response)
+                        if node.model_response.finish_reason == "length":
+                            # Cut off at max_tokens: neither a usable answer nor complete tool calls.
+                            raise _Failed(StopReason.MAX_TOKENS, _output_limit_message(request))
+                if run.result is None:  # pragma: no cover - iteration ends at the End node
+                    raise RuntimeError("the agent run ended without a result")
+                return run.result.output
+    except Exception:
+        if deps.crashed_tool is not None:
+            raise _Failed(StopReason.TOOL_ERROR, f"tool {deps.crashed_tool} failed unexpectedly") from None
+        raise
+
+
+def _classify(exc: Exception, request: RunRequest, progress: _Progress) -> tuple[StopReason, str]:
+    if isinstance(exc, _Failed):
+        return exc.reason, str(exc)
+    if isinstance(exc, ModelUnavailable):
+        return StopReason.MODEL_ERROR, str(exc)
+    if isinstance(exc, UsageLimitExceeded):
+        return _limit_reached(request, progress)
+    if isinstance(exc, OutputTokenLimitExceeded):
+        return StopReason.MAX_TOKENS, _output_limit_message(request)
+    if isinstance(exc, ModelAPIError | UnexpectedModelBehavior):
+        return StopReason.MODEL_ERROR, _model_error_message(exc)
+    logger.error(
+        "run_internal_error", run_id=str(request.run_id), error_type=type(exc).__name__, exc_info=exc
+    )
+    return StopReason.INTERNAL_ERROR, "internal error while running the agent"
+
+
+def _limit_reached(request: RunRequest, progress: _Progress) -> tuple[StopReason, str]:
+    """Which limit stopped the run, read from the usage rather than from pydantic-ai's message."""
+    usage, limits = progress.usage(), request.spec.limits
+    if usage.output_tokens > limits.max_output_tokens:
+        return StopReason.MAX_TOKENS, _output_limit_message(request)
+    if request.token_budget is not None and usage.total_tokens > request.token_budget:
+        return StopReason.BUDGET_EXCEEDED, "the organization's token budget is exhausted"
+    if usage.requests >= limits.max_steps:
+        return StopReason.MAX_STEPS, f"the run reached its limit of {limits.max_steps} steps"
+    logger.error("run_unknown_usage_limit", run_id=str(request.run_id))
+    return StopReason.INTERNAL_ERROR, "a usage limit stopped the run"
+
+
+def _output_limit_message(request: RunRequest) -> str:
+    return f"the run reached its limit of {request.spec.limits.max_output_tokens} output tokens"
+
+
+def _model_error_message(exc: Exception) -> str:
+    if isinstance(exc, ModelRequestTimeout | ModelTimeoutError):
+        return "the model request timed out"
+    if isinstance(exc, ModelHTTPError):
+        return f"the model endpoint answered HTTP {exc.status_code}"
+    if isinstance(exc, ModelConnectionError):
+        return "could not connect to the model endpoint"
+    if isinstance(exc, ModelAPIError):
+        return f"the model request failed ({type(exc).__name__})"
+    return f"unexpected model behaviour: {exc}"
+
+
+def _scrub(message: str, request: RunRequest) -> str:
+    """A message safe to store: short, and without the endpoint's key even if a provider echoed it."""
+    endpoint = request.endpoint
+    if endpoint is not None and endpoint.api_key is not None:
+        key = endpoint.api_key.get_secret_value()
+        if key:
+            message = message.replace(key, REDACTED)
+    return message[:MAX_ERROR_CHARS]
+
+
+def _failed(
+    progress: _Progress, reason: StopReason, message: str, status: RunStatus = RunStatus.FAILED
+) -> RunOutcome:
+    return RunOutcome(status, reason, error=message, usage=progress.usage())

@@ -1,0 +1,166 @@
+"""The built-in `test` model: a deterministic pydantic-ai `FunctionModel`, no network.
+
+It plays a small, predictable agent so runs, limits and budgets work on a fresh machine:
+
+- first request, agent with tools: it calls each tool it has arguments for, all in one
+  response — `calculator` with the longest arithmetic expression in the input, `current_time`
+  with default arguments, `http_get` with the first http(s) URL in the input;
+- once tool results are in: it answers with one line per result, `calculator: 20`;
+- no tools (or none it can call): it answers `echo: <the input, whitespace collapsed>`;
+- an input containing `#loop` makes it call its tools again on every request and never
+  answer, so the agent's step limit ends the run.
+
+Token usage is counted, not estimated: one token per started group of four characters of
+every text the request carries (instructions, the input, earlier responses and tool results)
+plus `REQUEST_OVERHEAD_TOKENS`, and of the response's text and tool calls. Like a real model
+it honours the `max_tokens` setting: a text answer longer than that is cut to `max_tokens`
+tokens and finishes with the reason `length`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from pydantic_ai.messages import (
+    FinishReason,
+    ModelMessage,
+    ModelRequest,
+    ModelResponse,
+    ModelResponsePart,
+    SystemPromptPart,
+    TextPart,
+    ToolCallPart,
+    ToolReturnPart,
+    UserPromptPart,
+)
+from pydantic_ai.models.function import AgentInfo, FunctionModel
+from pydantic_ai.usage import RequestUsage
+
+MODEL_NAME = "test"
+LOOP_MARKER = "#loop"
+REQUEST_OVERHEAD_TOKENS = 10
+CHARS_PER_TOKEN = 4
+ECHO_MAX_CHARS = 200
+
+# Runs of digits, operators, parentheses and spaces that start and end like an expression.
+_EXPRESSION = re.compile(r"[\d(.][\d\s+\-*/%().]*[\d)]|\d")
+_OPERATOR = re.compile(r"[+\-*/%]")
+_URL = re.compile(r"https?://[^\s<>\"']+")
+_URL_TRAILING = ".,;:!?)]}"
+
+
+def count_tokens(text: str) -> int:
+    """Tokens the offline model charges for `text`: one per started group of four characters."""
+    return -(-len(text) // CHARS_PER_TOKEN)
+
+
+def find_expression(text: str) -> str | None:
+    """The longest arithmetic expression in `text` (with at least one operator), if any."""
+    candidates = [m.group().strip() for m in _EXPRESSION.finditer(text)]
+    expressions = [c for c in candidates if _OPERATOR.search(c.lstrip("-"))]
+    return max(expressions, key=len) if expressions else None
+
+
+def find_url(text: str) -> str | None:
+    """The first http or https URL in `text`, without trailing punctuation."""
+    match = _URL.search(text)
+    return match.group().rstrip(_URL_TRAILING) if match else None
+
+
+def planned_calls(text: str, tool_names: list[str]) -> list[tuple[str, dict[str, Any]]]:
+    """The tool calls the offline model makes for `text`, in the order the tools are listed."""
+    calls: list[tuple[str, dict[str, Any]]] = []
+    for name in tool_names:
+        if name == "calculator" and (expression := find_expression(text)) is not None:
+            calls.append((name, {"expression": expression}))
+        elif name == "current_time":
+            calls.append((name, {}))
+        elif name == "http_get" and (url := find_url(text)) is not None:
+            calls.append((name, {"url": url}))
+    return calls
+
+
+def _user_input(messages: list[ModelMessage]) -> str:
+    parts = [
+        part.content
+        for message in messages
+        if isinstance(message, ModelRequest)
+        for part in message.parts
+        if isinstance(part, UserPromptPart) and isinstance(part.content, str)
+    ]
+    return "\n".join(parts)
+
+
+def _part_text(part: object) -> str:
+    if isinstance(part, SystemPromptPart | TextPart):
+        return part.content
+    if isinstance(part, UserPromptPart):
+        return part.content if isinstance(part.content, str) else str(part.content)
+    if isinstance(part, ToolReturnPart):
+        return part.model_response_str()
+    if isinstance(part, ToolCallPart):
+        return part.tool_name + part.args_as_json_str()
+    return ""
+
+
+def _input_tokens(messages: list[ModelMessage], instructions: str | None) -> int:
+    texts = [instructions or ""] + [_part_text(part) for message in messages for part in message.parts]
+    return REQUEST_OVERHEAD_TOKENS + sum(count_tokens(text) for text in texts if text)
+
+
+def _format_result(part: ToolReturnPart) -> str:
+    content = part.content
+    text = content if isinstance(content, str) else json.dumps(content, sort_keys=True, default=str)
+    failed = part.outcome != "success"
+    return f"{part.tool_name}: {'error: ' if failed else ''}{text}"
+
+
+def _latest_results(messages: list[ModelMessage]) -> list[ToolReturnPart]:
+    last = messages[-1] if messages else None
+    if not isinstance(last, ModelRequest):
+        return []
+    return [part for part in last.parts if isinstance(part, ToolReturnPart)]
+
+
+def reply(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+    """The offline model's answer to one request (see the module docstring)."""
+    text = _user_input(messages)
+    tool_names = [tool.name for tool in info.function_tools]
+    results = _latest_results(messages)
+    calls = planned_calls(text, tool_names)
+    if LOOP_MARKER in text and not calls and tool_names:
+        calls = [(tool_names[0], {})]
+    parts: list[ModelResponsePart]
+    if calls and (not results or LOOP_MARKER in text):
+        step = sum(isinstance(message, ModelResponse) for message in messages) + 1
+        parts = [
+            ToolCallPart(name, args, tool_call_id=f"call_{step}_{index}")
+            for index, (name, args) in enumerate(calls, start=1)
+        ]
+        answer = None
+    elif results:
+        answer = "\n".join(_format_result(part) for part in results)
+    else:
+        answer = "echo: " + " ".join(text.split())[:ECHO_MAX_CHARS]
+    finish_reason: FinishReason = "tool_call" if answer is None else "stop"
+    if answer is not None:
+        limit = (info.model_settings or {}).get("max_tokens")
+        if limit is not None and count_tokens(answer) > limit:
+            answer = answer[: max(limit, 0) * CHARS_PER_TOKEN]
+            finish_reason = "length"
+        parts = [TextPart(answer)]
+    output_tokens = sum(count_tokens(_part_text(part)) for part in parts)
+    return ModelResponse(
+        parts=parts,
+        usage=RequestUsage(
+            input_tokens=_input_tokens(messages, info.instructions), output_tokens=max(output_tokens, 1)
+        ),
+        finish_reason=finish_reason,
+    )
+
+
+def offline_model() -> FunctionModel:
+    """A fresh instance of the `test` model."""
+    return FunctionModel(reply, model_name=MODEL_NAME)

@@ -6,7 +6,7 @@ commit. A partial index holds the unsealed records, and a check keeps the three 
 all set or all NULL.
 
 Revision ID: 0009_audit_sealing
-Revises: 0006_agents_runs
+Revises: 0007_providers
 Create Date: 2026-11-30
 """
 
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0009_audit_sealing"
-down_revision: str | None = "0006_agents_runs"
+down_revision: str | None = "0007_providers"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -2,8 +2,10 @@
 
 Each simulated request does some work outside the database (`--think-ms`, standing in for
 password hashing, validation and network I/O), then one transaction that inserts a user row
-and, when audited, appends an audit record (the chain lock is held from that append to the
-commit). Modes alternate in short rounds so machine noise hits both equally.
+and, when audited, its audit record (unsealed: no chain lock). A background sealer, as in
+the app, chains the records after commit; its lag (record timestamp to sealing commit) is
+reported. Modes alternate in short rounds so machine noise hits all of them alike; between
+rounds the sealer drains its backlog so no round pays for another's records.
 
     python bench/audit_throughput.py [--database-url URL] [--concurrency 20] [--rounds 6]
 
@@ -20,7 +22,9 @@ import secrets
 import statistics
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
@@ -28,10 +32,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_asyn
 from sqlalchemy.pool import NullPool
 
 from agentkeep.audit.actions import AuditAction
+from agentkeep.audit.sealing import SEAL_INTERVAL, AuditSealer, seal_pending
 from agentkeep.audit.service import record
 from agentkeep.audit.verify import verify_chain
 from agentkeep.config import load_settings
 from agentkeep.context import RequestContext
+from agentkeep.db.base import utcnow
 from agentkeep.db.engine import create_engine, create_sessionmaker
 from agentkeep.db.migrate import upgrade
 from agentkeep.observability.logging import configure_logging
@@ -39,6 +45,7 @@ from agentkeep.users.models import User
 
 ADMIN_URL = os.environ.get("BENCH_ADMIN_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
 CHAINS = 8
+CHAIN_NAMES = ["global", *(f"org-{index}" for index in range(CHAINS))]
 MODES = ("unaudited", "audited", "audited-chains")
 CONTEXT = RequestContext(request_id="bench", ip_address="203.0.113.5", user_agent="bench/1")
 
@@ -48,7 +55,24 @@ class Round:
     mode: str
     requests: int = 0
     seconds: float = 0.0
+    cpu_seconds: float = 0.0
     latencies: list[float] = field(default_factory=list)
+    lags: list[float] = field(default_factory=list)
+
+    @property
+    def throughput(self) -> float:
+        return self.requests / self.seconds
+
+
+class LagMeter:
+    """Collects the sealing lag of each sealed record into the round running at the time."""
+
+    def __init__(self) -> None:
+        self.into: list[float] = []
+
+    def __call__(self, stamps: Sequence[datetime]) -> None:
+        now = utcnow()
+        self.into.extend((now - stamp).total_seconds() for stamp in stamps)
 
 
 async def _request(sessionmaker: async_sessionmaker[AsyncSession], mode: str, think: float) -> float:
@@ -77,29 +101,71 @@ async def _request(sessionmaker: async_sessionmaker[AsyncSession], mode: str, th
 
 
 async def _round(
-    sessionmaker: async_sessionmaker[AsyncSession], mode: str, concurrency: int, seconds: float, think: float
+    sessionmaker: async_sessionmaker[AsyncSession],
+    lag: LagMeter,
+    mode: str,
+    concurrency: int,
+    seconds: float,
+    think: float,
 ) -> Round:
     result = Round(mode)
+    lag.into = result.lags
     deadline = time.perf_counter() + seconds
 
     async def worker() -> None:
         while time.perf_counter() < deadline:
             result.latencies.append(await _request(sessionmaker, mode, think))
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     result.seconds = time.perf_counter() - started
+    result.cpu_seconds = time.process_time() - cpu
     result.requests = len(result.latencies)
+    # Untimed: let the background sealer finish this round's records before the next round.
+    while await _unsealed(sessionmaker):  # noqa: ASYNC110 - polling the database, not local state
+        await asyncio.sleep(0.01)
     return result
 
 
-def _summary(rounds: list[Round], mode: str) -> tuple[float, float, float]:
+async def _unsealed(sessionmaker: async_sessionmaker[AsyncSession]) -> int:
+    async with sessionmaker() as session:
+        return int(await session.scalar(text("SELECT count(*) FROM audit_logs WHERE sequence IS NULL")) or 0)
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
+
+
+@dataclass
+class Summary:
+    throughput: float  # median over rounds
+    p50: float
+    p95: float
+    cpu_ms: float  # process CPU per request, median over rounds
+    lag_p50: float | None
+    lag_p99: float | None
+
+
+def _summary(rounds: list[Round], mode: str) -> Summary:
     chosen = [r for r in rounds if r.mode == mode]
-    throughput = sum(r.requests for r in chosen) / sum(r.seconds for r in chosen)
-    latencies = sorted(latency for r in chosen for latency in r.latencies)
-    p50 = statistics.median(latencies) * 1000
-    p95 = latencies[int(len(latencies) * 0.95)] * 1000
-    return throughput, p50, p95
+    latencies = [latency for r in chosen for latency in r.latencies]
+    lags = [value for r in chosen for value in r.lags]
+    return Summary(
+        throughput=statistics.median(r.throughput for r in chosen),
+        p50=statistics.median(latencies) * 1000,
+        p95=_percentile(latencies, 0.95) * 1000,
+        cpu_ms=statistics.median(r.cpu_seconds / r.requests * 1000 for r in chosen),
+        lag_p50=statistics.median(lags) * 1000 if lags else None,
+        lag_p99=_percentile(lags, 0.99) * 1000 if lags else None,
+    )
+
+
+def _paired_cost(rounds: list[Round], mode: str) -> float:
+    """Median over round indexes of (1 - audited / unaudited), each pair run back to back."""
+    base = [r.throughput for r in rounds if r.mode == "unaudited"]
+    other = [r.throughput for r in rounds if r.mode == mode]
+    return statistics.median((1 - o / b) * 100 for o, b in zip(other, base, strict=True))
 
 
 async def _create_database() -> str:
@@ -133,29 +199,45 @@ async def main(args: argparse.Namespace) -> None:
         engine = create_engine(settings)
         sessionmaker = create_sessionmaker(engine)
         think = args.think_ms / 1000
-        await _round(sessionmaker, "audited", args.concurrency, 1.0, think)  # warm-up
+        lag = LagMeter()
+        # The sealer shares the pool and the process with the requests, as in the app.
+        sealer = AuditSealer(sessionmaker, interval=args.seal_interval, on_sealed=lag)
+        sealer.start()
+        await _round(sessionmaker, lag, "audited", args.concurrency, 1.0, think)  # warm-up
         rounds = []
         for index in range(args.rounds):
             for mode in MODES if index % 2 == 0 else tuple(reversed(MODES)):
-                rounds.append(await _round(sessionmaker, mode, args.concurrency, args.seconds, think))
+                rounds.append(await _round(sessionmaker, lag, mode, args.concurrency, args.seconds, think))
+        await sealer.stop()
+        await seal_pending(sessionmaker)
         async with sessionmaker() as session:
-            verified = await verify_chain(session)
+            verified = [await verify_chain(session, chain) for chain in CHAIN_NAMES]
         await engine.dispose()
     finally:
         if not args.database_url:
             await _drop_database(url)
 
-    base, base_p50, _ = _summary(rounds, "unaudited")
+    base = _summary(rounds, "unaudited")
     print(f"concurrency={args.concurrency} think={args.think_ms}ms rounds={args.rounds}x{args.seconds}s")
-    print("| mode | requests/s | p50 ms | p95 ms | throughput cost | added p50 |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "| mode | requests/s (median) | cost (medians) | cost (paired median) | p50 ms | p95 ms "
+        "| added p50 | CPU ms/request | sealing lag p50 / p99 ms |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     for mode in MODES:
-        throughput, p50, p95 = _summary(rounds, mode)
-        cost = (1 - throughput / base) * 100
+        got = _summary(rounds, mode)
+        cost = (1 - got.throughput / base.throughput) * 100
+        paired = _paired_cost(rounds, mode)
+        lag = "-" if got.lag_p50 is None else f"{got.lag_p50:.0f} / {got.lag_p99:.0f}"
         print(
-            f"| {mode} | {throughput:.0f} | {p50:.1f} | {p95:.1f} | {cost:.1f} % | {p50 - base_p50:.1f} ms |"
+            f"| {mode} | {got.throughput:.0f} | {cost:.1f} % | {paired:.1f} % | {got.p50:.1f} "
+            f"| {got.p95:.1f} | {got.p50 - base.p50:.1f} ms | {got.cpu_ms:.2f} | {lag} |"
         )
-    print(f"global chain after the run: {verified.describe()}")
+    print("per round, requests/s:")
+    for mode in MODES:
+        print(f"  {mode}: {', '.join(f'{r.throughput:.0f}' for r in rounds if r.mode == mode)}")
+    for result in verified:
+        print(f"after the run: {result.describe()}")
 
 
 if __name__ == "__main__":
@@ -165,4 +247,5 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--think-ms", type=float, default=5.0)
+    parser.add_argument("--seal-interval", type=float, default=SEAL_INTERVAL, help="sealer poll, seconds")
     asyncio.run(main(parser.parse_args()))

@@ -24,7 +24,7 @@ OPERATIONS = ROOT / "docs" / "OPERATIONS.md"
 # Read by `agentkeep serve` (options with envvar) and by the container, not Settings fields.
 SERVE_VARIABLES = {"HOST", "PORT", "WEB_CONCURRENCY"}
 # Documented as arriving with a later issue, and said so where it is named.
-FUTURE_COMMANDS = {"worker"}
+FUTURE_COMMANDS: set[str] = set()
 
 
 def _settings_names() -> set[str]:
@@ -77,7 +77,7 @@ def test_env_files_and_compose_name_only_real_settings() -> None:
             if match:
                 assert match.group(1) in known, f"{name}: {match.group(1)}"
     compose = _yaml("docker-compose.yml")
-    for service in ("migrate", "api"):
+    for service in ("migrate", "api", "worker"):
         for variable in compose["services"][service].get("environment", {}):
             assert variable in known, f"docker-compose.yml {service}: {variable}"
 

@@ -14,6 +14,7 @@ from agentkeep import __version__
 from agentkeep.api import mount_routers
 from agentkeep.apikeys.secret import ApiKeyHasher
 from agentkeep.audit.listeners import rate_limited_recorder
+from agentkeep.audit.sealing import AuditSealer
 from agentkeep.config import Settings
 from agentkeep.db.engine import create_engine, create_sessionmaker
 from agentkeep.errors import install_error_handlers
@@ -31,6 +32,7 @@ from agentkeep.security.hosts import AllowedHostsMiddleware
 from agentkeep.security.passwords import PasswordHasher, default_concurrency
 from agentkeep.security.secretbox import secretbox_from_settings
 from agentkeep.security.tokens import TokenCodec
+from agentkeep.worker.runtime import RunExecution
 
 logger = structlog.get_logger("agentkeep.app")
 
@@ -69,15 +71,22 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.rate_limiter.storage.on_outage = app.state.metrics.rate_limit_fallbacks.inc
     app.state.rate_limiter.add_listener(rate_limited_recorder(app.state.sessionmaker, app.state.metrics))
     app.state.login_throttle = LoginThrottle(app.state.rate_limiter, settings.account_lockout_seconds)
+    app.state.audit_sealer = AuditSealer.from_settings(settings)  # chains audit records after commit
+    app.state.audit_sealer.start()
+    execution = RunExecution(settings, app.state.sessionmaker, app.state.metrics)
+    app.state.run_queue = await execution.start()
     logger.info(
         "started",
         environment=settings.environment,
         database=engine.dialect.name,
         redis=app.state.redis is not None,
+        run_execution=execution.mode,
     )
     try:
         yield
     finally:
+        await execution.stop()  # running runs finish or are handed back first
+        await app.state.audit_sealer.stop()  # then the last audit records are sealed
         app.state.password_hasher.close()
         await app.state.rate_limiter.close()
         if app.state.redis is not None:

@@ -79,6 +79,11 @@ def migrate(
 
     settings = _settings()
     upgrade(settings.database_url, revision)
+    if not settings.is_sqlite:
+        from agentkeep.worker.jobqueue import apply_queue_schema
+
+        if apply_queue_schema(settings.database_url):
+            typer.echo("job queue schema created", err=True)
     typer.echo(f"database migrated to {revision}", err=True)
 
 
@@ -159,6 +164,31 @@ def serve(
     else:
         app = GracefulShutdown(create_app(settings), settings.shutdown_drain_seconds)
         uvicorn.run(app, **common)  # type: ignore[arg-type]
+
+
+@cli.command()
+def worker(
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(envvar="WORKER_METRICS_PORT", min=1, max=65535, help="Serve this worker's metrics here"),
+    ] = None,
+    metrics_host: Annotated[str, typer.Option(help="Interface for the metrics port")] = "127.0.0.1",
+) -> None:
+    """Execute runs from the PostgreSQL job queue (SIGTERM finishes or hands back runs)."""
+    import asyncio
+
+    from agentkeep.observability.logging import configure_logging
+    from agentkeep.worker.command import run_worker
+
+    settings = _settings()
+    if settings.is_sqlite:
+        typer.echo(
+            "agentkeep worker needs PostgreSQL: on SQLite, runs execute inside `agentkeep serve`.",
+            err=True,
+        )
+        raise typer.Exit(EXIT_CONFIG)
+    configure_logging(settings.log_level, settings.log_format)
+    asyncio.run(run_worker(settings, metrics_port=metrics_port, metrics_host=metrics_host))
 
 
 def _exit_cleanly(_signum: int, _frame: object) -> None:

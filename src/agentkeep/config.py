@@ -356,6 +356,10 @@ class Settings(BaseSettings):
         problems = []
         if self.db_max_overflow > 10 * self.db_pool_size:
             problems.append("DB_MAX_OVERFLOW: more than ten times DB_POOL_SIZE; raise the pool size instead")
+        if self.run_execution == "queue" and self.is_sqlite:
+            problems.append(
+                "RUN_EXECUTION: queue needs PostgreSQL; on SQLite runs execute inside serve (inprocess)"
+            )
         if self.otel_exporter_otlp_endpoint is not None and not tracing_available():
             problems.append(MISSING_EXTRA)
         if self.environment == "production":

@@ -1,16 +1,20 @@
-"""Audit test helpers: a sessionmaker on the test database and one-line event writers."""
+"""Audit test helpers: a sessionmaker on the test database, event writers, waiting for the sealer."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from agentkeep.audit.actions import AuditAction
-from agentkeep.audit.chain import AppendedRecord
+from agentkeep.audit.chain import RecordedEvent
+from agentkeep.audit.models import AuditLog
+from agentkeep.audit.sealing import seal_pending
 from agentkeep.audit.service import record
 from agentkeep.config import Settings
 from agentkeep.context import RequestContext
@@ -32,9 +36,9 @@ def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 
 
 async def add_events(
-    sessionmaker: async_sessionmaker[AsyncSession], count: int, **fields: Any
-) -> list[AppendedRecord]:
-    """Append `count` events, each in its own committed transaction."""
+    sessionmaker: async_sessionmaker[AsyncSession], count: int, *, seal: bool = True, **fields: Any
+) -> list[RecordedEvent]:
+    """Record `count` events, each in its own committed transaction, then seal them."""
     appended = []
     extra = fields.pop("details", {})
     for index in range(count):
@@ -43,7 +47,25 @@ async def add_events(
             appended.append(
                 await record(session, AuditAction.AGENT_CREATED, context=CONTEXT, details=details, **fields)
             )
+    if seal:
+        await seal_pending(sessionmaker)
     return appended
+
+
+async def unsealed(sessionmaker: async_sessionmaker[AsyncSession]) -> int:
+    async with sessionmaker() as session:
+        count = await session.scalar(
+            select(func.count()).select_from(AuditLog).where(AuditLog.sequence.is_(None))
+        )
+        return int(count or 0)
+
+
+async def wait_until_sealed(sessionmaker: async_sessionmaker[AsyncSession], seconds: float = 20.0) -> None:
+    """Poll until a running sealer (the app's) has sealed every record; fail after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while (left := await unsealed(sessionmaker)) > 0:
+        assert time.monotonic() < deadline, f"{left} audit records still unsealed after {seconds} s"
+        await asyncio.sleep(0.02)
 
 
 async def execute(engine: AsyncEngine, sql: str, **params: Any) -> None:

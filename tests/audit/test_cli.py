@@ -150,3 +150,20 @@ def test_verify_on_an_unmigrated_database_is_a_clear_error(tmp_path: Path) -> No
     assert result.returncode == 69
     assert "database error" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@SQLITE_ONLY
+async def test_verify_reports_unsealed_records_and_seal_chains_them(
+    tmp_path: Path, env: dict[str, str], sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    await add_events(sessionmaker, 2, seal=False)
+    pending = run_cli("audit", "verify", cwd=tmp_path, env=env)
+    assert pending.returncode == 0, pending.stderr
+    assert "OK: 0 records, head 0, 2 not sealed yet" in pending.stdout
+    stale = run_cli("audit", "verify", "--max-unsealed-age", "0", cwd=tmp_path, env=env)
+    assert stale.returncode == 1
+    assert "2 records not sealed" in stale.stderr
+    sealed = run_cli("audit", "seal", cwd=tmp_path, env=env)
+    assert sealed.returncode == 0, sealed.stderr
+    assert "sealed 2 records" in sealed.stderr
+    assert "OK: 2 records, head 2\n" in run_cli("audit", "verify", cwd=tmp_path, env=env).stdout

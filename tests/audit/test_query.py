@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agentkeep.app import create_app
 from agentkeep.audit.actions import AuditAction, AuditStatus
+from agentkeep.audit.sealing import seal_pending
 from agentkeep.audit.service import record
 from agentkeep.auth.dependencies import Principal, get_current_principal
 from agentkeep.config import Settings
@@ -52,6 +53,7 @@ async def _seed(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
             resource_type="agent",
             resource_id="a1",
         )
+    await seal_pending(sessionmaker)
 
 
 async def test_pages_are_newest_first_and_cover_every_record_once(

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from agentkeep.app import create_app
 from agentkeep.audit.actions import AuditAction, AuditStatus
 from agentkeep.audit.models import AuditLog
+from agentkeep.audit.sealing import seal_pending
 from agentkeep.audit.service import AuditDep, record
 from agentkeep.audit.verify import verify_chain
 from agentkeep.config import Settings
@@ -26,7 +27,7 @@ from agentkeep.db.engine import create_engine, create_sessionmaker
 from agentkeep.db.session import SessionDep
 from agentkeep.errors import Unauthorized
 from agentkeep.users.models import User
-from tests.audit.conftest import CONTEXT, add_events, execute
+from tests.audit.conftest import CONTEXT, add_events, execute, unsealed, wait_until_sealed
 from tests.support.databases import create_postgres_database, drop_postgres_database, migrate, unavailable
 
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -52,6 +53,11 @@ async def test_each_action_is_recorded_exactly_once_with_complete_fields(
                 resource_id=uuid.UUID(int=1),
                 details={"action": action.value},
             )
+    # Stored at once, chained by the sealer afterwards.
+    assert {(row.sequence, row.prev_hash, row.hash) for row in await _all(sessionmaker)} == {
+        (None, None, None)
+    }
+    assert await seal_pending(sessionmaker) == len(AuditAction)
     rows = await _all(sessionmaker)
     assert sorted(row.action for row in rows) == sorted(action.value for action in AuditAction)
     assert [row.sequence for row in rows] == list(range(1, len(AuditAction) + 1))
@@ -70,6 +76,7 @@ async def test_each_action_is_recorded_exactly_once_with_complete_fields(
         )
         assert before < row.timestamp <= datetime.now(UTC)
         assert row.prev_hash == previous
+        assert row.hash is not None
         assert HEX64.match(row.hash)
         previous = row.hash
 
@@ -79,8 +86,10 @@ async def test_a_rolled_back_event_leaves_no_gap(sessionmaker: async_sessionmake
         await record(session, AuditAction.AGENT_CREATED, context=CONTEXT)
         await session.rollback()
     async with sessionmaker() as session, session.begin():
-        appended = await record(session, AuditAction.AGENT_UPDATED, context=CONTEXT)
-    assert appended.sequence == 1
+        recorded = await record(session, AuditAction.AGENT_UPDATED, context=CONTEXT)
+    await seal_pending(sessionmaker)
+    (row,) = await _all(sessionmaker)
+    assert (row.id, row.sequence) == (recorded.id, 1)
     async with sessionmaker() as session:
         assert (await verify_chain(session)).ok
 
@@ -256,6 +265,7 @@ async def test_a_failure_after_a_record_in_one_request_is_written_after_it_witho
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
             response = await asyncio.wait_for(http.post("/_test/both"), timeout=30)
+        await wait_until_sealed(sessionmaker)
     assert response.status_code == 200
     rows = await _all(sessionmaker)
     # The change's record commits with the request; the failure follows in its own transaction.
@@ -275,18 +285,20 @@ async def test_awkward_text_hashes_the_same_in_the_database_and_in_the_verifier(
             resource_id=awkward,
             details={awkward: [awkward, 0.1, -7, None]},
         )
+    await seal_pending(sessionmaker)
     async with sessionmaker() as session:
-        assert (await verify_chain(session)).ok
+        result = await verify_chain(session)
+    assert (result.ok, result.checked) == (True, 1), result.describe()
 
 
-@pytest.mark.parametrize("backend", ["postgres"], indirect=True)  # SQLite has no row locks
-async def test_a_chain_lock_held_too_long_is_a_503_not_a_hang(
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)  # SQLite has no table locks
+async def test_an_audit_insert_that_cannot_complete_is_a_503_not_a_hang(
     backend: str, database_url: str, make_settings: Callable[..., Settings], engine: AsyncEngine
 ) -> None:
     settings = make_settings(database_url=database_url, db_command_timeout=1)
     await add_events(create_sessionmaker(engine), 1)
     async with engine.connect() as holder:
-        await holder.execute(text("UPDATE audit_chain_heads SET sequence = sequence WHERE chain = 'global'"))
+        await holder.execute(text("LOCK TABLE audit_logs IN ACCESS EXCLUSIVE MODE"))
         app = _audited_app(settings)
         async with LifespanManager(app) as manager:
             transport = httpx.ASGITransport(app=manager.app)
@@ -295,3 +307,4 @@ async def test_a_chain_lock_held_too_long_is_a_503_not_a_hang(
         await holder.rollback()
     assert response.status_code == 503
     assert await _users(create_sessionmaker(engine)) == 0
+    assert await unsealed(create_sessionmaker(engine)) == 0

@@ -58,7 +58,14 @@ def test_harmless_keys_that_merely_mention_tokens_are_kept() -> None:
 
 @pytest.mark.parametrize(
     "value",
-    [JWT, f"Bearer {JWT}", "bearer abcdefghijklmnop", "ak_live_0123456789abcdef", f"sent {JWT} by mistake"],
+    [
+        JWT,
+        f"Bearer {JWT}",
+        "bearer abcdefghijklmnop",
+        "ak_live_0123456789abcdef",
+        "sk-proj-0123456789abcdefABCD",
+        f"sent {JWT} by mistake",
+    ],
 )
 def test_secret_looking_values_are_redacted_under_any_key(value: str) -> None:
     cleaned = sanitise_details({"note": value})["note"]

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from agentkeep.app import create_app
 from agentkeep.audit.models import AuditLog
 from agentkeep.config import Settings
+from tests.audit.conftest import wait_until_sealed
 
 USER_AGENT = "integration-test/1.0"
 Served = tuple[FastAPI, httpx.AsyncClient]
@@ -38,6 +39,8 @@ def serve(settings: Settings) -> Callable[..., AbstractAsyncContextManager[Serve
 
 
 async def audit_rows(app: FastAPI, *actions: str) -> list[AuditLog]:
+    """The audit records in chain order, once the app's sealer has chained them all."""
+    await wait_until_sealed(app.state.sessionmaker)
     async with app.state.sessionmaker() as session:
         query = select(AuditLog).order_by(AuditLog.sequence)
         if actions:

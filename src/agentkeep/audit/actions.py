@@ -29,6 +29,8 @@ class AuditAction(StrEnum):
     AGENT_DELETED = "agent_deleted"
     RUN_CREATED = "run_created"
     RUN_CANCELLED = "run_cancelled"
+    RUN_COMPLETED = "run_completed"
+    RUN_FAILED = "run_failed"
     # API keys.
     API_KEY_CREATED = "api_key_created"
     API_KEY_REVOKED = "api_key_revoked"

@@ -17,7 +17,6 @@ import hashlib
 import json
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -45,7 +44,7 @@ CANONICAL_FIELDS = (
 class HashableRecord(Protocol):
     id: uuid.UUID
     chain: str
-    sequence: int
+    sequence: int | None
     timestamp: datetime
     user_id: uuid.UUID | None
     org_id: uuid.UUID | None
@@ -58,7 +57,7 @@ class HashableRecord(Protocol):
     ip_address: str | None
     user_agent: str | None
     request_id: str | None
-    prev_hash: str
+    prev_hash: str | None
 
 
 def format_timestamp(value: datetime) -> str:
@@ -97,28 +96,3 @@ def canonical_bytes(record: HashableRecord | Mapping[str, Any]) -> bytes:
 
 def record_hash(record: HashableRecord | Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical_bytes(record)).hexdigest()
-
-
-@dataclass(frozen=True, slots=True)
-class CanonicalTemplate:
-    """The canonical text of a record whose prev_hash and sequence are not known yet.
-
-    canonical = before_prev_hash + prev_hash + between + str(sequence) + after, which lets
-    PostgreSQL finish the hash inside the statement that takes the chain lock.
-    """
-
-    before_prev_hash: str
-    between: str
-    after: str
-
-    def render(self, prev_hash: str, sequence: int) -> str:
-        return f"{self.before_prev_hash}{prev_hash}{self.between}{sequence}{self.after}"
-
-
-def canonical_template(record: Mapping[str, Any]) -> CanonicalTemplate:
-    # Random markers cannot collide with content; "prev_hash" sorts before "sequence".
-    prev_marker, sequence_marker = f"@prev-{uuid.uuid4().hex}@", f"@seq-{uuid.uuid4().hex}@"
-    text = canonical_bytes({**record, "prev_hash": prev_marker, "sequence": sequence_marker}).decode()
-    before, rest = text.split(prev_marker)
-    between, after = rest.split(f'"{sequence_marker}"')
-    return CanonicalTemplate(before, between, after)

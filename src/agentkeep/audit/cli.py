@@ -1,4 +1,8 @@
-"""`agentkeep audit ...`: verify, checkpoint, export and prune the audit log."""
+"""`agentkeep audit ...`: seal, verify, checkpoint, export and prune the audit log.
+
+`verify` only reads (records not sealed yet are reported; stale ones fail it); `seal`,
+`checkpoint`, `export` and `prune` first seal every record committed so far.
+"""
 
 from __future__ import annotations
 
@@ -23,7 +27,9 @@ if TYPE_CHECKING:
 GLOBAL_CHAIN = "global"
 ExportFormat = Literal["jsonl", "csv"]
 
-audit_cli = typer.Typer(help="Verify, checkpoint, export and prune the audit log.", no_args_is_help=True)
+audit_cli = typer.Typer(
+    help="Seal, verify, checkpoint, export and prune the audit log.", no_args_is_help=True
+)
 
 EXIT_BROKEN = 1
 # sysexits.h EX_UNAVAILABLE
@@ -90,6 +96,15 @@ def _write_private(path: Path, text: str) -> None:
         os.fsync(handle.fileno())
 
 
+@audit_cli.command("seal")
+def seal(chain: Annotated[str | None, typer.Option("--chain", help="Only this chain")] = None) -> None:
+    """Seal every committed record not sealed yet (the API's background sealer does it too)."""
+    from agentkeep.audit.sealing import seal_with
+
+    sealed = _run(_settings(), lambda session: seal_with(session, None if chain is None else [chain]))
+    typer.echo(f"sealed {sealed} records", err=True)
+
+
 @audit_cli.command("verify")
 def verify(
     checkpoint_file: Annotated[
@@ -97,8 +112,13 @@ def verify(
         typer.Option("--checkpoint", exists=True, dir_okay=False, help="Checkpoint to check against"),
     ] = None,
     chain: ChainOption = GLOBAL_CHAIN,
+    max_unsealed_age: Annotated[
+        float, typer.Option(min=0, help="Fail if a record has waited this many seconds to be sealed")
+    ] = 60.0,
 ) -> None:
-    """Check the whole hash chain; exit 1 naming the first bad sequence."""
+    """Check the whole hash chain (read-only); exit 1 naming the first bad sequence."""
+    from datetime import timedelta
+
     from agentkeep.audit.checkpoint import CheckpointError, load_checkpoint
     from agentkeep.audit.verify import verify_chain
 
@@ -111,7 +131,10 @@ def verify(
             typer.echo(f"checkpoint rejected: {exc}", err=True)
             raise typer.Exit(EXIT_BROKEN) from None
         chain = checkpoint.chain
-    result = _run(settings, lambda session: verify_chain(session, chain, checkpoint))
+    max_age = timedelta(seconds=max_unsealed_age)
+    result = _run(
+        settings, lambda session: verify_chain(session, chain, checkpoint, max_unsealed_age=max_age)
+    )
     typer.echo(result.describe(), err=not result.ok)
     if not result.ok:
         raise typer.Exit(EXIT_BROKEN)
@@ -124,7 +147,7 @@ def checkpoint(
     ] = None,
     chain: ChainOption = GLOBAL_CHAIN,
 ) -> None:
-    """Verify the chain and print its head signed with AUDIT_HMAC_KEY; keep it off this host."""
+    """Seal, verify the chain and print its head signed with AUDIT_HMAC_KEY; keep it off this host."""
     from agentkeep.audit.retention import ChainBroken, signed_checkpoint
 
     settings = _settings()
@@ -151,14 +174,16 @@ def export(
     ] = None,
     chain: ChainOption = GLOBAL_CHAIN,
 ) -> None:
-    """Stream records in sequence order as JSON lines or CSV."""
+    """Seal pending records, then stream the chain in sequence order as JSON lines or CSV."""
     from agentkeep.audit.export import write_export
     from agentkeep.audit.repository import stream_chain
+    from agentkeep.audit.sealing import seal_with
 
     settings = _settings()
     start, end = _when(since, "--since"), _when(until, "--until")
 
     async def work(session: AsyncSession) -> int:
+        await seal_with(session, [chain])
         records = stream_chain(session, chain=chain, since=start, until=end)
         if output is None:
             return await write_export(records, sys.stdout, fmt)
@@ -177,7 +202,7 @@ def prune(
     ] = None,
     chain: ChainOption = GLOBAL_CHAIN,
 ) -> None:
-    """Write a signed checkpoint, then delete older records keeping the rest verifiable."""
+    """Seal, write a signed checkpoint, then delete older records keeping the rest verifiable."""
     from agentkeep.audit.retention import ChainBroken, prune_before, signed_checkpoint
 
     settings = _settings()

@@ -1,4 +1,8 @@
-"""The audit tables: the hash-chained records and one head row per chain."""
+"""The audit tables: the hash-chained records and one head row per chain.
+
+A record is inserted unsealed (sequence, prev_hash and hash NULL) in the transaction of the
+change it describes; the sealer (sealing.py) fills those three columns once, shortly after.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, CheckConstraint, Index, String, UniqueConstraint
+from sqlalchemy import BigInteger, CheckConstraint, Index, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from agentkeep.db.base import Base, PortableJSON, UUIDPrimaryKey
@@ -25,8 +29,16 @@ REQUEST_ID_MAX = 128
 HASH_LENGTH = 64
 
 
+# Pending records are found through a partial index that holds only them.
+UNSEALED = "sequence IS NULL"
+_SEALED_ALL_OR_NONE = (
+    "(sequence IS NULL AND prev_hash IS NULL AND hash IS NULL)"
+    " OR (sequence IS NOT NULL AND prev_hash IS NOT NULL AND hash IS NOT NULL)"
+)
+
+
 class AuditLog(UUIDPrimaryKey, Base):
-    """One audit record. Rows are only ever inserted (and pruned oldest-first), never updated.
+    """One audit record. Rows are inserted, sealed once, and pruned oldest-first; never edited.
 
     user_id and org_id carry no foreign key on purpose: a record must outlive the user or
     organization it names, and deleting either must never cascade into the audit trail.
@@ -35,7 +47,7 @@ class AuditLog(UUIDPrimaryKey, Base):
     __tablename__ = "audit_logs"
 
     chain: Mapped[str] = mapped_column(String(CHAIN_MAX))
-    sequence: Mapped[int] = mapped_column(BigInteger)
+    sequence: Mapped[int | None] = mapped_column(BigInteger)
     timestamp: Mapped[datetime]
     user_id: Mapped[uuid.UUID | None]
     org_id: Mapped[uuid.UUID | None]
@@ -48,13 +60,23 @@ class AuditLog(UUIDPrimaryKey, Base):
     ip_address: Mapped[str | None] = mapped_column(String(IP_MAX))
     user_agent: Mapped[str | None] = mapped_column(String(USER_AGENT_MAX))
     request_id: Mapped[str | None] = mapped_column(String(REQUEST_ID_MAX))
-    prev_hash: Mapped[str] = mapped_column(String(HASH_LENGTH))
-    hash: Mapped[str] = mapped_column(String(HASH_LENGTH))
+    prev_hash: Mapped[str | None] = mapped_column(String(HASH_LENGTH))
+    hash: Mapped[str | None] = mapped_column(String(HASH_LENGTH))
 
     __table_args__ = (
         UniqueConstraint("chain", "sequence", name="uq_audit_logs_chain_sequence"),
         CheckConstraint("status IN ('success', 'failure', 'denied')", name="status"),
         CheckConstraint("actor_type IN ('user', 'api_key', 'system')", name="actor_type"),
+        CheckConstraint(_SEALED_ALL_OR_NONE, name="sealed"),
+        # The sealer's queue: unsealed records of a chain in sealing order.
+        Index(
+            "ix_audit_logs_unsealed",
+            "chain",
+            "timestamp",
+            "id",
+            postgresql_where=text(UNSEALED),
+            sqlite_where=text(UNSEALED),
+        ),
         # Newest-first listing and keyset pagination on (timestamp, id), alone or per filter.
         Index("ix_audit_logs_timestamp_id", "timestamp", "id"),
         Index("ix_audit_logs_user_id_timestamp", "user_id", "timestamp"),
@@ -66,10 +88,9 @@ class AuditLog(UUIDPrimaryKey, Base):
 
 
 class AuditChainHead(Base):
-    """The newest sequence and hash of a chain; updating it serialises appends to the chain.
+    """The newest sealed sequence and hash of a chain; only a sealer (or prune) locks it.
 
-    prev_hash is the hash before the newest record: the update that appends sets it from the
-    old `hash`, so one statement can hand back both.
+    prev_hash is the hash before the newest record.
 
     pruned_sequence / pruned_hash anchor a pruned chain: the oldest remaining record must
     follow them (GENESIS_HASH and 0 for a chain never pruned).

@@ -39,6 +39,8 @@ _SECRET_VALUES = (
     re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=\-]{8,}"),
     # AgentKeep API keys.
     re.compile(r"\bak_[A-Za-z0-9_\-]{8,}"),
+    # OpenAI-style provider keys ("sk-...", "sk-proj-..."), as stored for model providers.
+    re.compile(r"\bsk-[A-Za-z0-9_\-]{16,}"),
 )
 # PostgreSQL text cannot hold NUL; lone surrogates cannot be encoded as UTF-8.
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")

@@ -69,7 +69,7 @@ async def stream_chain(
     until: datetime | None = None,
     batch_size: int = EXPORT_BATCH,
 ) -> AsyncIterator[AuditLog]:
-    """Every record of a chain in sequence order, fetched in keyset batches (constant memory)."""
+    """Every sealed record of a chain in sequence order, in keyset batches (constant memory)."""
     after = 0
     while True:
         statement = _time_range(
@@ -82,4 +82,6 @@ async def stream_chain(
         session.expunge_all()
         if len(rows) < batch_size:
             return
-        after = rows[-1].sequence
+        last = rows[-1].sequence
+        assert last is not None  # the query selects sealed records only
+        after = last

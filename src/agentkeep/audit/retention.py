@@ -2,7 +2,8 @@
 
 Pruning deletes a prefix of the chain and records where it stopped (the anchor: the last
 pruned sequence and its hash) on the head row and in an `audit_pruned` event in the chain
-itself, so the remaining records still verify and a moved anchor is detected.
+itself, so the remaining records still verify and a moved anchor is detected. Both seal the
+pending records first, so they cover everything committed before they started.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from agentkeep.audit.actions import ActorType, AuditAction
 from agentkeep.audit.canonical import format_timestamp
-from agentkeep.audit.chain import ensure_chain
 from agentkeep.audit.checkpoint import Checkpoint, make_checkpoint
 from agentkeep.audit.models import GLOBAL_CHAIN, AuditChainHead, AuditLog
+from agentkeep.audit.sealing import SEAL_BATCH, seal_batch, seal_with
 from agentkeep.audit.service import record
 from agentkeep.audit.verify import VerifyResult, verify_chain
 from agentkeep.context import RequestContext
@@ -42,7 +43,11 @@ class PruneResult:
 async def signed_checkpoint(
     session: AsyncSession, key: bytes | None, chain: str = GLOBAL_CHAIN
 ) -> Checkpoint:
-    """Verify the chain, then sign its head: a tampered chain is never checkpointed."""
+    """Seal what is pending, verify the chain, then sign its head (never a tampered chain).
+
+    `session` must not be in a transaction (sealing commits batch by batch).
+    """
+    await seal_with(session, [chain])
     result = await verify_chain(session, chain)
     if not result.ok:
         raise ChainBroken(result)
@@ -57,14 +62,8 @@ async def prune_before(
     checkpoint: Checkpoint | None = None,
 ) -> PruneResult:
     """Delete the records of `chain` older than `before` and move its anchor; the caller commits."""
-    await ensure_chain(session, chain)
-    # Take the chain lock first: no append may interleave with the deletion.
-    await session.execute(
-        update(AuditChainHead)
-        .where(AuditChainHead.chain == chain)
-        .values(pruned_sequence=AuditChainHead.pruned_sequence)
-        .execution_options(synchronize_session=False)
-    )
+    # Sealing takes the chain lock, held to the commit: no sealer interleaves with the deletion.
+    await _seal_all(session, chain)
     through = await session.scalar(
         select(func.max(AuditLog.sequence)).where(AuditLog.chain == chain, AuditLog.timestamp < before)
     )
@@ -102,4 +101,12 @@ async def prune_before(
             "checkpoint_hash": checkpoint.hash if checkpoint else None,
         },
     )
+    await _seal_all(session, chain)  # the audit_pruned record, under the lock already held
     return PruneResult(deleted=count, through_sequence=int(through), anchor_hash=anchor_hash)
+
+
+async def _seal_all(session: AsyncSession, chain: str) -> None:
+    while True:
+        sealed = await seal_batch(session, chain, wait=True)
+        if sealed is None or len(sealed) < SEAL_BATCH:
+            return

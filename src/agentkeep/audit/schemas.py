@@ -17,7 +17,7 @@ class AuditLogRead(BaseModel):
 
     id: uuid.UUID
     chain: str
-    sequence: int
+    sequence: int | None = Field(description="Position in the chain; null until sealed")
     timestamp: datetime
     user_id: uuid.UUID | None
     org_id: uuid.UUID | None
@@ -30,8 +30,8 @@ class AuditLogRead(BaseModel):
     ip_address: str | None
     user_agent: str | None
     request_id: str | None
-    prev_hash: str
-    hash: str
+    prev_hash: str | None
+    hash: str | None
 
 
 class AuditLogPage(BaseModel):

@@ -1,9 +1,11 @@
 """record(...): the one way an audit event is written.
 
-`record` appends inside the caller's transaction, so a change and its audit record commit
+`record` inserts inside the caller's transaction, so a change and its audit record commit
 together or not at all. `record_failure` writes in its own short transaction, so the record
 of a refused or failed attempt survives the request's rollback. A failure to write either
 raises AuditUnavailable (503): the request's change is rolled back, never left unaudited.
+Both store the record unsealed and take no lock; the sealer (sealing.py) chains it after
+the commit.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agentkeep.audit.actions import ActorType, AuditAction, AuditStatus
-from agentkeep.audit.chain import AppendedRecord, PendingRecord, append
+from agentkeep.audit.chain import PendingRecord, RecordedEvent, insert_record
 from agentkeep.audit.models import (
     GLOBAL_CHAIN,
     IP_MAX,
@@ -84,15 +86,15 @@ def build_pending(
     )
 
 
-async def _append(session: AsyncSession, pending: PendingRecord) -> AppendedRecord:
+async def _insert(session: AsyncSession, pending: PendingRecord) -> RecordedEvent:
     try:
-        appended = await append(session, pending)
+        recorded = await insert_record(session, pending)
     except WRITE_ERRORS as exc:
         # Only the exception type is logged: its text could carry the statement's values.
         logger.error("audit_write_failed", action=pending.action, error=type(exc).__name__)
         raise AuditUnavailable("The audit record could not be written.") from exc
-    logger.debug("audit_recorded", action=pending.action, chain=appended.chain, sequence=appended.sequence)
-    return appended
+    logger.debug("audit_recorded", action=pending.action, chain=recorded.chain)
+    return recorded
 
 
 async def record(
@@ -101,17 +103,16 @@ async def record(
     *,
     context: RequestContext,
     **fields: Unpack[EventFields],
-) -> AppendedRecord:
-    """Append an event in the caller's transaction; call it after the change it describes.
+) -> RecordedEvent:
+    """Insert an event in the caller's transaction; call it after the change it describes.
 
-    The chain lock is taken here and held until the caller commits, so this should be the
-    last statement of the transaction.
+    No lock is taken: the record is stored unsealed and the sealer chains it after the commit.
     """
     pending = build_pending(action, context=context, **fields)
-    # The caller's own changes go first and outside the lock; their errors (a unique
-    # violation, say) stay theirs instead of turning into AuditUnavailable.
+    # The caller's own changes go first; their errors (a unique violation, say) stay theirs
+    # instead of turning into AuditUnavailable.
     await session.flush()
-    return await _append(session, pending)
+    return await _insert(session, pending)
 
 
 async def record_failure(
@@ -120,17 +121,18 @@ async def record_failure(
     *,
     context: RequestContext,
     **fields: Unpack[EventFields],
-) -> AppendedRecord:
+) -> RecordedEvent:
     """Write an event in its own committed transaction, whatever happens to the request's.
 
-    Never call it after `record` in the same request: the request's transaction would still
-    hold the chain head this one waits for.
+    On SQLite never await it while the request's own transaction has written: that
+    transaction holds the database write lock this one waits for (AuditService.failure
+    defers it until the request's transaction has ended).
     """
     fields.setdefault("status", AuditStatus.FAILURE)
     pending = build_pending(action, context=context, **fields)
     try:
         async with sessionmaker() as session, session.begin():
-            return await _append(session, pending)
+            return await _insert(session, pending)
     except WRITE_ERRORS as exc:  # the commit itself failed
         logger.error("audit_write_failed", action=pending.action, error=type(exc).__name__)
         raise AuditUnavailable("The audit record could not be written.") from exc
@@ -140,8 +142,8 @@ class AuditService:
     """Bound to one request: `await audit.record(AuditAction.AGENT_CREATED, resource_id=...)`.
 
     `record` joins the request's transaction. `failure` is written after that transaction
-    ends, in its own, so it survives the rollback of a failed request and never waits on the
-    chain lock the request may hold.
+    ends, in its own, so it survives the rollback of a failed request and never waits on a
+    lock the request itself holds (the SQLite write lock).
     """
 
     def __init__(
@@ -156,15 +158,15 @@ class AuditService:
         self.context = context
         self.metrics = metrics
 
-    async def record(self, action: AuditAction | str, **fields: Unpack[EventFields]) -> AppendedRecord:
-        """In the request's transaction (use for changes); call it last."""
+    async def record(self, action: AuditAction | str, **fields: Unpack[EventFields]) -> RecordedEvent:
+        """In the request's transaction (use for changes); call it after the change."""
         try:
-            appended = await record(self.session, action, context=self.context, **fields)
+            recorded = await record(self.session, action, context=self.context, **fields)
         except AuditUnavailable:
             self._count_failure()
             raise
         self._count(str(action))
-        return appended
+        return recorded
 
     def failure(self, action: AuditAction | str, **fields: Unpack[EventFields]) -> None:
         """Queue a refusal or failure; written once the request's transaction has ended."""

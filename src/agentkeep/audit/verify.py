@@ -3,11 +3,16 @@
 Each record must carry the next sequence number, the previous record's hash, and a hash
 that matches its own canonical content. The first record follows the chain's prune anchor;
 the last must match the head row, and a checkpoint's (sequence, hash) must be found.
+
+Records not sealed yet are counted, not checked (they have no place in the chain yet); one
+older than `max_unsealed_age` fails verification: no sealer is running, or someone stored a
+record behind the sealer's back.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -17,8 +22,12 @@ from agentkeep.audit.actions import AuditAction
 from agentkeep.audit.canonical import record_hash
 from agentkeep.audit.checkpoint import Checkpoint
 from agentkeep.audit.models import GENESIS_HASH, GLOBAL_CHAIN, AuditChainHead, AuditLog
+from agentkeep.audit.sealing import count_unsealed
+from agentkeep.db.base import utcnow
 
 BATCH_SIZE = 1000
+# A running sealer seals within a fraction of a second; a minute leaves room for restarts.
+MAX_UNSEALED_AGE = timedelta(seconds=60)
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,10 +39,12 @@ class VerifyResult:
     head_hash: str
     first_bad_sequence: int | None = None
     reason: str | None = None
+    pending: int = 0
 
     def describe(self) -> str:
         if self.ok:
-            return f"chain {self.chain!r} OK: {self.checked} records, head {self.head_sequence}"
+            waiting = f", {self.pending} not sealed yet" if self.pending else ""
+            return f"chain {self.chain!r} OK: {self.checked} records, head {self.head_sequence}{waiting}"
         return f"chain {self.chain!r} BROKEN at sequence {self.first_bad_sequence}: {self.reason}"
 
 
@@ -67,7 +78,9 @@ async def verify_chain(
     chain: str = GLOBAL_CHAIN,
     checkpoint: Checkpoint | None = None,
     batch_size: int = BATCH_SIZE,
+    max_unsealed_age: timedelta = MAX_UNSEALED_AGE,
 ) -> VerifyResult:
+    """Check `chain` end to end; read-only (pending records are reported, not sealed)."""
     head = await load_head(session, chain)
     head_sequence = head.sequence if head else 0
     head_hash = head.hash if head else GENESIS_HASH
@@ -128,4 +141,12 @@ async def verify_chain(
         return broken(
             head_sequence + 1, f"truncated: the checkpoint names sequence {checkpoint.sequence}", checked
         )
-    return VerifyResult(chain, True, checked, head_sequence, head_hash)
+    pending, oldest = await count_unsealed(session, chain)
+    if oldest is not None and utcnow() - oldest > max_unsealed_age:
+        seconds = int(max_unsealed_age.total_seconds())
+        reason = (
+            f"{pending} records not sealed, the oldest for more than {seconds} s "
+            "(is a sealer running? `agentkeep audit seal`)"
+        )
+        return broken(head_sequence + 1, reason, checked)
+    return VerifyResult(chain, True, checked, head_sequence, head_hash, pending=pending)

@@ -11,6 +11,15 @@ from sqlalchemy.engine import Connection
 from agentkeep.db.engine import ensure_sqlite_directory
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+# procrastinate (the PostgreSQL job queue) manages its own tables; Alembic leaves them alone.
+QUEUE_TABLE_PREFIX = "procrastinate_"
+
+
+def include_object(
+    _object: object, name: str | None, type_: str, _reflected: bool, _compare_to: object
+) -> bool:
+    """Alembic's filter: everything but the job queue's tables."""
+    return not (type_ == "table" and name is not None and name.startswith(QUEUE_TABLE_PREFIX))
 
 
 def alembic_config(database_url: str | None = None, connection: Connection | None = None) -> Config:

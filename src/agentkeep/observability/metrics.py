@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 
 import structlog
 from prometheus_client import (
@@ -28,6 +28,7 @@ access_logger = structlog.get_logger("agentkeep.access")
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 UNMATCHED_ROUTE = "<unmatched>"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+RUN_DURATION_BUCKETS = (0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 
 
 def multiprocess_enabled() -> bool:
@@ -80,6 +81,40 @@ class Metrics:
         self.audit_failures = Counter(
             "agentkeep_audit_write_failures_total", "Audit writes that failed.", registry=registry
         )
+        # Counted by the process that finished the run: `serve` (in-process runner) or a worker.
+        self.runs_finished = Counter(
+            "agentkeep_runs_finished_total",
+            "Runs finished, by final status and stop reason.",
+            ["status", "stop_reason"],
+            registry=registry,
+        )
+        self.run_duration = Histogram(
+            "agentkeep_run_duration_seconds",
+            "Time from a run's first start to its end, by final status.",
+            ["status"],
+            buckets=RUN_DURATION_BUCKETS,
+            registry=registry,
+        )
+        self.run_tokens = Counter(
+            "agentkeep_run_tokens_total",
+            "Model tokens used by runs, by kind (input, output).",
+            ["kind"],
+            registry=registry,
+        )
+        # Read from the database at scrape time; whichever process answered last is current.
+        self.runs_by_status = Gauge(
+            "agentkeep_runs",
+            "Runs in the database by status.",
+            ["status"],
+            registry=registry,
+            multiprocess_mode="mostrecent",
+        )
+        self.run_queue_depth = Gauge(
+            "agentkeep_run_queue_depth",
+            "Runs waiting to be executed (status queued).",
+            registry=registry,
+            multiprocess_mode="mostrecent",
+        )
 
     def observe_pool(self, engine: AsyncEngine) -> None:
         pool = engine.sync_engine.pool
@@ -87,6 +122,20 @@ class Metrics:
             read = getattr(pool, reader, None)
             if callable(read):
                 self.db_pool.labels(state).set(max(0, int(read())))
+
+    def observe_run_finished(
+        self, status: str, stop_reason: str, seconds: float, input_tokens: int, output_tokens: int
+    ) -> None:
+        self.runs_finished.labels(status, stop_reason).inc()
+        self.run_duration.labels(status).observe(max(0.0, seconds))
+        self.run_tokens.labels("input").inc(max(0, input_tokens))
+        self.run_tokens.labels("output").inc(max(0, output_tokens))
+
+    def set_run_counts(self, counts: Mapping[str, int], statuses: Iterable[str]) -> None:
+        """Runs per status (every known status reported, zero included) and the queue depth."""
+        for status in statuses:
+            self.runs_by_status.labels(status).set(counts.get(status, 0))
+        self.run_queue_depth.set(counts.get("queued", 0))
 
     def render(self) -> tuple[bytes, str]:
         if multiprocess_enabled():

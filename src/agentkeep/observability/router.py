@@ -12,6 +12,7 @@ from agentkeep.dependencies import EngineDep, SettingsDep
 from agentkeep.errors import Forbidden, Unauthorized
 from agentkeep.observability.metrics import Metrics
 from agentkeep.rbac.dependencies import Public
+from agentkeep.worker.reporting import refresh_run_gauges
 
 router = APIRouter(tags=["observability"], dependencies=[Public])
 
@@ -37,5 +38,6 @@ async def metrics(
         raise Forbidden("Without METRICS_TOKEN, metrics are served to loopback clients only.")
     registry: Metrics = request.app.state.metrics
     registry.observe_pool(engine)
+    await refresh_run_gauges(request.app.state.sessionmaker, registry)
     body, content_type = registry.render()
     return Response(body, media_type=content_type, headers={"Cache-Control": "no-store"})

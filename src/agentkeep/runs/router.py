@@ -27,7 +27,7 @@ from agentkeep.runs.repository import RunFilters
 from agentkeep.runs.schemas import RunCreate, RunListQuery, RunPage, RunRead
 from agentkeep.runs.service import RunActor, RunService
 from agentkeep.runs.stream import StreamTiming, follow_run_events
-from agentkeep.worker.queue import RunQueue
+from agentkeep.worker.queue import RunQueueDep
 
 router = APIRouter(prefix="/api", tags=["runs"])
 
@@ -41,13 +41,6 @@ RunsLimit = Annotated[
 ]
 # Event numbers are 32-bit integers in the database.
 MAX_EVENT_SEQ = 2**31 - 1
-
-
-def get_wired_run_queue(request: Request) -> RunQueue | None:
-    """The run queue the lifespan wired, if any; without one, runs stay queued until the
-    recovery sweep of a runner hands them over."""
-    queue: RunQueue | None = getattr(request.app.state, "run_queue", None)
-    return queue
 
 
 def get_run_service(session: SessionDep, audit: AuditDep, settings: SettingsDep) -> RunService:
@@ -74,7 +67,7 @@ async def create_run(
     principal: RunsCreator,
     _limit: RunsLimit,
     service: RunServiceDep,
-    queue: Annotated[RunQueue | None, Depends(get_wired_run_queue)],
+    queue: RunQueueDep,
     response: Response,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> RunRead:

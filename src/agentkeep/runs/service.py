@@ -8,7 +8,6 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agentkeep.agents.repository import AgentRepository
@@ -22,8 +21,6 @@ from agentkeep.runs.models import Run
 from agentkeep.runs.repository import RunFilters, RunRepository, append_event
 from agentkeep.runs.states import TERMINAL_STATUSES, EventKind, RunStatus, StopReason
 from agentkeep.worker.queue import RunQueue
-
-logger = structlog.get_logger("agentkeep.runs")
 
 AGENT_DISABLED = "disabled"
 
@@ -95,7 +92,7 @@ class RunService:
         agent_id: uuid.UUID,
         input_text: str,
         *,
-        queue: RunQueue | None,
+        queue: RunQueue,
         idempotency_key: str | None = None,
     ) -> CreatedRun:
         """Queue a run of the agent's current version; `queue` receives it once committed.
@@ -147,10 +144,7 @@ class RunService:
             resource_id=run.id,
             details={"agent_id": str(agent.id), "agent_version": agent.version},
         )
-        if queue is not None:
-            self._dispatch_after_commit(queue, run.id)
-        else:
-            logger.warning("run_not_dispatched", run_id=str(run.id), reason="no run queue configured")
+        self._dispatch_after_commit(queue, run.id)
         return CreatedRun(run=run, replayed=False)
 
     def _dispatch_after_commit(self, queue: RunQueue, run_id: uuid.UUID) -> None:

@@ -1,0 +1,96 @@
+"""`agentkeep worker`: execute runs from the procrastinate queue, and sweep for lost ones.
+
+Any number of workers, on any machine, share the database. Each executes up to
+RUN_CONCURRENCY runs at once and runs the recovery sweep. SIGTERM or SIGINT: stop fetching
+jobs, let running runs finish for up to SHUTDOWN_TIMEOUT_SECONDS, then hand the rest back
+to the queue (another worker picks them up), and exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+
+import structlog
+from prometheus_client import start_http_server
+
+from agentkeep.config import Settings
+from agentkeep.db.engine import create_engine, create_sessionmaker
+from agentkeep.observability.metrics import Metrics
+from agentkeep.worker.driver import Executor, RunDriver
+from agentkeep.worker.jobqueue import QUEUE_NAME, JobRunQueue, create_job_app, register_run_task
+from agentkeep.worker.recovery import RecoverySweep
+from agentkeep.worker.runtime import new_worker_id
+
+logger = structlog.get_logger("agentkeep.worker")
+
+# procrastinate's own connections besides one per running job: the LISTEN connection,
+# fetching, abort polling and its heartbeat.
+QUEUE_CONNECTIONS_OVERHEAD = 4
+# LISTEN/NOTIFY wakes the worker at once; polling is the fallback.
+FETCH_POLL_SECONDS = 2.0
+
+
+async def run_worker(
+    settings: Settings,
+    *,
+    metrics_port: int | None = None,
+    metrics_host: str = "127.0.0.1",
+    executor: Executor | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Run until SIGTERM/SIGINT (or `stop` is set), then shut down gracefully."""
+    engine = create_engine(settings)
+    sessionmaker = create_sessionmaker(engine)
+    metrics = Metrics()
+    owner = new_worker_id("worker")
+    driver = RunDriver(sessionmaker, settings, owner=owner, executor=executor, metrics=metrics)
+    await driver.prepare()
+    job_app = create_job_app(settings, max_size=settings.run_concurrency + QUEUE_CONNECTIONS_OVERHEAD)
+    register_run_task(job_app, driver.drive)
+    queue = JobRunQueue(job_app, sessionmaker)
+    sweep = RecoverySweep(sessionmaker, settings, queue.hand_over, metrics=metrics, executing=driver.active)
+
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGTERM, signal.SIGINT) if stop is None else ()
+    stop = stop or asyncio.Event()
+    for signum in signals:
+        loop.add_signal_handler(signum, stop.set)
+    metrics_server = None
+    if metrics_port is not None:
+        metrics_server, _thread = start_http_server(metrics_port, metrics_host, registry=metrics.registry)
+    try:
+        async with job_app.open_async():
+            work = asyncio.create_task(
+                job_app.run_worker_async(
+                    queues=[QUEUE_NAME],
+                    name=owner,
+                    concurrency=settings.run_concurrency,
+                    install_signal_handlers=False,
+                    shutdown_graceful_timeout=settings.shutdown_timeout_seconds,
+                    delete_jobs="always",
+                    fetch_job_polling_interval=FETCH_POLL_SECONDS,
+                ),
+                name="procrastinate-worker",
+            )
+            sweeping = asyncio.create_task(sweep.run_forever(), name="run-recovery-sweep")
+            logger.info("worker_started", worker=owner, concurrency=settings.run_concurrency)
+            stopping = asyncio.create_task(stop.wait())
+            await asyncio.wait([work, stopping], return_when=asyncio.FIRST_COMPLETED)
+            logger.info("worker_stopping", worker=owner, timeout=settings.shutdown_timeout_seconds)
+            sweeping.cancel()
+            stopping.cancel()
+            # Cancelling procrastinate's worker stops fetching, waits for running jobs up to
+            # the graceful timeout, then cancels them: the driver hands those runs back.
+            work.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await work
+            await asyncio.gather(sweeping, stopping, return_exceptions=True)
+    finally:
+        for signum in signals:
+            loop.remove_signal_handler(signum)
+        if metrics_server is not None:
+            metrics_server.shutdown()
+        await engine.dispose()
+        logger.info("worker_stopped", worker=owner)

@@ -1,0 +1,393 @@
+"""Execute one run by id: claim its lease, run the executor under a heartbeat, record the end.
+
+The same driver serves the in-process runner of `serve` and `agentkeep worker`. It never
+trusts its own memory over the runs table: every write is fenced on the lease (see
+`leases`), so a runner that lost its lease (paused too long, network partition) can neither
+append an event nor record an outcome once another runner has taken the run over.
+
+How an attempt ends:
+- the executor returns an outcome: recorded with the final status event and audit record;
+- a user asked to cancel (the heartbeat sees `cancel_requested_at`): the executor task is
+  cancelled and the run ends `cancelled`/`cancelled` within about a second;
+- the lease was lost: the attempt stops without writing anything; the new holder owns it;
+- the driver itself is cancelled (worker shutdown past its grace period): the run is handed
+  back to the queue (status queued, lease cleared, the attempt not counted) and
+  CancelledError propagates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
+from typing import Protocol
+
+import structlog
+from pydantic import JsonValue
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from agentkeep.agents.repository import AgentRepository
+from agentkeep.config import Settings
+from agentkeep.errors import AppError
+from agentkeep.observability.metrics import Metrics
+from agentkeep.providers.endpoint import endpoint_for as provider_endpoint
+from agentkeep.runs.budget import remaining_tokens
+from agentkeep.runs.contract import AgentSpec, EventSink, ModelEndpoint, RunOutcome, RunRequest, Usage
+from agentkeep.runs.states import EventKind, RunStatus, StopReason
+from agentkeep.security.secretbox import SecretBox, secretbox_from_settings
+from agentkeep.tools.context import ToolContext
+from agentkeep.worker import leases
+from agentkeep.worker.leases import Claim, LeaseLost
+from agentkeep.worker.reporting import audit_finished, count_finished
+
+logger = structlog.get_logger("agentkeep.worker")
+
+CANCEL_POLL_SECONDS = 0.5
+HAND_BACK_WAIT_SECONDS = 5.0
+# Transient database trouble: the heartbeat keeps trying until the lease would have expired.
+DB_ERRORS = (SQLAlchemyError, OSError, TimeoutError)
+
+
+class Executor(Protocol):
+    async def __call__(
+        self, request: RunRequest, sink: EventSink, *, tool_context: ToolContext | None = None
+    ) -> RunOutcome: ...
+
+
+# Which model endpoint an organization's runs use (default: `organization_endpoint`).
+EndpointResolver = Callable[[AsyncSession, uuid.UUID], Awaitable[ModelEndpoint | None]]
+
+
+def deployment_endpoint(settings: Settings) -> EndpointResolver:
+    async def endpoint_for(_session: AsyncSession, _org_id: uuid.UUID) -> ModelEndpoint | None:
+        if settings.openai_base_url is None and settings.openai_api_key is None:
+            return None
+        return ModelEndpoint(base_url=settings.openai_base_url, api_key=settings.openai_api_key)
+
+    return endpoint_for
+
+
+def organization_endpoint(settings: Settings, secretbox: SecretBox | None) -> EndpointResolver:
+    """The organization's provider (docs/providers.md), else the deployment's endpoint.
+
+    A provider whose key cannot be read fails the run (model_error); it never falls back to
+    another key.
+    """
+    deployment = deployment_endpoint(settings)
+
+    async def endpoint_for(session: AsyncSession, org_id: uuid.UUID) -> ModelEndpoint | None:
+        try:
+            endpoint = await provider_endpoint(session, secretbox, org_id)
+        except AppError as exc:
+            raise RunSetupError(
+                "the organization's model provider key cannot be read", StopReason.MODEL_ERROR
+            ) from exc
+        return endpoint if endpoint is not None else await deployment(session, org_id)
+
+    return endpoint_for
+
+
+def default_executor() -> Executor:
+    from agentkeep.runs.executor import execute
+
+    return execute
+
+
+class _Stop(enum.Enum):
+    CANCEL_REQUESTED = "cancel_requested"
+    LEASE_LOST = "lease_lost"
+
+
+class RunSetupError(Exception):
+    """The run cannot start at all (its pinned agent version is gone, say)."""
+
+    def __init__(self, message: str, stop_reason: StopReason = StopReason.INTERNAL_ERROR) -> None:
+        super().__init__(message)
+        self.stop_reason = stop_reason
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class FencedEventSink:
+    """Appends events under the lease, each in its own short transaction (streams see them live)."""
+
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], claim: Claim, owner: str) -> None:
+        self.sessionmaker = sessionmaker
+        self.run_id = claim.run_id
+        self.owner = owner
+        self.next_seq = claim.next_seq
+        # Usage seen in model responses, kept for attempts that end without an outcome.
+        self.usage = Usage()
+
+    async def emit(self, kind: EventKind, data: Mapping[str, JsonValue]) -> None:
+        async with self.sessionmaker() as session, session.begin():
+            await leases.fence(session, self.run_id, self.owner, _now())
+            await leases.add_event(session, self.run_id, self.next_seq, kind, data)
+        self.next_seq += 1
+        if kind == EventKind.MODEL_RESPONSE:
+            self._count_usage(data.get("usage"))
+
+    def _count_usage(self, usage: JsonValue) -> None:
+        if not isinstance(usage, dict):
+            return
+        self.usage.requests += 1
+        for field in ("input_tokens", "output_tokens"):
+            value = usage.get(field)
+            if isinstance(value, int):
+                setattr(self.usage, field, getattr(self.usage, field) + value)
+
+
+class RunDriver:
+    """Executes runs by id for one runner (`owner`: this process's unique worker id)."""
+
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        settings: Settings,
+        *,
+        owner: str,
+        executor: Executor | None = None,
+        endpoint_for: EndpointResolver | None = None,
+        metrics: Metrics | None = None,
+        cancel_poll_seconds: float = CANCEL_POLL_SECONDS,
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.settings = settings
+        self.owner = owner
+        self._executor = executor
+        self.endpoint_for = endpoint_for or organization_endpoint(settings, secretbox_from_settings(settings))
+        self.metrics = metrics
+        self.cancel_poll_seconds = cancel_poll_seconds
+        self.lease_seconds = float(settings.run_lease_seconds)
+        # Runs this driver is executing right now. The sweep of the same process leaves them
+        # alone: a stalled event loop may let their leases lapse before the heartbeat runs,
+        # and this process knows they are alive. Other processes still take them over.
+        self.active: set[uuid.UUID] = set()
+
+    @property
+    def executor(self) -> Executor:
+        if self._executor is None:
+            raise RuntimeError("RunDriver.prepare() loads the executor before the first run")
+        return self._executor
+
+    async def prepare(self) -> None:
+        """Load the agent loop off the event loop.
+
+        Importing it (pydantic-ai and its model clients) takes seconds on a slow machine; done
+        inline it would stall every heartbeat long enough to lose the leases of running runs.
+        """
+        if self._executor is None:
+            self._executor = await asyncio.to_thread(default_executor)
+
+    async def drive(self, run_id: uuid.UUID) -> RunStatus | None:
+        """Execute the run if it can be claimed; the final status this runner recorded, or None."""
+        await self.prepare()
+        if run_id in self.active:
+            return None
+        self.active.add(run_id)
+        try:
+            claim = await self._claim(run_id)
+            if claim is None:
+                return None
+            log = logger.bind(run_id=str(run_id), attempt=claim.attempt, worker=self.owner)
+            log.info("run_started")
+            status = await _Attempt(self, claim).execute()
+            log.info("run_ended", status=status)
+            return status
+        finally:
+            self.active.discard(run_id)
+
+    async def _claim(self, run_id: uuid.UUID) -> Claim | None:
+        now = _now()
+        async with self.sessionmaker() as session, session.begin():
+            claim = await leases.claim(
+                session,
+                run_id,
+                self.owner,
+                now=now,
+                lease_seconds=self.lease_seconds,
+                max_attempts=self.settings.run_max_attempts,
+            )
+            if claim is not None:
+                return claim
+            failed = await leases.exhaust(
+                session, run_id, now=now, max_attempts=self.settings.run_max_attempts
+            )
+            if failed:
+                await audit_finished(session, run_id)
+        if failed:
+            logger.warning("run_attempts_exhausted", run_id=str(run_id))
+            await self._count(run_id)
+        return None
+
+    async def build_request(self, claim: Claim) -> RunRequest:
+        async with self.sessionmaker() as session:
+            version = await AgentRepository(session).get_version(
+                claim.org_id, claim.agent_id, claim.agent_version
+            )
+            if version is None:
+                raise RunSetupError("the agent version this run pinned no longer exists")
+            try:
+                spec = AgentSpec.from_config(version.config)
+            except (KeyError, TypeError, ValueError) as exc:
+                raise RunSetupError("the agent version's configuration is not valid") from exc
+            budget = await remaining_tokens(session, claim.org_id, self.settings.org_monthly_token_budget)
+            endpoint = await self.endpoint_for(session, claim.org_id)
+        return RunRequest(
+            run_id=claim.run_id,
+            org_id=claim.org_id,
+            agent_id=claim.agent_id,
+            input=claim.input,
+            spec=spec,
+            token_budget=budget,
+            endpoint=endpoint,
+            request_timeout_seconds=self.settings.model_request_timeout_seconds,
+            max_retries=self.settings.model_max_retries,
+        )
+
+    async def _count(self, run_id: uuid.UUID) -> None:
+        if self.metrics is None:
+            return
+        try:
+            async with self.sessionmaker() as session:
+                await count_finished(session, run_id, self.metrics)
+        except DB_ERRORS:
+            logger.warning("run_metrics_failed", run_id=str(run_id))
+
+
+class _Attempt:
+    """One claimed attempt: the executor task, its heartbeat, and how it ended."""
+
+    def __init__(self, driver: RunDriver, claim: Claim) -> None:
+        self.driver = driver
+        self.claim = claim
+        self.sink = FencedEventSink(driver.sessionmaker, claim, driver.owner)
+        self.stop: _Stop | None = None
+        loop = asyncio.get_running_loop()
+        self.lease_valid_until = loop.time() + driver.lease_seconds
+        self.log = logger.bind(run_id=str(claim.run_id), attempt=claim.attempt, worker=driver.owner)
+
+    async def execute(self) -> RunStatus | None:
+        try:
+            request = await self.driver.build_request(self.claim)
+        except RunSetupError as exc:
+            return await self._finish(RunOutcome(RunStatus.FAILED, exc.stop_reason, error=str(exc)))
+        tool_context = ToolContext(run_id=self.claim.run_id, agent_id=self.claim.agent_id)
+        work = asyncio.create_task(self.driver.executor(request, self.sink, tool_context=tool_context))
+        heartbeat = asyncio.create_task(self._heartbeat(work))
+        try:
+            outcome = await work
+        except asyncio.CancelledError:
+            interrupted = _being_cancelled()
+            if self.stop is _Stop.CANCEL_REQUESTED:
+                status = await self._finish(self._cancelled())
+                if interrupted:
+                    raise
+                return status
+            if self.stop is _Stop.LEASE_LOST and not interrupted:
+                self.log.warning("run_lease_lost")
+                return None
+            # Let the executor unwind first, so it stops emitting before the run changes hands.
+            await asyncio.wait([work], timeout=HAND_BACK_WAIT_SECONDS)
+            await self._hand_back()
+            raise
+        except LeaseLost:
+            self.log.warning("run_lease_lost")
+            return None
+        except Exception:
+            self.log.exception("run_executor_crashed")
+            outcome = RunOutcome(
+                RunStatus.FAILED, StopReason.INTERNAL_ERROR, error="internal error", usage=self.sink.usage
+            )
+        finally:
+            heartbeat.cancel()
+            await asyncio.gather(heartbeat, return_exceptions=True)
+        return await self._finish(outcome)
+
+    def _cancelled(self) -> RunOutcome:
+        return RunOutcome(RunStatus.CANCELLED, StopReason.CANCELLED, usage=self.sink.usage)
+
+    async def _heartbeat(self, work: asyncio.Task[RunOutcome]) -> None:
+        """Poll for a cancel request and renew the lease (every lease/3) until `work` ends."""
+        loop = asyncio.get_running_loop()
+        renew_every = self.driver.lease_seconds / 3
+        next_renewal = loop.time() + renew_every
+        while not work.done():
+            await asyncio.sleep(self.driver.cancel_poll_seconds)
+            try:
+                stop = await self._check(loop.time() >= next_renewal)
+            except Exception as exc:  # never die silently: a dead heartbeat loses the lease
+                self.log.warning("run_heartbeat_failed", error=type(exc).__name__)
+                stop = _Stop.LEASE_LOST if loop.time() >= self.lease_valid_until else None
+            else:
+                if loop.time() >= next_renewal:
+                    next_renewal = loop.time() + renew_every
+            if stop is not None:
+                self.stop = stop
+                work.cancel()
+                return
+
+    async def _check(self, renew: bool) -> _Stop | None:
+        loop = asyncio.get_running_loop()
+        async with self.driver.sessionmaker() as session, session.begin():
+            if renew:
+                started = loop.time()
+                held = await leases.renew(
+                    session,
+                    self.claim.run_id,
+                    self.driver.owner,
+                    now=_now(),
+                    lease_seconds=self.driver.lease_seconds,
+                )
+                if held:
+                    self.lease_valid_until = started + self.driver.lease_seconds
+            state = await leases.lease_state(session, self.claim.run_id, self.driver.owner)
+        if not state.held:
+            return _Stop.LEASE_LOST
+        if state.cancel_requested:
+            return _Stop.CANCEL_REQUESTED
+        return None
+
+    async def _finish(self, outcome: RunOutcome) -> RunStatus | None:
+        """Record the outcome, its status event and audit record in one transaction."""
+        run_id = self.claim.run_id
+        async with self.driver.sessionmaker() as session, session.begin():
+            if not await leases.finish(session, run_id, self.driver.owner, outcome, now=_now()):
+                self.log.warning("run_lease_lost_before_outcome", status=outcome.status)
+                return None
+            data: dict[str, JsonValue] = {"status": outcome.status, "stop_reason": outcome.stop_reason}
+            await leases.add_event(
+                session, run_id, await leases.next_seq(session, run_id), EventKind.STATUS, data
+            )
+            await audit_finished(session, run_id)
+        await self.driver._count(run_id)
+        return outcome.status
+
+    async def _hand_back(self) -> None:
+        try:
+            async with self.driver.sessionmaker() as session, session.begin():
+                if await leases.hand_back(
+                    session, self.claim.run_id, self.driver.owner, self.sink.usage, now=_now()
+                ):
+                    await leases.add_event(
+                        session,
+                        self.claim.run_id,
+                        await leases.next_seq(session, self.claim.run_id),
+                        EventKind.STATUS,
+                        {"status": RunStatus.QUEUED},
+                    )
+        except DB_ERRORS as exc:
+            # The lease will expire and the recovery sweep requeues the run (counting the attempt).
+            self.log.warning("run_hand_back_failed", error=type(exc).__name__)
+            return
+        self.log.info("run_handed_back")
+
+
+def _being_cancelled() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0

@@ -1,0 +1,335 @@
+"""The run row as a lease: claim, renew, finish and hand back, each one conditional UPDATE.
+
+Every write a runner makes while it executes a run starts with an UPDATE of the run row
+that matches only while the runner still holds the lease (`fence`). On PostgreSQL that
+UPDATE takes the row lock, on SQLite the database write lock, so a claim by another runner
+and a write by the previous holder are serialised: whoever comes second sees the other's
+result. A runner that lost its lease therefore cannot append an event or record an outcome.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from pydantic import JsonValue
+from sqlalchemy import CursorResult, and_, func, literal, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
+
+from agentkeep.runs.contract import RunOutcome, Usage
+from agentkeep.runs.models import Run, RunEvent
+from agentkeep.runs.states import EventKind, RunStatus, StopReason
+
+
+class LeaseLost(Exception):
+    """This runner no longer holds the run's lease: another runner (or the sweep) took it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A run this runner now holds, with what it needs to execute it."""
+
+    run_id: uuid.UUID
+    org_id: uuid.UUID
+    agent_id: uuid.UUID
+    agent_version: int
+    input: str
+    attempt: int
+    started_at: datetime
+    # The seq the next event of this run gets (events are appended under the lease only).
+    next_seq: int
+
+
+def _rows(result: Any) -> int:
+    return int(cast(CursorResult[Any], result).rowcount)
+
+
+def _stamp(value: datetime) -> ColumnElement[datetime]:
+    return literal(value, type_=Run.__table__.c.started_at.type)
+
+
+def lease_expired(now: datetime) -> ColumnElement[bool]:
+    return and_(Run.status == RunStatus.RUNNING, Run.lease_expires_at < now)
+
+
+def _claimable(now: datetime) -> ColumnElement[bool]:
+    queued = and_(Run.status == RunStatus.QUEUED, Run.cancel_requested_at.is_(None))
+    return or_(queued, lease_expired(now))
+
+
+def _held_by(run_id: uuid.UUID, owner: str) -> ColumnElement[bool]:
+    return and_(Run.id == run_id, Run.lease_owner == owner, Run.status == RunStatus.RUNNING)
+
+
+async def next_seq(session: AsyncSession, run_id: uuid.UUID) -> int:
+    last = await session.scalar(select(func.max(RunEvent.seq)).where(RunEvent.run_id == run_id))
+    return int(last or 0) + 1
+
+
+async def add_event(
+    session: AsyncSession, run_id: uuid.UUID, seq: int, kind: EventKind, data: Mapping[str, JsonValue]
+) -> None:
+    session.add(RunEvent(run_id=run_id, seq=seq, kind=str(kind), data=dict(data)))
+    await session.flush()
+
+
+async def claim(
+    session: AsyncSession,
+    run_id: uuid.UUID,
+    owner: str,
+    *,
+    now: datetime,
+    lease_seconds: float,
+    max_attempts: int,
+) -> Claim | None:
+    """Take the run when it is queued or its lease expired, and attempts remain.
+
+    Appends the `running` status event. None when another runner holds it, it is finished,
+    cancelled, or out of attempts (see `exhaust`).
+    """
+    result = await session.execute(
+        update(Run)
+        .where(Run.id == run_id, Run.attempts < max_attempts, _claimable(now))
+        .values(
+            status=RunStatus.RUNNING,
+            lease_owner=owner,
+            lease_expires_at=now + timedelta(seconds=lease_seconds),
+            heartbeat_at=now,
+            attempts=Run.attempts + 1,
+            started_at=func.coalesce(Run.started_at, _stamp(now)),
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if _rows(result) != 1:
+        return None
+    row = (
+        await session.execute(
+            select(
+                Run.org_id, Run.agent_id, Run.agent_version, Run.input, Run.attempts, Run.started_at
+            ).where(Run.id == run_id)
+        )
+    ).one()
+    seq = await next_seq(session, run_id)
+    await add_event(
+        session, run_id, seq, EventKind.STATUS, {"status": RunStatus.RUNNING, "attempt": row.attempts}
+    )
+    return Claim(
+        run_id=run_id,
+        org_id=row.org_id,
+        agent_id=row.agent_id,
+        agent_version=row.agent_version,
+        input=row.input,
+        attempt=row.attempts,
+        started_at=row.started_at or now,
+        next_seq=seq + 1,
+    )
+
+
+def exhausted_error(attempts: int) -> str:
+    return (
+        f"the run was started {attempts} times and its worker stopped each time before it finished "
+        "(RUN_MAX_ATTEMPTS reached)"
+    )
+
+
+async def exhaust(session: AsyncSession, run_id: uuid.UUID, *, now: datetime, max_attempts: int) -> bool:
+    """Fail a claimable run that has used all its attempts (internal_error), with its event."""
+    attempts = await session.scalar(select(Run.attempts).where(Run.id == run_id))
+    result = await session.execute(
+        update(Run)
+        .where(Run.id == run_id, Run.attempts >= max_attempts, _claimable(now))
+        .values(
+            status=RunStatus.FAILED,
+            stop_reason=StopReason.INTERNAL_ERROR,
+            error=exhausted_error(int(attempts or 0)),
+            lease_owner=None,
+            lease_expires_at=None,
+            finished_at=now,
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if _rows(result) != 1:
+        return False
+    await add_event(
+        session,
+        run_id,
+        await next_seq(session, run_id),
+        EventKind.STATUS,
+        {"status": RunStatus.FAILED, "stop_reason": StopReason.INTERNAL_ERROR},
+    )
+    return True
+
+
+async def requeue_expired(
+    session: AsyncSession, run_id: uuid.UUID, *, now: datetime, max_attempts: int
+) -> bool:
+    """Put a run whose lease expired back in the queue (attempts remain), with its event."""
+    result = await session.execute(
+        update(Run)
+        .where(Run.id == run_id, Run.attempts < max_attempts, lease_expired(now))
+        .values(
+            status=RunStatus.QUEUED,
+            lease_owner=None,
+            lease_expires_at=None,
+            dispatched_at=now,
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if _rows(result) != 1:
+        return False
+    await add_event(
+        session, run_id, await next_seq(session, run_id), EventKind.STATUS, {"status": RunStatus.QUEUED}
+    )
+    return True
+
+
+async def fence(session: AsyncSession, run_id: uuid.UUID, owner: str, now: datetime) -> None:
+    """Lock the run row for this transaction, or raise LeaseLost if the lease is gone."""
+    result = await session.execute(
+        update(Run)
+        .where(_held_by(run_id, owner))
+        .values(updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if _rows(result) != 1:
+        raise LeaseLost(str(run_id))
+
+
+async def renew(
+    session: AsyncSession, run_id: uuid.UUID, owner: str, *, now: datetime, lease_seconds: float
+) -> bool:
+    result = await session.execute(
+        update(Run)
+        .where(_held_by(run_id, owner))
+        .values(lease_expires_at=now + timedelta(seconds=lease_seconds), heartbeat_at=now, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return _rows(result) == 1
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseState:
+    held: bool
+    cancel_requested: bool
+
+
+async def lease_state(session: AsyncSession, run_id: uuid.UUID, owner: str) -> LeaseState:
+    row = (
+        await session.execute(
+            select(Run.lease_owner, Run.status, Run.cancel_requested_at).where(Run.id == run_id)
+        )
+    ).first()
+    if row is None:
+        return LeaseState(held=False, cancel_requested=False)
+    held = row.lease_owner == owner and row.status == RunStatus.RUNNING
+    return LeaseState(held=held, cancel_requested=row.cancel_requested_at is not None)
+
+
+def _usage_values(usage: Usage) -> dict[str, Any]:
+    return {
+        "requests": Run.requests + usage.requests,
+        "input_tokens": Run.input_tokens + usage.input_tokens,
+        "output_tokens": Run.output_tokens + usage.output_tokens,
+    }
+
+
+async def finish(
+    session: AsyncSession, run_id: uuid.UUID, owner: str, outcome: RunOutcome, *, now: datetime
+) -> bool:
+    """Record the outcome (usage added to earlier attempts') if the lease is still held."""
+    result = await session.execute(
+        update(Run)
+        .where(_held_by(run_id, owner))
+        .values(
+            status=outcome.status,
+            stop_reason=outcome.stop_reason,
+            output=outcome.output,
+            error=outcome.error,
+            lease_owner=None,
+            lease_expires_at=None,
+            finished_at=now,
+            updated_at=now,
+            **_usage_values(outcome.usage),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return _rows(result) == 1
+
+
+async def hand_back(
+    session: AsyncSession, run_id: uuid.UUID, owner: str, usage: Usage, *, now: datetime
+) -> bool:
+    """Return a run to the queue on shutdown; the interrupted attempt is not counted."""
+    result = await session.execute(
+        update(Run)
+        .where(_held_by(run_id, owner))
+        .values(
+            status=RunStatus.QUEUED,
+            lease_owner=None,
+            lease_expires_at=None,
+            attempts=Run.attempts - 1,
+            dispatched_at=None,
+            updated_at=now,
+            **_usage_values(usage),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return _rows(result) == 1
+
+
+async def mark_dispatched(session: AsyncSession, run_id: uuid.UUID, *, now: datetime) -> None:
+    await session.execute(
+        update(Run)
+        .where(Run.id == run_id, Run.status == RunStatus.QUEUED)
+        .values(dispatched_at=now)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def mark_undispatched(session: AsyncSession, run_ids: list[uuid.UUID]) -> None:
+    """Forget that runs were handed to a queue that is going away; the sweep sends them again."""
+    if run_ids:
+        await session.execute(
+            update(Run)
+            .where(Run.id.in_(run_ids), Run.status == RunStatus.QUEUED)
+            .values(dispatched_at=None)
+            .execution_options(synchronize_session=False)
+        )
+
+
+async def claim_redispatch(
+    session: AsyncSession, run_id: uuid.UUID, *, now: datetime, stale_before: datetime
+) -> bool:
+    """Take the right to re-dispatch a queued run nobody dispatched recently (one sweeper wins)."""
+    result = await session.execute(
+        update(Run)
+        .where(Run.id == run_id, *_undispatched(stale_before))
+        .values(dispatched_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return _rows(result) == 1
+
+
+def _undispatched(stale_before: datetime) -> tuple[ColumnElement[bool], ...]:
+    return (
+        Run.status == RunStatus.QUEUED,
+        Run.cancel_requested_at.is_(None),
+        or_(Run.dispatched_at.is_(None), Run.dispatched_at < stale_before),
+    )
+
+
+async def undispatched_runs(session: AsyncSession, *, stale_before: datetime, limit: int) -> list[uuid.UUID]:
+    statement = select(Run.id).where(*_undispatched(stale_before)).order_by(Run.created_at).limit(limit)
+    return list((await session.scalars(statement)).all())
+
+
+async def expired_runs(session: AsyncSession, *, now: datetime, limit: int) -> list[uuid.UUID]:
+    statement = select(Run.id).where(lease_expired(now)).order_by(Run.lease_expires_at).limit(limit)
+    return list((await session.scalars(statement)).all())

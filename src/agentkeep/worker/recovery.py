@@ -1,0 +1,123 @@
+"""The recovery sweep: no run stays `running` without a live worker, none stays queued unsent.
+
+Every few seconds, in `serve` (in-process execution) and in every `agentkeep worker`:
+- a running run whose lease expired (its worker died or hung) goes back to the queue and is
+  dispatched again, or fails with internal_error once it has used RUN_MAX_ATTEMPTS;
+- a queued run that was never handed to the queue (dispatch failed, or the process that
+  held it in memory died) or not for REDISPATCH_AFTER seconds is dispatched again.
+
+Each change is a conditional UPDATE, so any number of sweepers can run at once: one wins
+each run, the others find nothing to do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable, Collection
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from agentkeep.config import Settings
+from agentkeep.observability.metrics import Metrics
+from agentkeep.worker import leases
+from agentkeep.worker.driver import DB_ERRORS
+from agentkeep.worker.reporting import audit_finished, count_finished
+
+logger = structlog.get_logger("agentkeep.worker")
+
+REDISPATCH_AFTER_SECONDS = 30.0
+BATCH = 100
+
+HandOver = Callable[[uuid.UUID], Awaitable[bool]]
+
+
+def sweep_interval(lease_seconds: float) -> float:
+    """Often enough that an expired lease is noticed within half a lease, at most every 5 s."""
+    return max(0.5, min(5.0, lease_seconds / 2))
+
+
+@dataclass
+class SweepReport:
+    requeued: list[uuid.UUID] = field(default_factory=list)
+    failed: list[uuid.UUID] = field(default_factory=list)
+    redispatched: list[uuid.UUID] = field(default_factory=list)
+
+
+class RecoverySweep:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        settings: Settings,
+        hand_over: HandOver,
+        *,
+        metrics: Metrics | None = None,
+        redispatch_after: float = REDISPATCH_AFTER_SECONDS,
+        interval: float | None = None,
+        executing: Collection[uuid.UUID] = frozenset(),
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.max_attempts = settings.run_max_attempts
+        self.hand_over = hand_over
+        self.metrics = metrics
+        self.redispatch_after = redispatch_after
+        self.interval = interval if interval is not None else sweep_interval(settings.run_lease_seconds)
+        # Runs this very process is executing (its driver's `active` set): alive by definition.
+        self.executing = executing
+
+    async def run_forever(self) -> None:
+        while True:
+            try:
+                await self.run_once()
+            except DB_ERRORS as exc:
+                logger.warning("recovery_sweep_failed", error=type(exc).__name__)
+            except Exception:
+                logger.exception("recovery_sweep_crashed")
+            await asyncio.sleep(self.interval)
+
+    async def run_once(self) -> SweepReport:
+        report = SweepReport()
+        await self._expired(report)
+        await self._undispatched(report)
+        if report.requeued or report.failed or report.redispatched:
+            logger.info(
+                "recovery_sweep",
+                requeued=len(report.requeued),
+                failed=len(report.failed),
+                redispatched=len(report.redispatched),
+            )
+        return report
+
+    async def _expired(self, report: SweepReport) -> None:
+        now = datetime.now(UTC)
+        async with self.sessionmaker() as session:
+            expired = await leases.expired_runs(session, now=now, limit=BATCH)
+        for run_id in expired:
+            if run_id in self.executing:
+                continue
+            async with self.sessionmaker() as session, session.begin():
+                if await leases.requeue_expired(session, run_id, now=now, max_attempts=self.max_attempts):
+                    report.requeued.append(run_id)
+                elif await leases.exhaust(session, run_id, now=now, max_attempts=self.max_attempts):
+                    await audit_finished(session, run_id)
+                    report.failed.append(run_id)
+        for run_id in report.requeued:
+            await self.hand_over(run_id)
+        if self.metrics is not None and report.failed:
+            async with self.sessionmaker() as session:
+                for run_id in report.failed:
+                    await count_finished(session, run_id, self.metrics)
+
+    async def _undispatched(self, report: SweepReport) -> None:
+        now = datetime.now(UTC)
+        stale_before = now - timedelta(seconds=self.redispatch_after)
+        async with self.sessionmaker() as session:
+            candidates = await leases.undispatched_runs(session, stale_before=stale_before, limit=BATCH)
+        for run_id in candidates:
+            async with self.sessionmaker() as session, session.begin():
+                won = await leases.claim_redispatch(session, run_id, now=now, stale_before=stale_before)
+            if won and await self.hand_over(run_id):
+                report.redispatched.append(run_id)

@@ -1,0 +1,116 @@
+"""What a finished run leaves behind besides its row: an audit record and metrics."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+import structlog
+from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from agentkeep.audit.actions import ActorType, AuditAction, AuditStatus
+from agentkeep.audit.service import record
+from agentkeep.context import RequestContext
+from agentkeep.observability.metrics import Metrics
+from agentkeep.runs.models import Run
+from agentkeep.runs.states import RunStatus
+
+logger = structlog.get_logger("agentkeep.worker")
+
+# Final statuses the runner audits; a cancellation was audited when a user asked for it.
+_AUDITED = {
+    RunStatus.COMPLETED: (AuditAction.RUN_COMPLETED, AuditStatus.SUCCESS),
+    RunStatus.FAILED: (AuditAction.RUN_FAILED, AuditStatus.FAILURE),
+    RunStatus.TIMED_OUT: (AuditAction.RUN_FAILED, AuditStatus.FAILURE),
+}
+
+
+async def audit_finished(session: AsyncSession, run_id: uuid.UUID) -> None:
+    """Audit a run's end in the transaction that recorded it (call last: takes the chain lock)."""
+    run = (
+        await session.execute(
+            select(
+                Run.org_id,
+                Run.status,
+                Run.stop_reason,
+                Run.attempts,
+                Run.requests,
+                Run.input_tokens,
+                Run.output_tokens,
+            ).where(Run.id == run_id)
+        )
+    ).one()
+    audited = _AUDITED.get(RunStatus(run.status))
+    if audited is None:
+        return
+    action, status = audited
+    await record(
+        session,
+        action,
+        context=RequestContext.system(),
+        org_id=run.org_id,
+        actor_type=ActorType.SYSTEM,
+        resource_type="run",
+        resource_id=run_id,
+        status=status,
+        details={
+            "status": run.status,
+            "stop_reason": run.stop_reason,
+            "attempts": run.attempts,
+            "usage": {
+                "requests": run.requests,
+                "input_tokens": run.input_tokens,
+                "output_tokens": run.output_tokens,
+            },
+        },
+    )
+
+
+async def count_finished(session: AsyncSession, run_id: uuid.UUID, metrics: Metrics | None) -> None:
+    """Count a finished run (after its transaction committed)."""
+    if metrics is None:
+        return
+    run = (
+        await session.execute(
+            select(
+                Run.status,
+                Run.stop_reason,
+                Run.started_at,
+                Run.finished_at,
+                Run.input_tokens,
+                Run.output_tokens,
+            ).where(Run.id == run_id)
+        )
+    ).one()
+    metrics.observe_run_finished(
+        run.status,
+        run.stop_reason or "",
+        _seconds(run.started_at, run.finished_at),
+        run.input_tokens,
+        run.output_tokens,
+    )
+
+
+def _seconds(started: datetime | None, finished: datetime | None) -> float:
+    if started is None or finished is None:
+        return 0.0
+    return (finished - started).total_seconds()
+
+
+async def run_counts(session: AsyncSession) -> dict[str, int]:
+    """Runs per status, for the gauges refreshed at scrape time."""
+    rows = await session.execute(select(Run.status, func.count()).group_by(Run.status))
+    return {str(status): int(count) for status, count in rows}
+
+
+async def refresh_run_gauges(sessionmaker: async_sessionmaker[AsyncSession], metrics: Metrics) -> None:
+    """Refresh the run gauges before a scrape; a database outage leaves the last values."""
+    try:
+        async with sessionmaker() as session:
+            counts = await run_counts(session)
+    except (SQLAlchemyError, OSError, TimeoutError) as exc:
+        logger.warning("run_gauges_failed", error=type(exc).__name__)
+        return
+    metrics.set_run_counts(counts, [str(status) for status in RunStatus])

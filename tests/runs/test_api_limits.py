@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import math
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import select
 
+from agentkeep.audit.models import AuditLog
 from agentkeep.config import Settings
 from agentkeep.rbac.permissions import Role
 from agentkeep.runs.budget import month_start, next_month_start
@@ -105,3 +108,13 @@ async def test_an_organization_budget_overrides_the_default(app: FastAPI, client
         f"/api/orgs/{other.org_id}/budget", json={"monthly_token_budget": 1}, headers=team.headers(Role.OWNER)
     )
     assert foreign.status_code == 404
+    async with app.state.sessionmaker() as session:
+        changes = (
+            await session.scalars(
+                select(AuditLog).where(AuditLog.action == "budget_changed").order_by(AuditLog.timestamp)
+            )
+        ).all()
+    assert [(row.details, row.org_id, row.status) for row in changes] == [
+        ({"from": None, "to": 0}, uuid.UUID(team.org_id), "success"),
+        ({"from": 0, "to": None}, uuid.UUID(team.org_id), "success"),
+    ]

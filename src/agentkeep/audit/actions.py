@@ -40,6 +40,7 @@ class AuditAction(StrEnum):
     PROVIDER_DELETED = "provider_deleted"
     # Organizations and users.
     ORG_CREATED = "org_created"
+    BUDGET_CHANGED = "budget_changed"
     MEMBER_ADDED = "member_added"
     ROLE_CHANGED = "role_changed"
     MEMBER_REMOVED = "member_removed"

@@ -92,8 +92,18 @@ class OrgService:
     async def set_budget(self, actor: Actor, org_id: uuid.UUID, budget: int | None) -> Organization:
         """Set (or with None, clear) the organization's own monthly token budget."""
         org = await self.current(actor, org_id)
+        previous = org.monthly_token_budget
         org.monthly_token_budget = budget
         await self.repository.session.flush()
+        if previous != budget:
+            await self.audit.record(
+                AuditAction.BUDGET_CHANGED,
+                user_id=actor.user_id,
+                org_id=org.id,
+                resource_type="organization",
+                resource_id=org.id,
+                details={"from": previous, "to": budget},
+            )
         return org
 
     async def members(self, actor: Actor, org_id: uuid.UUID) -> list[MemberRow]:

@@ -15,14 +15,32 @@ def _ms(value: str) -> float:
 
 
 def run_wrk(
-    url: str, *, connections: int, seconds: int, threads: int = 2, headers: dict[str, str] | None = None
+    url: str,
+    *,
+    connections: int,
+    seconds: int,
+    threads: int = 2,
+    headers: dict[str, str] | None = None,
+    script: str | None = None,
+    script_args: tuple[str, ...] = (),
 ) -> dict[str, float | int]:
     """Run wrk against `url`; return requests/s, p50/p99 latency (ms) and error counts."""
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is required for this benchmark: apt-get install wrk")
     header_args = [arg for name, value in (headers or {}).items() for arg in ("-H", f"{name}: {value}")]
+    if script is not None:
+        header_args += ["-s", script]
     out = subprocess.run(
-        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", *header_args, url],
+        [
+            "wrk",
+            f"-t{threads}",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--latency",
+            *header_args,
+            url,
+            *(("--", *script_args) if script_args else ()),
+        ],
         capture_output=True,
         text=True,
         check=True,

@@ -69,6 +69,9 @@ def _environment(tmp_path: Path, **extra: str) -> dict[str, str]:
             "REDIS_KEY_PREFIX": f"agentkeep-test-{secrets.token_hex(6)}",
             "LOG_LEVEL": "WARNING",
             "PYTHONPATH": str(REPO),
+            # These tests are about sharing, not the outage fallback: a first Redis call that
+            # is slow on a busy host must not send a process to its in-memory fallback.
+            "RATE_LIMIT_REDIS_TIMEOUT": "2",
             **extra,
         }
     )

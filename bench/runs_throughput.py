@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -118,7 +119,8 @@ async def wait_done(
                         text("SELECT id, status, created_at, started_at, finished_at FROM runs")
                     )
                 ).all()
-            wanted = [row for row in rows if str(row.id) in set(ids) or row.id in set(ids)]
+            wanted_ids = {uuid.UUID(i) for i in ids}
+            wanted = [row for row in rows if uuid.UUID(str(row.id)) in wanted_ids]
             if len(wanted) == len(ids) and all(row.status in TERMINAL for row in wanted):
                 return [
                     (_ts(row.created_at), _ts(row.started_at), _ts(row.finished_at), row.status)

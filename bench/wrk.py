@@ -6,11 +6,14 @@ import re
 import shutil
 import subprocess
 
-_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
 
 
 def _ms(value: str) -> float:
-    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", value.strip()).groups()  # type: ignore[union-attr]
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", value.strip())
+    if match is None:
+        raise ValueError(f"wrk printed an unexpected latency: {value!r}")
+    number, unit = match.groups()
     return round(float(number) * _UNITS[unit], 2)
 
 

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agentkeep.agents.repository import AgentRepository
+from agentkeep.agents.service import AgentNotFound
 from agentkeep.audit.actions import ActorType, AuditAction
 from agentkeep.audit.service import AuditService
 from agentkeep.db.session import after_commit
@@ -23,10 +24,6 @@ from agentkeep.runs.states import TERMINAL_STATUSES, EventKind, RunStatus, StopR
 from agentkeep.worker.queue import RunQueue
 
 AGENT_DISABLED = "disabled"
-
-
-class AgentNotFound(NotFound):
-    title = "Agent not found"
 
 
 class AgentDisabled(Conflict):

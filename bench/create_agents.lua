@@ -16,5 +16,10 @@ function request()
   counter = counter + 1
   local body = '{"name": "' .. prefix .. "-" .. tid .. "-" .. counter .. '", "model": "test", '
     .. '"description": "benchmark", "tools": [{"name": "calculator"}]}'
-  return wrk.format("POST", "/api/agents", { ["Content-Type"] = "application/json" }, body)
+  -- wrk.format uses the given headers instead of wrk.headers (from -H), so copy those in.
+  local headers = { ["Content-Type"] = "application/json" }
+  for name, value in pairs(wrk.headers) do
+    headers[name] = value
+  end
+  return wrk.format("POST", "/api/agents", headers, body)
 end

@@ -22,6 +22,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from agentkeep.runs.contract import RunOutcome, Usage
 from agentkeep.runs.models import Run, RunEvent
+from agentkeep.runs.repository import last_event_seq
 from agentkeep.runs.states import EventKind, RunStatus, StopReason
 
 
@@ -66,8 +67,7 @@ def _held_by(run_id: uuid.UUID, owner: str) -> ColumnElement[bool]:
 
 
 async def next_seq(session: AsyncSession, run_id: uuid.UUID) -> int:
-    last = await session.scalar(select(func.max(RunEvent.seq)).where(RunEvent.run_id == run_id))
-    return int(last or 0) + 1
+    return await last_event_seq(session, run_id) + 1
 
 
 async def add_event(

@@ -25,7 +25,7 @@ class RequestContext:
         return cls(request_id=None, ip_address=None, user_agent=None)
 
 
-def get_request_context(request: Request) -> RequestContext:
+async def get_request_context(request: Request) -> RequestContext:
     proxies = request.app.state.trusted_proxies
     peer = request.client.host if request.client else None
     ip = resolve_client_ip(peer, request.headers.getlist("x-forwarded-for"), proxies)

@@ -44,7 +44,7 @@ IfMatchHeader = Annotated[
 ]
 
 
-def get_agent_service(session: SessionDep, audit: AuditDep) -> AgentService:
+async def get_agent_service(session: SessionDep, audit: AuditDep) -> AgentService:
     return AgentService(session, audit)
 
 

@@ -21,7 +21,7 @@ router = APIRouter(prefix="/api/api-keys", tags=["api-keys"])
 KeysManager = Annotated[Principal, Depends(require(Permission.APIKEYS_MANAGE))]
 
 
-def get_api_key_service(
+async def get_api_key_service(
     session: SessionDep, audit: AuditDep, hasher: Annotated[ApiKeyHasher, Depends(get_api_key_hasher)]
 ) -> ApiKeyService:
     return ApiKeyService(session, hasher, audit)

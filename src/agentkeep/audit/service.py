@@ -194,7 +194,7 @@ class AuditService:
             self.metrics.audit_failures.inc()
 
 
-def get_audit_service(
+async def get_audit_service(
     request: Request,
     session: SessionDep,
     sessionmaker: Annotated[async_sessionmaker[AsyncSession], Depends(get_sessionmaker)],

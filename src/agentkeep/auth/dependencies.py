@@ -65,17 +65,17 @@ class Principal:
         return f"apikey:{self.api_key_id}" if self.api_key_id is not None else f"user:{self.user_id}"
 
 
-def get_password_hasher(request: Request) -> PasswordHasher:
+async def get_password_hasher(request: Request) -> PasswordHasher:
     hasher: PasswordHasher = request.app.state.password_hasher
     return hasher
 
 
-def get_token_codec(request: Request) -> TokenCodec:
+async def get_token_codec(request: Request) -> TokenCodec:
     codec: TokenCodec = request.app.state.token_codec
     return codec
 
 
-def get_auth_service(
+async def get_auth_service(
     request: Request,
     session: SessionDep,
     settings: SettingsDep,
@@ -90,13 +90,17 @@ def get_auth_service(
 AuthServiceDep = Annotated[AuthService, Depends(get_auth_service)]
 
 
-def get_api_key_hasher(request: Request) -> ApiKeyHasher:
+def api_key_hasher_of(request: Request) -> ApiKeyHasher:
     hasher: ApiKeyHasher = request.app.state.api_key_hasher
     return hasher
 
 
+async def get_api_key_hasher(request: Request) -> ApiKeyHasher:
+    return api_key_hasher_of(request)
+
+
 async def _api_key_principal(request: Request, session: AsyncSession, raw: str, ip: str | None) -> Principal:
-    found = await ApiKeyService(session, get_api_key_hasher(request)).authenticate(raw, ip)
+    found = await ApiKeyService(session, api_key_hasher_of(request)).authenticate(raw, ip)
     structlog.contextvars.bind_contextvars(user_id=str(found.creator.id), api_key_id=str(found.key_id))
     return Principal(
         user_id=found.creator.id,
@@ -144,7 +148,7 @@ async def get_current_principal(
 CurrentPrincipal = Annotated[Principal, Depends(get_current_principal)]
 
 
-def get_superuser_principal(principal: CurrentPrincipal) -> Principal:
+async def get_superuser_principal(principal: CurrentPrincipal) -> Principal:
     if not principal.is_superuser:
         raise NotSuperuser("This action requires an administrator account.")
     return principal

@@ -32,7 +32,7 @@ FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
-def require_form_body(request: Request) -> None:
+async def require_form_body(request: Request) -> None:
     """Explain the OAuth2 form to a client that sent JSON, instead of a bare schema error."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type not in FORM_TYPES:

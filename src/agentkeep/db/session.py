@@ -13,9 +13,13 @@ _HOOKS_KEY = "agentkeep.after_transaction"
 _COMMIT_HOOKS_KEY = "agentkeep.after_commit"
 
 
-def get_sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
+def sessionmaker_of(request: Request) -> async_sessionmaker[AsyncSession]:
     sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
     return sessionmaker
+
+
+async def get_sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
+    return sessionmaker_of(request)
 
 
 def after_transaction(session: AsyncSession, hook: AfterTransactionHook) -> None:
@@ -53,7 +57,7 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     Declared with scope="function" below so the commit happens before the response is
     sent: a failed commit becomes an error answer instead of a success that was lost.
     """
-    async with get_sessionmaker(request)() as session:
+    async with sessionmaker_of(request)() as session:
         try:
             yield session
         except BaseException:

@@ -35,7 +35,7 @@ MembersManage = Annotated[Principal, Depends(require(Permission.MEMBERS_MANAGE))
 OrgManager = Annotated[Principal, Depends(require(Permission.ORG_MANAGE))]
 
 
-def get_org_service(session: SessionDep, audit: AuditDep) -> OrgService:
+async def get_org_service(session: SessionDep, audit: AuditDep) -> OrgService:
     return OrgService(session, audit)
 
 

@@ -29,7 +29,7 @@ router = APIRouter(prefix="/api/orgs/{org_id}/providers", tags=["providers"])
 OrgManager = Annotated[Principal, Depends(require(Permission.ORG_MANAGE))]
 
 
-def get_secretbox(request: Request) -> SecretBox | None:
+async def get_secretbox(request: Request) -> SecretBox | None:
     """The box the lifespan built from SECRETS_ENCRYPTION_KEYS (None when unset)."""
     box: SecretBox | None = request.app.state.secretbox
     return box
@@ -38,7 +38,7 @@ def get_secretbox(request: Request) -> SecretBox | None:
 SecretBoxDep = Annotated["SecretBox | None", Depends(get_secretbox)]
 
 
-def get_provider_service(
+async def get_provider_service(
     session: SessionDep, audit: AuditDep, secretbox: SecretBoxDep, settings: SettingsDep
 ) -> ProviderService:
     return ProviderService(session, audit, secretbox, settings.environment)

@@ -22,15 +22,19 @@ from agentkeep.ratelimit.rules import RuleName
 UNKNOWN_CLIENT = "unknown"
 
 
-def get_rate_limiter(request: Request) -> RateLimiter:
+def rate_limiter_of(request: Request) -> RateLimiter:
     limiter: RateLimiter = request.app.state.rate_limiter
     return limiter
+
+
+async def get_rate_limiter(request: Request) -> RateLimiter:
+    return rate_limiter_of(request)
 
 
 RateLimiterDep = Annotated[RateLimiter, Depends(get_rate_limiter)]
 
 
-def get_login_throttle(request: Request) -> LoginThrottle:
+async def get_login_throttle(request: Request) -> LoginThrottle:
     throttle: LoginThrottle = request.app.state.login_throttle
     return throttle
 
@@ -38,7 +42,7 @@ def get_login_throttle(request: Request) -> LoginThrottle:
 LoginThrottleDep = Annotated[LoginThrottle, Depends(get_login_throttle)]
 
 
-def client_ip_key(context: RequestContextDep) -> str:
+async def client_ip_key(context: RequestContextDep) -> str:
     """Key by client address, as resolved through TRUSTED_PROXIES."""
     return f"ip:{context.ip_address or UNKNOWN_CLIENT}"
 
@@ -47,7 +51,7 @@ def principal_key(principal_dependency: Callable[..., Any], attribute: str = "id
     """Key by an authenticated principal: `principal_dependency` resolves it (a user, an API
     key...), and its `attribute` (the id by default) names the bucket."""
 
-    def key(principal: Annotated[Any, Depends(principal_dependency)]) -> str:
+    async def key(principal: Annotated[Any, Depends(principal_dependency)]) -> str:
         return f"principal:{getattr(principal, attribute)}"
 
     return key
@@ -82,7 +86,7 @@ def rate_limit(
     ) -> RateLimitDecision:
         # Read from the app state directly: each sub-dependency costs FastAPI measurable time
         # on every request of the hot path.
-        limiter = get_rate_limiter(request)
+        limiter = rate_limiter_of(request)
         decision = await limiter.hit(rule, value, with_state=report_remaining)
         _count(request, decision)
         if not decision.allowed:
@@ -102,7 +106,7 @@ async def enforce_principal_limit(
     Called by the authentication dependency itself, so every authenticated route is limited
     per user (and per API key) without declaring anything.
     """
-    limiter = get_rate_limiter(request)
+    limiter = rate_limiter_of(request)
     decision = await limiter.hit(rule, f"principal:{principal}")
     _count(request, decision)
     if not decision.allowed:

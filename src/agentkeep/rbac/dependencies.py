@@ -27,7 +27,7 @@ from agentkeep.audit.service import AuditDep
 from agentkeep.auth.dependencies import CurrentPrincipal, Principal, get_superuser_principal
 from agentkeep.auth.errors import SessionRequired
 from agentkeep.errors import Forbidden
-from agentkeep.ratelimit.dependency import get_rate_limiter
+from agentkeep.ratelimit.dependency import rate_limiter_of
 from agentkeep.ratelimit.rules import KeyKind, Rule, RuleName
 from agentkeep.rbac.permissions import Permission
 
@@ -53,7 +53,7 @@ class RequirePermission:
         if principal.can(self.permission):
             return principal
         path = getattr(request.scope.get("route"), "path", None) or request.url.path
-        limiter = get_rate_limiter(request)
+        limiter = rate_limiter_of(request)
         who = f"{principal.limit_key}|{principal.org_id}|{self.permission.value}"
         if await limiter.first_in_window(
             DENIAL_AUDIT_WINDOW, limiter.identity(who), topic="permission_denied"
@@ -95,7 +95,7 @@ async def authenticated(principal: CurrentPrincipal) -> Principal:
     return principal
 
 
-def public() -> None:
+async def public() -> None:
     """Marker: no authentication (health, login, registration...)."""
 
 

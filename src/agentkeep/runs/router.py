@@ -43,7 +43,7 @@ RunsLimit = Annotated[
 MAX_EVENT_SEQ = 2**31 - 1
 
 
-def get_run_service(session: SessionDep, audit: AuditDep, settings: SettingsDep) -> RunService:
+async def get_run_service(session: SessionDep, audit: AuditDep, settings: SettingsDep) -> RunService:
     return RunService(session, audit, settings.org_monthly_token_budget)
 
 
@@ -118,7 +118,7 @@ async def streamed_run(run_id: uuid.UUID, principal: RunsReader, service: RunSer
     return StreamedRun(org_id=run.org_id, run_id=run.id)
 
 
-def resume_after(
+async def resume_after(
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
     after: Annotated[
         int | None, Query(ge=0, le=MAX_EVENT_SEQ, description="Resume after this event id.")
@@ -135,7 +135,7 @@ def resume_after(
     return after or 0
 
 
-def get_stream_timing(request: Request) -> StreamTiming:
+async def get_stream_timing(request: Request) -> StreamTiming:
     timing: StreamTiming | None = getattr(request.app.state, "run_stream_timing", None)
     return timing or StreamTiming()
 

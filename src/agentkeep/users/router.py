@@ -16,7 +16,9 @@ from agentkeep.users.service import UserAdminService
 router = APIRouter(prefix="/api/users", tags=["users"])
 
 
-def get_user_admin_service(session: SessionDep, audit: AuditDep, auth: AuthServiceDep) -> UserAdminService:
+async def get_user_admin_service(
+    session: SessionDep, audit: AuditDep, auth: AuthServiceDep
+) -> UserAdminService:
     return UserAdminService(session, audit, auth.revoke_all_sessions)
 
 

@@ -18,7 +18,7 @@ class RunQueue(Protocol):
     async def dispatch(self, run_id: uuid.UUID) -> None: ...
 
 
-def get_run_queue(request: Request) -> RunQueue:
+async def get_run_queue(request: Request) -> RunQueue:
     """The app's run queue (created by the lifespan from RUN_EXECUTION)."""
     queue: RunQueue = request.app.state.run_queue
     return queue

@@ -18,6 +18,7 @@ from agentkeep.audit.sealing import AuditSealer
 from agentkeep.config import Settings
 from agentkeep.db.engine import create_engine, create_sessionmaker
 from agentkeep.errors import install_error_handlers
+from agentkeep.heap import freeze_after
 from agentkeep.observability.metrics import Metrics, MetricsMiddleware
 from agentkeep.observability.middleware import RequestIdMiddleware, UnhandledErrorMiddleware
 from agentkeep.observability.tracing import Tracing
@@ -75,6 +76,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.audit_sealer.start()
     execution = RunExecution(settings, app.state.sessionmaker, app.state.metrics)
     app.state.run_queue = await execution.start()
+    freezing = None
+    if app.state.freeze_heap:
+        freezing = asyncio.create_task(freeze_after(execution.prepared()), name="freeze-startup-heap")
     logger.info(
         "started",
         environment=settings.environment,
@@ -85,6 +89,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        if freezing is not None:
+            freezing.cancel()
         await execution.stop()  # running runs finish or are handed back first
         await app.state.audit_sealer.stop()  # then the last audit records are sealed
         app.state.password_hasher.close()
@@ -98,8 +104,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         logger.info("stopped")
 
 
-def create_app(settings: Settings) -> FastAPI:
-    """Build an AgentKeep application for `settings` (already validated)."""
+def create_app(settings: Settings, *, freeze_heap: bool = False) -> FastAPI:
+    """Build an AgentKeep application for `settings` (already validated).
+
+    `freeze_heap`: the process serves this one application for its whole life, so what
+    startup allocated is frozen out of garbage collection (agentkeep.heap).
+    """
     docs = settings.api_docs_enabled
     app = FastAPI(
         title="AgentKeep",
@@ -111,6 +121,7 @@ def create_app(settings: Settings) -> FastAPI:
         openapi_url="/openapi.json" if docs else None,
     )
     app.state.settings = settings
+    app.state.freeze_heap = freeze_heap
     app.state.metrics = Metrics()
     app.state.trusted_proxies = parse_networks(settings.trusted_proxies)
     install_error_handlers(app)
@@ -146,4 +157,4 @@ def app_from_environment() -> FastAPI:
 
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_format)
-    return create_app(settings)
+    return create_app(settings, freeze_heap=True)

@@ -162,7 +162,7 @@ def serve(
             **common,  # type: ignore[arg-type]
         )
     else:
-        app = GracefulShutdown(create_app(settings), settings.shutdown_drain_seconds)
+        app = GracefulShutdown(create_app(settings, freeze_heap=True), settings.shutdown_drain_seconds)
         uvicorn.run(app, **common)  # type: ignore[arg-type]
 
 

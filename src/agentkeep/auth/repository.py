@@ -6,13 +6,21 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agentkeep.auth.models import AuthSession, RefreshToken
 from agentkeep.orgs.models import Membership
 from agentkeep.users.models import User
+
+# Every authenticated request runs this query: built once, with the ids as parameters.
+_SESSION_STATE = (
+    select(User, AuthSession, Membership.role)
+    .join(AuthSession, AuthSession.user_id == User.id)
+    .outerjoin(Membership, and_(Membership.org_id == AuthSession.org_id, Membership.user_id == User.id))
+    .where(AuthSession.id == bindparam("session_id"), User.id == bindparam("user_id"))
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,15 +98,8 @@ class AuthRepository:
     async def session_state(self, session_id: uuid.UUID, user_id: uuid.UUID) -> SessionState | None:
         """The session, its user and the user's current role in the session's organization
         (one query: role changes and removals count from the next request)."""
-        statement = (
-            select(User, AuthSession, Membership.role)
-            .join(AuthSession, AuthSession.user_id == User.id)
-            .outerjoin(
-                Membership, and_(Membership.org_id == AuthSession.org_id, Membership.user_id == User.id)
-            )
-            .where(AuthSession.id == session_id, User.id == user_id)
-        )
-        row = (await self.session.execute(statement)).first()
+        parameters = {"session_id": session_id, "user_id": user_id}
+        row = (await self.session.execute(_SESSION_STATE, parameters)).first()
         return SessionState(user=row[0], session=row[1], role=row[2]) if row else None
 
     async def get_session(self, session_id: uuid.UUID) -> AuthSession | None:

@@ -2,34 +2,62 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
+import pydantic_core
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
 from agentkeep.config import Settings
 
 APPLICATION_NAME = "agentkeep"
 SQLITE_BUSY_TIMEOUT_MS = 5000
+# A pooled connection idle this long is pinged before it is handed out (the server may have
+# restarted or failed over meanwhile); one in steady use is not: a ping is three round
+# trips, more than most requests make. A connection that dies between uses anyway fails
+# that one request with a 503, and the pool then replaces every connection as old as it.
+PING_AFTER_IDLE_SECONDS = 5.0
+_IDLE_SINCE = "agentkeep.idle_since"
+
+
+def _mark_idle(_dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+    record.info[_IDLE_SINCE] = time.monotonic()
+
+
+def _ping_if_idle(dbapi_connection: Any, record: ConnectionPoolEntry, _proxy: PoolProxiedConnection) -> None:
+    idle_since = record.info.get(_IDLE_SINCE)
+    if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_SECONDS:
+        return
+    try:
+        dbapi_connection.ping()
+    except Exception as exc:
+        # The pool discards this connection and checks out (or opens) another.
+        raise DisconnectionError("a pooled connection failed its ping") from exc
 
 
 def _postgres_engine(settings: Settings) -> AsyncEngine:
-    return create_async_engine(
+    engine = create_async_engine(
         settings.database_url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout,
         pool_recycle=settings.db_pool_recycle,
-        pool_pre_ping=True,
+        # JSON columns (agent tools and limits, audit details) decode in Rust, not json.loads.
+        json_deserializer=pydantic_core.from_json,
         connect_args={
             "timeout": settings.db_connect_timeout,
             "command_timeout": settings.db_command_timeout,
             "server_settings": {"application_name": APPLICATION_NAME},
         },
     )
+    event.listen(engine.sync_engine, "checkin", _mark_idle)
+    event.listen(engine.sync_engine, "checkout", _ping_if_idle)
+    return engine
 
 
 def _on_sqlite_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
@@ -61,9 +89,10 @@ def ensure_sqlite_directory(database_url: str) -> None:
 def _sqlite_engine(settings: Settings) -> AsyncEngine:
     url = make_url(settings.database_url)
     ensure_sqlite_directory(settings.database_url)
+    # No ping: a local file does not disconnect.
     engine = create_async_engine(
         url,
-        pool_pre_ping=True,
+        json_deserializer=pydantic_core.from_json,
         connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
     )
     event.listen(engine.sync_engine, "connect", _on_sqlite_connect)

@@ -6,12 +6,18 @@ requires every claim, so a refresh token, an ID token from elsewhere or an `alg:
 token is never accepted. Whether the session behind a valid token is still alive is not
 decided here: the auth service checks the database on every request.
 
+Verifying a signature costs more than the rest of a request's authentication (PyJWT
+re-parses the key each time), so the last VERIFIED_CACHE_SIZE tokens that passed every check
+are remembered, keyed by the whole token: a hit still checks expiry, and a token that was
+never verified, or differs in one byte, is verified in full.
+
 Refresh tokens are not JWTs: they are 256 random bits with a recognisable prefix, and only
 an HMAC-SHA256 of them is stored (see docs/auth.md for why HMAC rather than a bare hash).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import secrets
@@ -30,6 +36,8 @@ REFRESH_TOKEN_PREFIX = "akr_"  # noqa: S105
 REQUIRED_CLAIMS = ["iss", "aud", "sub", "iat", "nbf", "exp", "jti", "typ", "sid"]
 # Clock skew tolerated between instances that issue and check tokens.
 LEEWAY_SECONDS = 5
+# Verified access tokens remembered per process (about 1 KiB each).
+VERIFIED_CACHE_SIZE = 4096
 _REFRESH_KEY_LABEL = b"agentkeep refresh-token hmac v1"
 
 
@@ -73,6 +81,8 @@ class TokenCodec:
         self._audience = audience
         self.access_ttl_seconds = access_ttl_seconds
         self._refresh_key = hmac.new(secret.encode(), _REFRESH_KEY_LABEL, hashlib.sha256).digest()
+        # Exceptions are not cached: an invalid token is checked in full every time.
+        self._verified = functools.lru_cache(maxsize=VERIFIED_CACHE_SIZE)(self._verify_access)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TokenCodec:
@@ -120,6 +130,12 @@ class TokenCodec:
 
     def decode_access(self, token: str) -> AccessClaims:
         """Verify signature, algorithm, issuer, audience, times and type; or raise InvalidToken."""
+        claims = self._verified(token)
+        if datetime.now(UTC) >= claims.expires_at + timedelta(seconds=LEEWAY_SECONDS):
+            raise InvalidToken("ExpiredSignatureError")  # the reason PyJWT gives on a first check
+        return claims
+
+    def _verify_access(self, token: str) -> AccessClaims:
         try:
             header = jwt.get_unverified_header(token)
             payload = jwt.decode(

@@ -98,6 +98,11 @@ class RunExecution:
         self._sweep = asyncio.create_task(sweep.run_forever(), name="run-recovery-sweep")
         return self.runner
 
+    async def prepared(self) -> None:
+        """Wait until the agent loop is imported (at once when this process runs no runs)."""
+        if self._preparing is not None:
+            await asyncio.shield(self._preparing)
+
     async def stop(self) -> None:
         for task in (self._sweep, self._preparing):
             if task is not None:

@@ -25,7 +25,8 @@ class RequestContext:
         return cls(request_id=None, ip_address=None, user_agent=None)
 
 
-async def get_request_context(request: Request) -> RequestContext:
+def request_context(request: Request) -> RequestContext:
+    """Who and where `request` comes from (a plain call, for code on the hot path)."""
     proxies = request.app.state.trusted_proxies
     peer = request.client.host if request.client else None
     ip = resolve_client_ip(peer, request.headers.getlist("x-forwarded-for"), proxies)
@@ -35,6 +36,10 @@ async def get_request_context(request: Request) -> RequestContext:
         ip_address=ip,
         user_agent=agent[:USER_AGENT_MAX] if agent else None,
     )
+
+
+async def get_request_context(request: Request) -> RequestContext:
+    return request_context(request)
 
 
 RequestContextDep = Annotated[RequestContext, Depends(get_request_context)]

@@ -6,6 +6,7 @@ import base64
 import binascii
 import json
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -65,6 +66,7 @@ async def keyset_page(
     limit: int,
     cursor: str | None,
     newest_first: bool = True,
+    parameters: Mapping[str, Any] | None = None,
 ) -> tuple[list[Any], str | None]:
     """One page of `statement` keyed on (time, id); the cursor resumes after its last row.
 
@@ -77,7 +79,8 @@ async def keyset_page(
         tie = id_column < after if newest_first else id_column > after
         statement = statement.where(or_(earlier, and_(time_column == moment, tie)))
     order = (time_column.desc(), id_column.desc()) if newest_first else (time_column.asc(), id_column.asc())
-    rows = list((await session.scalars(statement.order_by(*order).limit(limit + 1))).all())
+    page = statement.order_by(*order).limit(limit + 1)
+    rows = list((await session.scalars(page, parameters)).all())
     if len(rows) <= limit:
         return rows, None
     rows = rows[:limit]

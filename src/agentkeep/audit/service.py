@@ -32,8 +32,8 @@ from agentkeep.audit.models import (
 from agentkeep.audit.redaction import UnserialisableDetail, clean_optional_text, sanitise_details
 from agentkeep.audit.repository import list_audit_logs
 from agentkeep.audit.schemas import AuditLogFilter, AuditLogPage, AuditLogRead
-from agentkeep.context import RequestContext, RequestContextDep
-from agentkeep.db.session import SessionDep, after_transaction, get_sessionmaker
+from agentkeep.context import RequestContext, request_context
+from agentkeep.db.session import SessionDep, after_transaction, sessionmaker_of
 from agentkeep.errors import ServiceUnavailable
 from agentkeep.observability.metrics import Metrics
 
@@ -194,13 +194,16 @@ class AuditService:
             self.metrics.audit_failures.inc()
 
 
-async def get_audit_service(
-    request: Request,
-    session: SessionDep,
-    sessionmaker: Annotated[async_sessionmaker[AsyncSession], Depends(get_sessionmaker)],
-    context: RequestContextDep,
-) -> AuditService:
-    return AuditService(session, sessionmaker, context, request.app.state.metrics)
+def audit_service_for(request: Request, session: AsyncSession) -> AuditService:
+    """The audit service of `request`, whose records join `session`'s transaction."""
+    metrics = request.app.state.metrics
+    return AuditService(session, sessionmaker_of(request), request_context(request), metrics)
+
+
+async def get_audit_service(request: Request, session: SessionDep) -> AuditService:
+    # Collaborators are read directly, not declared: on the hot path each sub-dependency
+    # costs FastAPI more than building them.
+    return audit_service_for(request, session)
 
 
 AuditDep = Annotated[AuditService, Depends(get_audit_service)]

@@ -100,6 +100,33 @@ async def create_user(
     return user
 
 
+async def authenticate_access_token(
+    session: AsyncSession, tokens: TokenCodec, access_token: str | None
+) -> Authenticated:
+    """Verify the token and that its session is alive now (one query, every instance)."""
+    if not access_token:
+        raise InvalidAccessToken("missing")
+    try:
+        claims = tokens.decode_access(access_token)
+    except InvalidToken as exc:
+        raise InvalidAccessToken(exc.reason) from None
+    state = await AuthRepository(session).session_state(claims.session_id, claims.user_id)
+    if state is None:
+        raise InvalidAccessToken("unknown_session")
+    if not state.is_alive(datetime.now(UTC)):
+        raise InvalidAccessToken("session_revoked")
+    if claims.org_id != state.session.org_id:
+        # The session switched organization since this token was minted.
+        raise InvalidAccessToken("org_switched")
+    return Authenticated(
+        user=state.user,
+        session_id=claims.session_id,
+        jti=claims.jti,
+        org_id=state.session.org_id,
+        role=Role(state.role) if state.role else None,
+    )
+
+
 class AuthService:
     """Authentication rules. Every outcome is audited: changes with `audit.record` in the
     request's transaction, refusals with `audit.failure` after it (they survive rollback)."""
@@ -294,30 +321,6 @@ class AuthService:
             resource_id=state.session.id,
         )
         return issued
-
-    async def authenticate(self, access_token: str | None) -> Authenticated:
-        """Verify the token and that its session is alive now (one query, every instance)."""
-        if not access_token:
-            raise InvalidAccessToken("missing")
-        try:
-            claims = self.tokens.decode_access(access_token)
-        except InvalidToken as exc:
-            raise InvalidAccessToken(exc.reason) from None
-        state = await self.repository.session_state(claims.session_id, claims.user_id)
-        if state is None:
-            raise InvalidAccessToken("unknown_session")
-        if not state.is_alive(datetime.now(UTC)):
-            raise InvalidAccessToken("session_revoked")
-        if claims.org_id != state.session.org_id:
-            # The session switched organization since this token was minted.
-            raise InvalidAccessToken("org_switched")
-        return Authenticated(
-            user=state.user,
-            session_id=claims.session_id,
-            jti=claims.jti,
-            org_id=state.session.org_id,
-            role=Role(state.role) if state.role else None,
-        )
 
     async def switch_org(self, user_id: uuid.UUID, session_id: uuid.UUID, org: str) -> IssuedTokens:
         """Act in another organization the user belongs to: the session (refresh-token

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request, Response
 
-from agentkeep.context import RequestContext, RequestContextDep
+from agentkeep.context import RequestContext, RequestContextDep, request_context
 from agentkeep.ratelimit.errors import RateLimitDecision, RateLimitExceeded
 from agentkeep.ratelimit.limiter import RateLimitedEvent, RateLimiter
 from agentkeep.ratelimit.lockout import LoginThrottle
@@ -99,7 +99,7 @@ def rate_limit(
 
 
 async def enforce_principal_limit(
-    request: Request, context: RequestContext, principal: str, rule: RuleName = RuleName.API
+    request: Request, principal: str, rule: RuleName = RuleName.API
 ) -> RateLimitDecision:
     """Count an authenticated request against the principal's budget; 429 when spent.
 
@@ -110,7 +110,7 @@ async def enforce_principal_limit(
     decision = await limiter.hit(rule, f"principal:{principal}")
     _count(request, decision)
     if not decision.allowed:
-        await limiter.report_exceeded(_event(decision, request, context))
+        await limiter.report_exceeded(_event(decision, request, request_context(request)))
         raise RateLimitExceeded(decision)
     return decision
 

@@ -23,9 +23,10 @@ from fastapi.routing import iter_route_contexts
 from starlette.routing import BaseRoute
 
 from agentkeep.audit.actions import ActorType, AuditAction, AuditStatus
-from agentkeep.audit.service import AuditDep
+from agentkeep.audit.service import audit_service_for
 from agentkeep.auth.dependencies import CurrentPrincipal, Principal, get_superuser_principal
 from agentkeep.auth.errors import SessionRequired
+from agentkeep.db.session import SessionDep
 from agentkeep.errors import Forbidden
 from agentkeep.ratelimit.dependency import rate_limiter_of
 from agentkeep.ratelimit.rules import KeyKind, Rule, RuleName
@@ -49,9 +50,10 @@ class RequirePermission:
     def __repr__(self) -> str:
         return f"require({self.permission.value!r})"
 
-    async def __call__(self, request: Request, principal: CurrentPrincipal, audit: AuditDep) -> Principal:
+    async def __call__(self, request: Request, principal: CurrentPrincipal, session: SessionDep) -> Principal:
         if principal.can(self.permission):
             return principal
+        audit = audit_service_for(request, session)
         path = getattr(request.scope.get("route"), "path", None) or request.url.path
         limiter = rate_limiter_of(request)
         who = f"{principal.limit_key}|{principal.org_id}|{self.permission.value}"

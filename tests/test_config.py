@@ -23,7 +23,7 @@ def test_a_strong_secret_and_defaults_are_accepted() -> None:
     settings = load_settings(_env_file=None, jwt_secret=GOOD_SECRET)
     assert settings.cors_origins == ["http://localhost:3000"]
     assert settings.database_url == "sqlite+aiosqlite:///./var/agentkeep.db"
-    assert (settings.db_pool_size, settings.db_max_overflow) == (20, 40)
+    assert (settings.db_pool_size, settings.db_max_overflow) == (20, 0)
     assert (settings.db_pool_timeout, settings.db_pool_recycle, settings.db_command_timeout) == (30, 3600, 30)
     assert settings.access_token_ttl_seconds == 900
     assert settings.redis_url is None

@@ -147,7 +147,9 @@ class Settings(BaseSettings):
 
     database_url: str = f"{SQLITE_DRIVER}:///./var/agentkeep.db"
     db_pool_size: int = Field(default=20, ge=1, le=500)
-    db_max_overflow: int = Field(default=40, ge=0, le=1000)
+    # Off by default: an overflow connection is closed when it is returned, so a sustained
+    # load above the pool size opened and closed a connection per request. Size the pool.
+    db_max_overflow: int = Field(default=0, ge=0, le=1000)
     db_pool_timeout: float = Field(default=30, gt=0, le=300)
     db_pool_recycle: int = Field(default=3600, ge=30, le=86_400)
     db_command_timeout: float = Field(default=30, gt=0, le=3600)

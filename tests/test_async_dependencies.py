@@ -5,7 +5,7 @@ per-request session, services) cost more CPU than the work itself."""
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import Depends, FastAPI
@@ -14,18 +14,12 @@ from fastapi.routing import iter_route_contexts
 
 from agentkeep.app import create_app
 from agentkeep.config import Settings
+from agentkeep.rbac.dependencies import dependency_calls
 
 
 def _is_async(call: Callable[..., Any]) -> bool:
     target = call if inspect.isfunction(call) or inspect.ismethod(call) else getattr(call, "__call__", call)  # noqa: B004
     return inspect.iscoroutinefunction(target) or inspect.isasyncgenfunction(target)
-
-
-def _calls(dependant: Dependant) -> Iterator[Callable[..., Any]]:
-    for sub in dependant.dependencies:
-        if sub.call is not None:
-            yield sub.call
-        yield from _calls(sub)
 
 
 def sync_dependencies(app: FastAPI) -> set[str]:
@@ -35,7 +29,7 @@ def sync_dependencies(app: FastAPI) -> set[str]:
         if isinstance(dependant, Dependant):
             found |= {
                 f"{call.__module__}.{getattr(call, '__qualname__', type(call).__name__)}"
-                for call in _calls(dependant)
+                for call in dependency_calls(dependant)
                 if not _is_async(call)
             }
     return found

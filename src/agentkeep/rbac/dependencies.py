@@ -139,17 +139,18 @@ def api_routes(app: FastAPI) -> tuple[list[RouteInfo], list[BaseRoute]]:
     return infos, others
 
 
-def _calls(dependant: Dependant) -> Iterator[Callable[..., Any]]:
+def dependency_calls(dependant: Dependant) -> Iterator[Callable[..., Any]]:
+    """Every callable in a route's dependency tree, depth first, repeats included."""
     for sub in dependant.dependencies:
         if sub.call is not None:
             yield sub.call
-        yield from _calls(sub)
+        yield from dependency_calls(sub)
 
 
 def declared_access(dependant: Dependant) -> list[RouteAccess]:
     """Every access marker in a route's dependency tree (a correct route has exactly one)."""
     found: list[RouteAccess] = []
-    for call in _calls(dependant):
+    for call in dependency_calls(dependant):
         if isinstance(call, RequirePermission):
             found.append(RouteAccess("permission", call.permission))
         elif call is authenticated:

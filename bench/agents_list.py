@@ -21,7 +21,6 @@ import contextlib
 import json
 import os
 import secrets
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,7 +30,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.wrk import run_wrk
+from bench.wrk import run_wrk, summarise
 from tests.support.databases import create_postgres_database, drop_postgres_database
 from tests.support.server import running_server
 from tests.support.throwaway import free_port
@@ -108,11 +107,7 @@ def summary(
     return {
         "endpoint": label,
         "workers": workers,
-        "rps": round(statistics.median(float(s["rps"]) for s in samples), 1),
-        "p50_ms": statistics.median(float(s["p50_ms"]) for s in samples),
-        "p99_ms": statistics.median(float(s["p99_ms"]) for s in samples),
-        "non_2xx": sum(int(s["non_2xx"]) for s in samples),
-        "socket_errors": sum(int(s["socket_errors"]) for s in samples),
+        **summarise(samples),
         "pool_timeouts": pool_timeouts,
     }
 

@@ -31,7 +31,7 @@ from typing import Any
 import httpx
 
 from agentkeep.config import Settings
-from bench.wrk import run_wrk
+from bench.wrk import run_wrk, summarise
 from tests.support.databases import create_postgres_database, drop_postgres_database
 from tests.support.throwaway import free_port
 
@@ -161,14 +161,7 @@ def main() -> None:
             asyncio.run(drop_postgres_database(url))
     rows = {}
     for name, runs in samples.items():
-        rows[name] = {
-            "mode": name,
-            "rps": round(statistics.median(float(s["rps"]) for s in runs), 1),
-            "p50_ms": statistics.median(float(s["p50_ms"]) for s in runs),
-            "p99_ms": statistics.median(float(s["p99_ms"]) for s in runs),
-            "non_2xx": sum(int(s["non_2xx"]) for s in runs),
-            "socket_errors": sum(int(s["socket_errors"]) for s in runs),
-        }
+        rows[name] = {"mode": name, **summarise(runs)}
     paired = [
         1 - float(a["rps"]) / float(u["rps"])
         for a, u in zip(samples["audited"], samples["unaudited"], strict=True)

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 
-from bench.wrk import run_wrk
+from bench.wrk import run_wrk, summarise
 from tests.support.server import running_server
 
 
@@ -29,11 +28,7 @@ def run(database_url: str | None, label: str, runs: int, seconds: int, connectio
     return {
         "database": label,
         "connections": connections,
-        "rps": round(statistics.median(float(s["rps"]) for s in samples), 1),
-        "p50_ms": statistics.median(float(s["p50_ms"]) for s in samples),
-        "p99_ms": statistics.median(float(s["p99_ms"]) for s in samples),
-        "non_2xx": sum(int(s["non_2xx"]) for s in samples),
-        "socket_errors": sum(int(s["socket_errors"]) for s in samples),
+        **summarise(samples),
         "pool_timeouts": log.count("QueuePool limit") + log.count("database_unavailable"),
     }
 

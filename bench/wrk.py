@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 import shutil
+import statistics
 import subprocess
+from collections.abc import Sequence
 
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
 
@@ -63,3 +65,14 @@ def run_wrk(
     if errors:
         result["socket_errors"] = sum(int(part) for part in errors.groups())
     return result
+
+
+def summarise(samples: Sequence[dict[str, float | int]]) -> dict[str, float | int]:
+    """Several wrk runs in one row: medians of throughput and latency, sums of the errors."""
+    return {
+        "rps": round(statistics.median(float(s["rps"]) for s in samples), 1),
+        "p50_ms": statistics.median(float(s["p50_ms"]) for s in samples),
+        "p99_ms": statistics.median(float(s["p99_ms"]) for s in samples),
+        "non_2xx": sum(int(s["non_2xx"]) for s in samples),
+        "socket_errors": sum(int(s["socket_errors"]) for s in samples),
+    }

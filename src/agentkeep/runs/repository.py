@@ -151,13 +151,16 @@ async def append_event(
     kind: EventKind,
     data: Mapping[str, Any],
     *,
+    seq: int | None = None,
     now: datetime | None = None,
 ) -> RunEvent:
-    """Append the run's next event (seq = last + 1) in the caller's transaction and flush.
+    """Append an event in the caller's transaction and flush: number `seq` when the writer
+    keeps count (a runner emitting step after step), else the run's last + 1.
 
     Only the run's current writer may call it (see the module docstring); the caller commits.
     """
-    seq = await last_event_seq(session, run_id) + 1
+    if seq is None:
+        seq = await last_event_seq(session, run_id) + 1
     event = RunEvent(run_id=run_id, seq=seq, kind=kind.value, data=dict(data))
     if now is not None:
         event.created_at = now

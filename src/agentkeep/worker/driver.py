@@ -36,6 +36,7 @@ from agentkeep.observability.metrics import Metrics
 from agentkeep.providers.endpoint import endpoint_for as provider_endpoint
 from agentkeep.runs.budget import remaining_tokens
 from agentkeep.runs.contract import AgentSpec, EventSink, ModelEndpoint, RunOutcome, RunRequest, Usage
+from agentkeep.runs.repository import append_event
 from agentkeep.runs.states import EventKind, RunStatus, StopReason
 from agentkeep.security.secretbox import SecretBox, secretbox_from_settings
 from agentkeep.tools.context import ToolContext
@@ -127,7 +128,7 @@ class FencedEventSink:
     async def emit(self, kind: EventKind, data: Mapping[str, JsonValue]) -> None:
         async with self.sessionmaker() as session, session.begin():
             await leases.fence(session, self.run_id, self.owner, _now())
-            await leases.add_event(session, self.run_id, self.next_seq, kind, data)
+            await append_event(session, self.run_id, kind, data, seq=self.next_seq)
         self.next_seq += 1
         if kind == EventKind.MODEL_RESPONSE:
             self._count_usage(data.get("usage"))
@@ -361,9 +362,7 @@ class _Attempt:
                 self.log.warning("run_lease_lost_before_outcome", status=outcome.status)
                 return None
             data: dict[str, JsonValue] = {"status": outcome.status, "stop_reason": outcome.stop_reason}
-            await leases.add_event(
-                session, run_id, await leases.next_seq(session, run_id), EventKind.STATUS, data
-            )
+            await append_event(session, run_id, EventKind.STATUS, data)
             await audit_finished(session, run_id)
         await self.driver._count(run_id)
         return outcome.status
@@ -374,12 +373,8 @@ class _Attempt:
                 if await leases.hand_back(
                     session, self.claim.run_id, self.driver.owner, self.sink.usage, now=_now()
                 ):
-                    await leases.add_event(
-                        session,
-                        self.claim.run_id,
-                        await leases.next_seq(session, self.claim.run_id),
-                        EventKind.STATUS,
-                        {"status": RunStatus.QUEUED},
+                    await append_event(
+                        session, self.claim.run_id, EventKind.STATUS, {"status": RunStatus.QUEUED}
                     )
         except DB_ERRORS as exc:
             # The lease will expire and the recovery sweep requeues the run (counting the attempt).

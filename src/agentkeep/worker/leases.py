@@ -10,19 +10,17 @@ result. A runner that lost its lease therefore cannot append an event or record 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from pydantic import JsonValue
 from sqlalchemy import CursorResult, and_, func, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
 from agentkeep.runs.contract import RunOutcome, Usage
-from agentkeep.runs.models import Run, RunEvent
-from agentkeep.runs.repository import last_event_seq
+from agentkeep.runs.models import Run
+from agentkeep.runs.repository import append_event
 from agentkeep.runs.states import EventKind, RunStatus, StopReason
 
 
@@ -66,17 +64,6 @@ def _held_by(run_id: uuid.UUID, owner: str) -> ColumnElement[bool]:
     return and_(Run.id == run_id, Run.lease_owner == owner, Run.status == RunStatus.RUNNING)
 
 
-async def next_seq(session: AsyncSession, run_id: uuid.UUID) -> int:
-    return await last_event_seq(session, run_id) + 1
-
-
-async def add_event(
-    session: AsyncSession, run_id: uuid.UUID, seq: int, kind: EventKind, data: Mapping[str, JsonValue]
-) -> None:
-    session.add(RunEvent(run_id=run_id, seq=seq, kind=str(kind), data=dict(data)))
-    await session.flush()
-
-
 async def claim(
     session: AsyncSession,
     run_id: uuid.UUID,
@@ -114,9 +101,8 @@ async def claim(
             ).where(Run.id == run_id)
         )
     ).one()
-    seq = await next_seq(session, run_id)
-    await add_event(
-        session, run_id, seq, EventKind.STATUS, {"status": RunStatus.RUNNING, "attempt": row.attempts}
+    running = await append_event(
+        session, run_id, EventKind.STATUS, {"status": RunStatus.RUNNING, "attempt": row.attempts}
     )
     return Claim(
         run_id=run_id,
@@ -126,7 +112,7 @@ async def claim(
         input=row.input,
         attempt=row.attempts,
         started_at=row.started_at or now,
-        next_seq=seq + 1,
+        next_seq=running.seq + 1,
     )
 
 
@@ -156,10 +142,9 @@ async def exhaust(session: AsyncSession, run_id: uuid.UUID, *, now: datetime, ma
     )
     if _rows(result) != 1:
         return False
-    await add_event(
+    await append_event(
         session,
         run_id,
-        await next_seq(session, run_id),
         EventKind.STATUS,
         {"status": RunStatus.FAILED, "stop_reason": StopReason.INTERNAL_ERROR},
     )
@@ -184,9 +169,7 @@ async def requeue_expired(
     )
     if _rows(result) != 1:
         return False
-    await add_event(
-        session, run_id, await next_seq(session, run_id), EventKind.STATUS, {"status": RunStatus.QUEUED}
-    )
+    await append_event(session, run_id, EventKind.STATUS, {"status": RunStatus.QUEUED})
     return True
 
 

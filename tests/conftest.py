@@ -26,6 +26,9 @@ from tests.support.databases import (
 )
 from tests.support.secret_scan import audit_text, find_secrets
 
+# The local-server fixtures of the tool tests, shared with the agent-loop tests.
+pytest_plugins = ["tests.tools.fixtures"]
+
 BACKENDS = ["sqlite", "postgres"]
 
 

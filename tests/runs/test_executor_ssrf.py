@@ -6,7 +6,6 @@ and the run shows the refusal as the tool's answer, then goes on to complete.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -15,25 +14,10 @@ from agentkeep.runs.executor import execute
 from agentkeep.runs.states import EventKind, RunStatus
 from agentkeep.tools.context import ToolContext
 from tests.runs.helpers import ListSink, run_request
+from tests.tools.fixtures import RecordingResolver, RecordingTransport
 from tests.tools.local_server import LocalServer
-from tests.tools.test_http_get import RecordingResolver, RecordingTransport
 
 E = EventKind
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[LocalServer]:
-    local = LocalServer()
-    await local.start()
-    yield local
-    await local.stop()
-
-
-@pytest.fixture
-async def transport() -> AsyncIterator[RecordingTransport]:
-    recording = RecordingTransport()
-    yield recording
-    await recording.aclose()
 
 
 async def fetch_through_agent(

@@ -2,66 +2,17 @@
 
 from __future__ import annotations
 
-import ipaddress
 import ssl
-from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import pytest
 from pydantic import ValidationError
 
 from agentkeep.tools import ToolContext, ToolError, get_tool
-from agentkeep.tools.context import IPAddress, system_resolve
 from agentkeep.tools.http_get import HttpGetArgs, HttpGetSettings
+from tests.tools.fixtures import RecordingResolver, RecordingTransport
 from tests.tools.local_server import LocalServer
 from tests.tools.tls import LocalCA
-
-LOOPBACK = {"127.0.0.1", "::1"}
-
-
-class RecordingTransport(httpx.AsyncBaseTransport):
-    """The real transport, refusing anything but loopback and recording every request."""
-
-    def __init__(self, verify: ssl.SSLContext | bool = True) -> None:
-        self.requests: list[httpx.Request] = []
-        self._inner = httpx.AsyncHTTPTransport(retries=0, verify=verify)
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        assert request.url.host in LOOPBACK, f"a test tried to reach {request.url.host}"
-        self.requests.append(request)
-        return await self._inner.handle_async_request(request)
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-
-class RecordingResolver:
-    def __init__(self, answers: dict[str, list[str]] | None = None) -> None:
-        self.answers = answers
-        self.asked: list[str] = []
-
-    async def __call__(self, host: str, port: int) -> list[IPAddress]:
-        self.asked.append(host)
-        if self.answers is None:
-            assert host == "localhost", "tests resolve only localhost through the system"
-            return await system_resolve(host, port)
-        return [ipaddress.ip_address(a) for a in self.answers[host]]
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[LocalServer]:
-    local = LocalServer()
-    await local.start()
-    yield local
-    await local.stop()
-
-
-@pytest.fixture
-async def transport() -> AsyncIterator[RecordingTransport]:
-    recording = RecordingTransport()
-    yield recording
-    await recording.aclose()
 
 
 def context(transport: RecordingTransport, resolver: RecordingResolver | None = None) -> ToolContext:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 import pytest
@@ -17,14 +17,6 @@ from tests.runs.helpers import ListSink, run_request, summed_usage
 from tests.tools.local_server import LocalServer
 
 E = EventKind
-
-
-@pytest.fixture
-async def slow_server() -> AsyncIterator[LocalServer]:
-    local = LocalServer()
-    await local.start()
-    yield local
-    await local.stop()
 
 
 async def test_calculator_run_emits_each_step_in_order_and_answers_20() -> None:
@@ -145,7 +137,7 @@ async def test_several_tools_in_one_response_each_get_a_call_and_a_result() -> N
     assert "calculator: 42" in outcome.output
 
 
-async def test_cancellation_propagates_out_of_execute(slow_server: LocalServer) -> None:
+async def test_cancellation_propagates_out_of_execute(server: LocalServer) -> None:
     called = asyncio.Event()
 
     class SignallingSink(ListSink):
@@ -156,7 +148,7 @@ async def test_cancellation_propagates_out_of_execute(slow_server: LocalServer) 
 
     sink = SignallingSink()
     request = run_request(
-        f"fetch {slow_server.url('/slow')}", tools={"http_get": {"allowed_hosts": ["127.0.0.1"]}}
+        f"fetch {server.url('/slow')}", tools={"http_get": {"allowed_hosts": ["127.0.0.1"]}}
     )
     task = asyncio.create_task(execute(request, sink))
     await asyncio.wait_for(called.wait(), 10)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -14,14 +13,6 @@ from tests.runs.helpers import ListSink, run_request, summed_usage
 from tests.tools.local_server import LocalServer
 
 E = EventKind
-
-
-@pytest.fixture
-async def slow_server() -> AsyncIterator[LocalServer]:
-    local = LocalServer()
-    await local.start()
-    yield local
-    await local.stop()
 
 
 @pytest.mark.parametrize("max_steps", [1, 3])
@@ -108,10 +99,10 @@ async def test_no_budget_left_means_no_model_request(budget: int) -> None:
     assert outcome.usage.requests == 0
 
 
-async def test_wall_time_limit_times_out_the_run_even_inside_a_tool(slow_server: LocalServer) -> None:
+async def test_wall_time_limit_times_out_the_run_even_inside_a_tool(server: LocalServer) -> None:
     sink = ListSink()
     request = run_request(
-        f"fetch {slow_server.url('/slow')}",
+        f"fetch {server.url('/slow')}",
         tools={"http_get": {"allowed_hosts": ["127.0.0.1"], "timeout_seconds": 30}},
         timeout_seconds=0.5,
     )

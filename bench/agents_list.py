@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -134,12 +135,27 @@ def measure(
             for _ in range(runs):
                 ours.append(run_wrk(url, connections=connections, seconds=seconds, headers=headers))
                 theirs.append(run_wrk(f"{bare}/agents", connections=connections, seconds=seconds))
+        statuses = list_statuses(server.base_url)
         log = server.log()
     timeouts = log.count("QueuePool limit") + log.count("database_unavailable")
     ours_row = summary("agentkeep GET /api/agents", workers, ours, timeouts)
     bare_row = summary("bare FastAPI + asyncpg", workers, theirs, 0)
     ours_row["of_bare"] = round(float(ours_row["rps"]) / float(bare_row["rps"]), 2)  # type: ignore[arg-type]
+    ours_row["statuses"] = statuses
     return [ours_row, bare_row]
+
+
+def list_statuses(base_url: str) -> dict[str, int]:
+    """What the server answered to `GET /api/agents`, by status, from its own metrics
+    (wrk only counts non-2xx), warm-up and seeding included."""
+    text = httpx.get(f"{base_url}/metrics", timeout=30).text
+    pattern = r"^agentkeep_http_requests_total\{([^}]*)\} ([0-9.e+]+)$"
+    counts: dict[str, int] = {}
+    for labels, value in re.findall(pattern, text, re.MULTILINE):
+        fields = dict(re.findall(r'(\w+)="([^"]*)"', labels))
+        if fields.get("route") == "/api/agents" and fields.get("method") == "GET":
+            counts[fields["status"]] = counts.get(fields["status"], 0) + int(float(value))
+    return counts
 
 
 def login_only(base_url: str) -> tuple[str, str]:

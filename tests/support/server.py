@@ -34,6 +34,23 @@ def _cli(*args: str, env: dict[str, str], cwd: Path) -> None:
     subprocess.run([sys.executable, "-m", "agentkeep", *args], env=env, cwd=cwd, check=True, timeout=120)
 
 
+def _wait_until_serving(base_url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
+    """Return once the application answers HTTP at all; fail if it exits or never answers.
+
+    Any answer counts: with ALLOWED_HOSTS set, a probe addressed to 127.0.0.1 is refused with
+    400, and that refusal already comes from the started application.
+    """
+    deadline = time.monotonic() + 90  # a loaded host can take long to import and start
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            httpx.get(f"{base_url}/health/live", timeout=1)
+            return
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited: {log_path.read_text()}")
+        time.sleep(0.1)
+    raise RuntimeError(f"server did not answer within 90 s: {log_path.read_text()}")
+
+
 @contextlib.contextmanager
 def running_server(
     extra_env: dict[str, str] | None = None,
@@ -71,14 +88,7 @@ def running_server(
         )
         base_url = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 90  # a loaded host can take long to import and start
-            while time.monotonic() < deadline:
-                with contextlib.suppress(httpx.HTTPError):
-                    if httpx.get(f"{base_url}/health/live", timeout=1).status_code == 200:
-                        break
-                if process.poll() is not None:
-                    raise RuntimeError(f"server exited: {log_path.read_text()}")
-                time.sleep(0.1)
+            _wait_until_serving(base_url, process, log_path)
             yield Server(base_url=base_url, log_path=log_path, process=process)
         finally:
             process.terminate()

@@ -93,7 +93,7 @@ def _servers(command: Callable[[int], list[str]], env: dict[str, str], cwd: Path
             )
     try:
         urls = [f"http://127.0.0.1:{port}" for port in ports]
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90  # a loaded host can take long to import and start
         for url, process, log in zip(urls, processes, logs, strict=True):
             while True:
                 if process.poll() is not None:
@@ -104,7 +104,7 @@ def _servers(command: Callable[[int], list[str]], env: dict[str, str], cwd: Path
                 except httpx.TransportError:
                     pass
                 if time.monotonic() > deadline:
-                    pytest.fail("server did not start within 30 s")
+                    pytest.fail("server did not start within 90 s")
                 time.sleep(0.1)
         yield urls
     finally:

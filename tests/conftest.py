@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import httpx
@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 
 from agentkeep.app import create_app
 from agentkeep.config import Settings
+from agentkeep.security import passwords
 from tests.support.databases import (
     REDIS_URL,
     create_postgres_database,
@@ -59,6 +60,20 @@ def pytest_configure(config: pytest.Config) -> None:
     # The operator's shell must not leak settings into tests: each test states its own.
     for name in Settings.model_fields:
         os.environ.pop(name.upper(), None)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _hash_passwords_at_normal_priority() -> Iterator[None]:
+    """In-process apps hash at normal thread priority in tests.
+
+    A deployment lowers its hashing threads' priority so its own event loop comes first. In a
+    test run the other processes on the host are parallel test workers, their servers and
+    databases: below them, a worker's hashes would wait for everyone else's CPU work, so a
+    test that logs in a few users would take many times longer. No test depends on it.
+    """
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(passwords, "lower_thread_priority", lambda: None)
+        yield
 
 
 async def redis_answers(url: str = REDIS_URL) -> bool:

@@ -37,8 +37,20 @@ _LEAKS: list[str] = []
 _PLANTING_TESTS = ("test_secret_scan.py", "test_redaction.py", "test_access_tokens.py", "test_tokens")
 
 
+# With pytest-xdist, tests run in worker processes and the controller receives each report
+# (with its captured output) and decides the exit status: the controller scans the reports,
+# and each worker hands the leaks found in its audit records over when it finishes.
+_WORKER_LEAKS_KEY = "agentkeep_secret_leaks"
+
+
+def _in_xdist_worker() -> bool:
+    return "PYTEST_XDIST_WORKER" in os.environ
+
+
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     """Scan what every test logged for secrets; the session fails if any leaked."""
+    if _in_xdist_worker():
+        return  # the controller scans the same report
     if any(name in report.nodeid for name in _PLANTING_TESTS):
         return
     leaks = find_secrets(content for _, content in report.sections)
@@ -46,7 +58,17 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         _LEAKS.append(f"{report.nodeid} ({report.when}): {sorted(set(leaks))}")
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """Controller: collect what a finished xdist worker found in its audit records."""
+    _LEAKS.extend(getattr(node, "workeroutput", {}).get(_WORKER_LEAKS_KEY, []))
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _in_xdist_worker():
+        # A worker's exit status does not reach the controller: its findings must.
+        getattr(session.config, "workeroutput", {})[_WORKER_LEAKS_KEY] = list(_LEAKS)
+        return
     if _LEAKS:
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:

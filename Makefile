@@ -43,8 +43,14 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# The suite runs in PYTEST_WORKERS parallel processes (pytest-xdist). Most tests wait on
+# servers, subprocesses and databases rather than compute, so more workers than cores pay
+# off; `worksteal` lets an idle worker take queued tests from a busy one. PYTEST_WORKERS=0
+# runs everything in this one process. A plain `.venv/bin/pytest FILE` stays serial.
+PYTEST_WORKERS ?= 4
+
 pytest: $(STAMP)
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 test: lint typecheck pytest
 

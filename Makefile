@@ -47,7 +47,7 @@ typecheck: $(STAMP)
 # servers, subprocesses and databases rather than compute, so more workers than cores pay
 # off; `worksteal` lets an idle worker take queued tests from a busy one. PYTEST_WORKERS=0
 # runs everything in this one process. A plain `.venv/bin/pytest FILE` stays serial.
-PYTEST_WORKERS ?= 4
+PYTEST_WORKERS ?= 3
 
 pytest: $(STAMP)
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist worksteal $(PYTEST_ARGS)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import httpx
@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 
 from agentkeep.app import create_app
 from agentkeep.config import Settings
+from agentkeep.security import passwords
 from tests.support.databases import (
     REDIS_URL,
     create_postgres_database,
@@ -39,8 +40,20 @@ _LEAKS: list[str] = []
 _PLANTING_TESTS = ("test_secret_scan.py", "test_redaction.py", "test_access_tokens.py", "test_tokens")
 
 
+# With pytest-xdist, tests run in worker processes and the controller receives each report
+# (with its captured output) and decides the exit status: the controller scans the reports,
+# and each worker hands the leaks found in its audit records over when it finishes.
+_WORKER_LEAKS_KEY = "agentkeep_secret_leaks"
+
+
+def _in_xdist_worker() -> bool:
+    return "PYTEST_XDIST_WORKER" in os.environ
+
+
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     """Scan what every test logged for secrets; the session fails if any leaked."""
+    if _in_xdist_worker():
+        return  # the controller scans the same report
     if any(name in report.nodeid for name in _PLANTING_TESTS):
         return
     leaks = find_secrets(content for _, content in report.sections)
@@ -48,7 +61,17 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         _LEAKS.append(f"{report.nodeid} ({report.when}): {sorted(set(leaks))}")
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """Controller: collect what a finished xdist worker found in its audit records."""
+    _LEAKS.extend(getattr(node, "workeroutput", {}).get(_WORKER_LEAKS_KEY, []))
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _in_xdist_worker():
+        # A worker's exit status does not reach the controller: its findings must.
+        getattr(session.config, "workeroutput", {})[_WORKER_LEAKS_KEY] = list(_LEAKS)
+        return
     if _LEAKS:
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:
@@ -62,6 +85,20 @@ def pytest_configure(config: pytest.Config) -> None:
     # The operator's shell must not leak settings into tests: each test states its own.
     for name in Settings.model_fields:
         os.environ.pop(name.upper(), None)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _hash_passwords_at_normal_priority() -> Iterator[None]:
+    """In-process apps hash at normal thread priority in tests.
+
+    A deployment lowers its hashing threads' priority so its own event loop comes first. In a
+    test run the other processes on the host are parallel test workers, their servers and
+    databases: below them, a worker's hashes would wait for everyone else's CPU work, so a
+    test that logs in a few users would take many times longer. No test depends on it.
+    """
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(passwords, "lower_thread_priority", lambda: None)
+        yield
 
 
 async def redis_answers(url: str = REDIS_URL) -> bool:

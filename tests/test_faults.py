@@ -116,7 +116,12 @@ def _redis_env(redis: ThrowawayRedis, auth_limit: int) -> dict[str, str]:
         "REDIS_URL": redis.url,
         "RATE_LIMIT_AUTH": f"{auth_limit}/minute",
         "RATE_LIMIT_REDIS_RETRY_SECONDS": "1",
-        "HEALTH_CHECK_TIMEOUT": "1",
+        # Until the test stops Redis, every limiter call must reach it: with the default 0.1 s a
+        # slow answer on a busy host already counts that hit in the in-process fallback, which
+        # then no longer starts counting afresh. A stopped Redis refuses at once either way.
+        "RATE_LIMIT_REDIS_TIMEOUT": "2",
+        # A stopped Redis refuses at once; the database check must pass on a busy host.
+        "HEALTH_CHECK_TIMEOUT": "5",
     }
 
 

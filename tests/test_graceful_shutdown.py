@@ -133,13 +133,17 @@ async def test_second_sigterm_cuts_the_drain_short() -> None:
 
 @pytest.mark.slow
 async def test_sigterm_drains_every_worker_process_of_serve_workers() -> None:
-    with running_server({"SHUTDOWN_DRAIN_SECONDS": "3"}, workers=2) as server:
+    probe_seconds = 2.5
+    # The drain outlasts the probing by far: a probe connection that a busy host leaves in
+    # the listen queue when the drain ends is never accepted, and fails the test as a reset.
+    drain_seconds = probe_seconds + 2.5
+    with running_server({"SHUTDOWN_DRAIN_SECONDS": str(drain_seconds)}, workers=2) as server:
         signalled = time.monotonic()
         server.process.send_signal(signal.SIGTERM)  # the parent forwards it to each worker
         statuses: list[str] = []
         async with httpx.AsyncClient(base_url=server.base_url, timeout=5) as probe:
             # Fresh connections land on either worker: every one of them must say draining.
-            while time.monotonic() - signalled < 2.5:
+            while time.monotonic() - signalled < probe_seconds:
                 ready = await probe.get("/health/ready", headers={"Connection": "close"})
                 statuses.append(ready.json()["status"])
                 await asyncio.sleep(0.05)

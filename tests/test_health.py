@@ -77,7 +77,8 @@ async def test_health_is_degraded_not_failed_when_only_redis_is_down(
     settings = make_settings(
         database_url=sqlite_url,
         redis_url=f"redis://127.0.0.1:{free_port()}/0",
-        health_check_timeout=1.0,
+        # The closed Redis port refuses at once; the database check must pass on a busy host.
+        health_check_timeout=5.0,
     )
     app = create_app(settings)
     async with LifespanManager(app) as manager:
@@ -107,7 +108,8 @@ def throwaway_postgres() -> Iterator[ThrowawayPostgres]:
 async def test_health_recovers_by_itself_when_postgres_comes_back(
     throwaway_postgres: ThrowawayPostgres, make_settings: Callable[..., Settings]
 ) -> None:
-    settings = make_settings(database_url=throwaway_postgres.url, health_check_timeout=1.0)
+    # Long enough for a passing check on a busy host, short enough for the 5 s bound below.
+    settings = make_settings(database_url=throwaway_postgres.url, health_check_timeout=3.0)
     app = create_app(settings)
     async with LifespanManager(app) as manager:
         transport = httpx.ASGITransport(app=manager.app)

@@ -54,7 +54,13 @@ async def test_metrics_are_labelled_by_route_template_not_raw_path(token_client:
     assert 'agentkeep_db_pool_connections{state="checked_out"}' in text
 
 
-@pytest.mark.parametrize("header", [None, "Bearer wrong-token", f"Basic {TOKEN}", f"Bearer {TOKEN}x"])
+# Ids name each case: the token is random per process, and test ids must be the same in every
+# process (parallel workers collect separately) and must not print a credential.
+@pytest.mark.parametrize(
+    "header",
+    [None, "Bearer wrong-token", f"Basic {TOKEN}", f"Bearer {TOKEN}x"],
+    ids=["missing", "wrong-token", "basic-scheme", "token-with-suffix"],
+)
 async def test_metrics_refuse_a_missing_or_wrong_token(
     token_client: httpx.AsyncClient, header: str | None
 ) -> None:

@@ -6,10 +6,19 @@ import asyncio
 import threading
 import time
 
+import pytest
 from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
 
-from agentkeep.security.passwords import PasswordHasher
+from agentkeep.security import passwords
+from agentkeep.security.passwords import PasswordHasher, lower_thread_priority
+
+
+@pytest.fixture(autouse=True)
+def _hashing_below_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Here the hashing threads run at the product's lowered priority (the suite runs them at
+    normal priority, see tests/conftest.py): these tests are about the event loop."""
+    monkeypatch.setattr(passwords, "lower_thread_priority", lower_thread_priority)
 
 
 class CountingHash(PasswordHash):

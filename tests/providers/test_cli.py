@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import subprocess
 from pathlib import Path
+from typing import Any
 
 import httpx
 from fastapi import FastAPI
@@ -18,6 +21,15 @@ from tests.providers.helpers import create_provider
 from tests.test_cli import run_cli
 
 
+async def run_beside_the_app(*args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    """Run the CLI while the app's event loop keeps turning, as beside a running deployment.
+
+    A blocking call would freeze the app's audit sealer, possibly inside its short write
+    transaction, and the command would then wait out SQLite's busy timeout for that lock.
+    """
+    return await asyncio.to_thread(run_cli, *args, **kwargs)
+
+
 async def test_reencrypt_rewrites_with_the_newest_key_and_reports_unreadable_ones(
     app: FastAPI, client: httpx.AsyncClient, settings: Settings, key_a: str, tmp_path: Path
 ) -> None:
@@ -26,18 +38,18 @@ async def test_reencrypt_rewrites_with_the_newest_key_and_reports_unreadable_one
     await create_provider(client, team.org_id, team.headers(Role.OWNER), key)
     env = {"DATABASE_URL": settings.database_url, "JWT_SECRET": settings.jwt_secret.get_secret_value()}
 
-    unset = run_cli("providers", "reencrypt", cwd=tmp_path, env=env)
+    unset = await run_beside_the_app("providers", "reencrypt", cwd=tmp_path, env=env)
     assert unset.returncode == 78
     assert "SECRETS_ENCRYPTION_KEYS" in unset.stderr
 
-    stranger = run_cli(
+    stranger = await run_beside_the_app(
         "providers", "reencrypt", cwd=tmp_path, env={**env, "SECRETS_ENCRYPTION_KEYS": generate_key()}
     )
     assert stranger.returncode == 1
     assert "unreadable: provider 'default'" in stranger.stderr
 
     key_b = generate_key()
-    done = run_cli(
+    done = await run_beside_the_app(
         "providers", "reencrypt", cwd=tmp_path, env={**env, "SECRETS_ENCRYPTION_KEYS": f"{key_b},{key_a}"}
     )
     assert done.returncode == 0, done.stderr

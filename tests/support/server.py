@@ -34,6 +34,35 @@ def _cli(*args: str, env: dict[str, str], cwd: Path) -> None:
     subprocess.run([sys.executable, "-m", "agentkeep", *args], env=env, cwd=cwd, check=True, timeout=120)
 
 
+# uvicorn logs this (at INFO) in each worker process once its application has started.
+STARTED_LINE = "Application startup complete."
+
+
+def _wait_until_serving(
+    base_url: str, process: subprocess.Popen[bytes], log_path: Path, workers: int
+) -> None:
+    """Return once the application answers HTTP, and with several workers once every one has
+    started; fail if the server exits or is not up in time.
+
+    Any answer counts: with ALLOWED_HOSTS set, a probe addressed to 127.0.0.1 is refused with
+    400, and that refusal already comes from the started application. The first answer comes
+    from whichever worker started first, so with several the log tells when all have.
+    """
+    deadline = time.monotonic() + 90  # a loaded host can take long to import and start
+    answered = False
+    while time.monotonic() < deadline:
+        if not answered:
+            with contextlib.suppress(httpx.HTTPError):
+                httpx.get(f"{base_url}/health/live", timeout=1)
+                answered = True
+        if answered and (workers == 1 or log_path.read_text(errors="replace").count(STARTED_LINE) >= workers):
+            return
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited: {log_path.read_text()}")
+        time.sleep(0.1)
+    raise RuntimeError(f"server was not up within 90 s: {log_path.read_text()}")
+
+
 @contextlib.contextmanager
 def running_server(
     extra_env: dict[str, str] | None = None,
@@ -52,11 +81,14 @@ def running_server(
         {
             "JWT_SECRET": (extra_env or {}).get("JWT_SECRET", secrets.token_urlsafe(48)),
             "DATABASE_URL": f"sqlite+aiosqlite:///{workdir / 'bench.db'}",
-            "LOG_LEVEL": "WARNING",
+            # With several workers, INFO shows when each has started (see _wait_until_serving).
+            "LOG_LEVEL": "INFO" if workers > 1 else "WARNING",
             "REDIS_KEY_PREFIX": f"agentkeep-proc-{secrets.token_hex(4)}",
         }
     )
     env.update(extra_env or {})
+    if workers > 1 and env["LOG_LEVEL"] not in {"DEBUG", "INFO"}:
+        raise ValueError("with several workers the log level must show each worker's start")
     if migrate:
         _cli("migrate", env=env, cwd=workdir)
     port = free_port()
@@ -71,14 +103,7 @@ def running_server(
         )
         base_url = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 90  # a loaded host can take long to import and start
-            while time.monotonic() < deadline:
-                with contextlib.suppress(httpx.HTTPError):
-                    if httpx.get(f"{base_url}/health/live", timeout=1).status_code == 200:
-                        break
-                if process.poll() is not None:
-                    raise RuntimeError(f"server exited: {log_path.read_text()}")
-                time.sleep(0.1)
+            _wait_until_serving(base_url, process, log_path, workers)
             yield Server(base_url=base_url, log_path=log_path, process=process)
         finally:
             process.terminate()

@@ -94,7 +94,8 @@ def _hash_passwords_at_normal_priority() -> Iterator[None]:
     A deployment lowers its hashing threads' priority so its own event loop comes first. In a
     test run the other processes on the host are parallel test workers, their servers and
     databases: below them, a worker's hashes would wait for everyone else's CPU work, so a
-    test that logs in a few users would take many times longer. No test depends on it.
+    test that logs in a few users would take many times longer. tests/auth/test_passwords.py,
+    which is about that priority, restores it.
     """
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(passwords, "lower_thread_priority", lambda: None)

@@ -7,6 +7,7 @@ import secrets
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import JsonValue
@@ -19,6 +20,7 @@ from agentkeep.runs.contract import EventSink, RunOutcome, RunRequest, Usage
 from agentkeep.runs.models import Run, RunEvent
 from agentkeep.runs.states import EventKind, RunStatus, StopReason
 from agentkeep.tools.context import ToolContext
+from agentkeep.worker import leases
 
 Sessionmaker = async_sessionmaker[AsyncSession]
 LIMITS = {"max_steps": 5, "max_output_tokens": 2000, "timeout_seconds": 60}
@@ -64,6 +66,16 @@ async def make_run(
         session.add(run)
         await session.flush()
         return run.id
+
+
+async def let_lease_lapse(
+    sessionmaker: Sessionmaker, run_id: uuid.UUID, owner: str, max_attempts: int
+) -> None:
+    """Claim the run for `owner` with a 0.1 s lease, then wait until it has expired."""
+    async with sessionmaker() as session, session.begin():
+        now = datetime.now(UTC)
+        await leases.claim(session, run_id, owner, now=now, lease_seconds=0.1, max_attempts=max_attempts)
+    await asyncio.sleep(0.2)
 
 
 async def load_run(sessionmaker: Sessionmaker, run_id: uuid.UUID) -> Run:

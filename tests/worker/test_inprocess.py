@@ -11,7 +11,6 @@ from asgi_lifespan import LifespanManager
 from agentkeep.app import create_app
 from agentkeep.config import Settings
 from agentkeep.runs.states import RunStatus
-from agentkeep.worker import leases
 from agentkeep.worker.driver import RunDriver
 from agentkeep.worker.inprocess import InProcessRunQueue
 from agentkeep.worker.recovery import RecoverySweep
@@ -20,6 +19,7 @@ from tests.worker.helpers import (
     Sessionmaker,
     assert_gap_free,
     events,
+    let_lease_lapse,
     load_run,
     make_run,
     set_run,
@@ -132,9 +132,7 @@ async def test_concurrent_sweepers_recover_each_run_once(
     settings = run_settings(run_max_attempts=3)
     expired = await make_run(sessionmaker, "worker died")
     undispatched = await make_run(sessionmaker, "never sent")
-    async with sessionmaker() as session, session.begin():
-        await leases.claim(session, expired, "dead", now=datetime.now(UTC), lease_seconds=0.1, max_attempts=3)
-    await asyncio.sleep(0.2)
+    await let_lease_lapse(sessionmaker, expired, "dead", max_attempts=3)
     handed: list[object] = []
 
     async def hand_over(run_id: object) -> bool:
@@ -155,9 +153,7 @@ async def test_the_sweep_fails_an_expired_run_out_of_attempts(
     sessionmaker: Sessionmaker, run_settings: Callable[..., Settings]
 ) -> None:
     run_id = await make_run(sessionmaker)
-    async with sessionmaker() as session, session.begin():
-        await leases.claim(session, run_id, "dead", now=datetime.now(UTC), lease_seconds=0.1, max_attempts=1)
-    await asyncio.sleep(0.2)
+    await let_lease_lapse(sessionmaker, run_id, "dead", max_attempts=1)
     handed: list[object] = []
 
     async def hand_over(run_id: object) -> bool:
@@ -177,9 +173,7 @@ async def test_the_sweep_leaves_alone_runs_its_own_process_is_executing(
 ) -> None:
     """A stalled event loop can let a lease lapse; the process knows its own runs are alive."""
     run_id = await make_run(sessionmaker)
-    async with sessionmaker() as session, session.begin():
-        await leases.claim(session, run_id, "me", now=datetime.now(UTC), lease_seconds=0.1, max_attempts=3)
-    await asyncio.sleep(0.2)
+    await let_lease_lapse(sessionmaker, run_id, "me", max_attempts=3)
 
     async def hand_over(run_id: object) -> bool:
         return True

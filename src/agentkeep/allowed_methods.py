@@ -13,7 +13,7 @@ from starlette.routing import compile_path
 
 
 def allowed_methods(app: FastAPI, path: str) -> list[str]:
-    """Every method some route of `app` serves at `path`, sorted (HEAD with GET)."""
+    """Every method some route of `app` serves at `path`, sorted."""
     methods: set[str] = set()
     for context in iter_route_contexts(app.routes):
         route_methods = context.methods

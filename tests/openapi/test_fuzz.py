@@ -8,9 +8,9 @@ runs the examples, coverage, fuzzing and stateful phases (the stateful one over 
 schemathesis infers: create, then read, change and delete what was created). Schemathesis
 4.32.5's pytest plugin (`from_fixture` + `parametrize`) does not run under pytest 9.2.
 
-Bounds, chosen so the run takes about a minute on a loaded 2-core host: at most 10 fuzzed
+Bounds, chosen so the run takes about a minute on a loaded 2-core host: at most 6 fuzzed
 examples per operation (the coverage phase already walks every schema boundary and negative
-variant), 4 on register (each example hashes a password with argon2id), and stateful
+variant), 3 on register (each example hashes a password with argon2id), and stateful
 scenarios of at most 6 steps. Deterministic: a fixed seed, derandomized generation, and no
 example database.
 
@@ -53,7 +53,7 @@ SEMANTIC_RULES = {
 }
 
 
-def fuzz_config(token: str, *, max_examples: int = 10) -> dict[str, Any]:
+def fuzz_config(token: str, *, max_examples: int = 6) -> dict[str, Any]:
     return {
         "seed": SEED,
         "checks": {"enabled": True, "positive_data_acceptance": {"expected-statuses": ACCEPTED}},
@@ -67,7 +67,7 @@ def fuzz_config(token: str, *, max_examples: int = 10) -> dict[str, Any]:
         "auth": {"openapi": {"BearerAuth": {"bearer": token}}},
         "request-timeout": 30,
         "operations": [
-            {"include-path": "/auth/register", "generation": {"max-examples": 4}},
+            {"include-path": "/auth/register", "generation": {"max-examples": 3}},
             *(
                 {
                     "include-method": method,

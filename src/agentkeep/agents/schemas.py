@@ -131,11 +131,11 @@ class AgentLimitsPatch(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    max_steps: int | SkipJsonSchema[None] = Field(default=None, ge=MAX_STEPS[0], le=MAX_STEPS[1], strict=True)
-    max_output_tokens: int | SkipJsonSchema[None] = Field(
+    max_steps: int | None = Field(default=None, ge=MAX_STEPS[0], le=MAX_STEPS[1], strict=True)
+    max_output_tokens: int | None = Field(
         default=None, ge=MAX_OUTPUT_TOKENS[0], le=MAX_OUTPUT_TOKENS[1], strict=True
     )
-    timeout_seconds: int | SkipJsonSchema[None] = Field(
+    timeout_seconds: int | None = Field(
         default=None, ge=TIMEOUT_SECONDS[0], le=TIMEOUT_SECONDS[1], strict=True
     )
 

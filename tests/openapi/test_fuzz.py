@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 import schemathesis
+from schemathesis import BaseSchema
 from schemathesis.engine import Status, events, from_schema
 from schemathesis.specs.openapi.schemas import OpenApiSchema
 
@@ -85,7 +86,7 @@ def load_schema(base_url: str, token: str, **config: Any) -> OpenApiSchema:
     return schemathesis.openapi.from_url(f"{base_url}/openapi.json", config=settings)
 
 
-def failures_of(schema: OpenApiSchema) -> list[str]:
+def failures_of(schema: BaseSchema) -> list[str]:
     """Run every phase; every failed check and every engine error, readable."""
     found: list[str] = []
     for event in from_schema(schema).execute():
@@ -96,14 +97,15 @@ def failures_of(schema: OpenApiSchema) -> list[str]:
                         failure = check.failure_info.failure
                         interaction = event.recorder.interactions.get(case_id)
                         answer = interaction.response if interaction is not None else None
+                        said = f"{answer.status_code} {answer.content[:400]!r}" if answer else "no answer"
                         found.append(
                             f"{failure.operation} [{failure.code}] {failure.title}: {failure.message}\n"
-                            f"    {check.failure_info.code_sample}\n"
-                            f"    -> {answer.status_code if answer else '?'} "
-                            f"{(answer.content or b'')[:400]!r}"
+                            f"    {check.failure_info.code_sample}\n    -> {said}"
                         )
-        elif isinstance(event, events.NonFatalError | events.FatalError):
+        elif isinstance(event, events.NonFatalError):
             found.append(f"error: {event.info}")
+        elif isinstance(event, events.FatalError):
+            found.append(f"fatal: {event.exception!r}")
     return sorted(set(found))
 
 

@@ -22,6 +22,7 @@ from agentkeep.heap import freeze_after
 from agentkeep.observability.metrics import Metrics, MetricsMiddleware
 from agentkeep.observability.middleware import RequestIdMiddleware, UnhandledErrorMiddleware
 from agentkeep.observability.tracing import Tracing
+from agentkeep.openapi import install_openapi
 from agentkeep.profile import relaxed_safeguards
 from agentkeep.ratelimit.limiter import RateLimiter
 from agentkeep.ratelimit.lockout import LoginThrottle
@@ -126,6 +127,7 @@ def create_app(settings: Settings, *, freeze_heap: bool = False) -> FastAPI:
     app.state.trusted_proxies = parse_networks(settings.trusted_proxies)
     install_error_handlers(app)
     mount_routers(app)
+    install_openapi(app)
     # Added innermost first: the request id wraps everything, CORS wraps even a 500.
     app.add_middleware(UnhandledErrorMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)

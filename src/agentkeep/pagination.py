@@ -8,8 +8,9 @@ import json
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import Field
 from sqlalchemy import Select, and_, or_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
@@ -19,6 +20,18 @@ from agentkeep.errors import InvalidInput
 CURSOR_MAX_LENGTH = 512
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
+
+
+# `format: cursor` tells clients (and API fuzzers) that only a `next_cursor` this API
+# returned is valid: an opaque value no schema can describe further.
+CursorParam = Annotated[
+    str,
+    Field(
+        max_length=CURSOR_MAX_LENGTH,
+        json_schema_extra={"format": "cursor"},
+        description="The `next_cursor` of the previous page, unchanged.",
+    ),
+]
 
 
 class InvalidCursor(InvalidInput):

@@ -22,7 +22,7 @@ from agentkeep.agents.service import AgentActor, AgentService, entity_tag
 from agentkeep.audit.service import AuditDep
 from agentkeep.auth.dependencies import Principal
 from agentkeep.db.session import SessionDep
-from agentkeep.idempotency.models import IDEMPOTENCY_KEY_MAX
+from agentkeep.idempotency.models import IDEMPOTENCY_KEY_MAX, IDEMPOTENCY_KEY_PATTERN
 from agentkeep.rbac.dependencies import require
 from agentkeep.rbac.permissions import Permission
 
@@ -36,6 +36,7 @@ IdempotencyKeyHeader = Annotated[
         alias="Idempotency-Key",
         max_length=IDEMPOTENCY_KEY_MAX,
         description="Retry-safe create: the same key and body answer the same agent.",
+        json_schema_extra={"pattern": IDEMPOTENCY_KEY_PATTERN},
     ),
 ]
 IfMatchHeader = Annotated[
@@ -49,6 +50,13 @@ async def get_agent_service(session: SessionDep, audit: AuditDep) -> AgentServic
 
 
 AgentServiceDep = Annotated[AgentService, Depends(get_agent_service)]
+ETAG = {
+    "ETag": {
+        "description": 'The agent\'s version, e.g. `"3"`; send it in If-Match.',
+        "schema": {"type": "string"},
+    }
+}
+LOCATION = {"Location": {"description": "The created agent.", "schema": {"type": "string"}}}
 
 
 def _actor(principal: Principal) -> AgentActor:
@@ -61,7 +69,15 @@ def _read(agent: Agent, response: Response) -> AgentRead:
     return AgentRead.model_validate(agent)
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=AgentRead)
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=AgentRead,
+    responses={
+        201: {"headers": {**ETAG, **LOCATION}},
+        409: {"description": "The name is taken, or the Idempotency-Key was used with another body."},
+    },
+)
 async def create_agent(
     body: AgentCreate,
     principal: AgentsWrite,
@@ -88,7 +104,7 @@ async def list_agents(
     return AgentPage(items=[AgentRead.model_validate(agent) for agent in agents], next_cursor=next_cursor)
 
 
-@router.get("/{agent_id}", response_model=AgentRead)
+@router.get("/{agent_id}", response_model=AgentRead, responses={200: {"headers": ETAG}})
 async def get_agent(
     agent_id: uuid.UUID, principal: AgentsRead, service: AgentServiceDep, response: Response
 ) -> AgentRead:
@@ -96,7 +112,14 @@ async def get_agent(
     return _read(await service.get(_actor(principal), agent_id), response)
 
 
-@router.patch("/{agent_id}", response_model=AgentRead)
+@router.patch(
+    "/{agent_id}",
+    response_model=AgentRead,
+    responses={
+        200: {"headers": ETAG},
+        409: {"description": "The name is taken, or the agent changed concurrently; read it again."},
+    },
+)
 async def update_agent(
     agent_id: uuid.UUID,
     body: AgentUpdate,

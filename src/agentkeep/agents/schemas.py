@@ -16,10 +16,11 @@ from pydantic import (
     StringConstraints,
     model_validator,
 )
+from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 
 from agentkeep.agents.models import AGENT_DESCRIPTION_MAX, AGENT_NAME_MAX, SYSTEM_PROMPT_MAX
-from agentkeep.pagination import CURSOR_MAX_LENGTH, DEFAULT_LIMIT, MAX_LIMIT
+from agentkeep.pagination import DEFAULT_LIMIT, MAX_LIMIT, CursorParam
 from agentkeep.tools.registry import ToolConfig
 
 TEST_MODEL = "test"
@@ -85,7 +86,14 @@ AgentName = Annotated[
 Description = Annotated[str, Field(max_length=AGENT_DESCRIPTION_MAX), AfterValidator(storable)]
 SystemPrompt = Annotated[str, Field(max_length=SYSTEM_PROMPT_MAX), AfterValidator(storable)]
 ModelName = Annotated[
-    str, Field(min_length=1, max_length=len(OPENAI_PREFIX) + OPENAI_MODEL_MAX), AfterValidator(_model)
+    str,
+    Field(
+        min_length=1,
+        max_length=len(OPENAI_PREFIX) + OPENAI_MODEL_MAX,
+        # Documented, not enforced by pydantic: _model explains a mismatch in its own words.
+        json_schema_extra={"pattern": rf"^({TEST_MODEL}|{MODEL_PATTERN.pattern})$"},
+    ),
+    AfterValidator(_model),
 ]
 
 
@@ -166,13 +174,13 @@ class AgentUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: AgentName | None = None
-    description: Description | None = None
-    model: ModelName | None = None
-    system_prompt: SystemPrompt | None = None
-    tools: Tools | None = None
-    limits: AgentLimitsPatch | None = None
-    status: AgentStatus | None = None
+    name: AgentName | SkipJsonSchema[None] = None
+    description: Description | SkipJsonSchema[None] = None
+    model: ModelName | SkipJsonSchema[None] = None
+    system_prompt: SystemPrompt | SkipJsonSchema[None] = None
+    tools: Tools | SkipJsonSchema[None] = None
+    limits: AgentLimitsPatch | SkipJsonSchema[None] = None
+    status: AgentStatus | SkipJsonSchema[None] = None
 
     @model_validator(mode="after")
     def _no_nulls(self) -> Self:
@@ -207,7 +215,7 @@ class AgentListQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     limit: int = Field(default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
-    cursor: str | None = Field(default=None, max_length=CURSOR_MAX_LENGTH)
+    cursor: CursorParam | None = None
     status: AgentStatus | None = None
     name: AgentName | None = Field(default=None, description="Exact name.")
 
@@ -230,4 +238,4 @@ class AgentVersionListQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     limit: int = Field(default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
-    cursor: str | None = Field(default=None, max_length=CURSOR_MAX_LENGTH)
+    cursor: CursorParam | None = None

@@ -10,7 +10,7 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from agentkeep.apikeys.models import API_KEY_NAME_MAX
-from agentkeep.pagination import CURSOR_MAX_LENGTH, DEFAULT_LIMIT, MAX_LIMIT
+from agentkeep.pagination import DEFAULT_LIMIT, MAX_LIMIT, CursorParam
 from agentkeep.rbac.permissions import Permission
 
 MAX_CIDRS = 32
@@ -23,7 +23,11 @@ def _network(value: str) -> str:
         raise ValueError("is not an IP address or CIDR range") from None
 
 
-Cidr = Annotated[str, Field(min_length=2, max_length=49), AfterValidator(_network)]
+Cidr = Annotated[
+    str,
+    Field(min_length=2, max_length=49, json_schema_extra={"format": "cidr"}, examples=["203.0.113.0/24"]),
+    AfterValidator(_network),
+]
 
 
 class ApiKeyCreate(BaseModel):
@@ -63,4 +67,4 @@ class ApiKeyListQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     limit: int = Field(default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
-    cursor: str | None = Field(default=None, max_length=CURSOR_MAX_LENGTH)
+    cursor: CursorParam | None = None

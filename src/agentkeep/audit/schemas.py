@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from agentkeep.audit.actions import ActorType, AuditAction, AuditStatus
-from agentkeep.pagination import CURSOR_MAX_LENGTH, DEFAULT_LIMIT, MAX_LIMIT
+from agentkeep.pagination import DEFAULT_LIMIT, MAX_LIMIT, CursorParam
+
+
+def _rfc3339_only(value: object) -> object:
+    # pydantic reads a bare number as Unix time; the document promises a date-time string.
+    if (isinstance(value, str) and not value[:4].isdigit()) or (isinstance(value, str) and value[4:5] != "-"):
+        raise ValueError("must be an RFC 3339 date-time, e.g. 2025-01-31T00:00:00Z")
+    return value
+
+
+DateTimeParam = Annotated[datetime, BeforeValidator(_rfc3339_only)]
 
 
 class AuditLogRead(BaseModel):
@@ -51,7 +61,7 @@ class AuditLogFilter(BaseModel):
     resource_id: str | None = Field(default=None, max_length=128)
     status: AuditStatus | None = None
     ip_address: str | None = Field(default=None, max_length=45)
-    since: datetime | None = Field(default=None, description="Inclusive lower bound on timestamp")
-    until: datetime | None = Field(default=None, description="Exclusive upper bound on timestamp")
+    since: DateTimeParam | None = Field(default=None, description="Inclusive lower bound on timestamp")
+    until: DateTimeParam | None = Field(default=None, description="Exclusive upper bound on timestamp")
     limit: int = Field(default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
-    cursor: str | None = Field(default=None, max_length=CURSOR_MAX_LENGTH)
+    cursor: CursorParam | None = None

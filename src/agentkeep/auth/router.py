@@ -69,6 +69,10 @@ AUTH_LIMIT = Depends(rate_limit(RuleName.AUTH, report_remaining=True))
     status_code=status.HTTP_201_CREATED,
     response_model=UserRead,
     dependencies=[Public, AUTH_LIMIT],
+    responses={
+        403: {"description": "Self-registration is closed on this server."},
+        409: {"description": "The username or email is already registered."},
+    },
 )
 async def register(body: RegisterRequest, service: AuthServiceDep, context: RequestContextDep) -> UserRead:
     """Create an account (username, email, password); answers the new user."""
@@ -77,7 +81,10 @@ async def register(body: RegisterRequest, service: AuthServiceDep, context: Requ
 
 
 @router.post(
-    "/login", response_model=TokenResponse, dependencies=[Public, AUTH_LIMIT, Depends(require_form_body)]
+    "/login",
+    response_model=TokenResponse,
+    dependencies=[Public, AUTH_LIMIT, Depends(require_form_body)],
+    responses={401: {"description": "Incorrect username or password (or a locked or disabled account)."}},
 )
 async def login(
     form: Annotated[LoginForm, Form()],
@@ -91,7 +98,12 @@ async def login(
     return _token_response(issued, response)
 
 
-@router.post("/refresh", response_model=TokenResponse, dependencies=[Public])
+@router.post(
+    "/refresh",
+    response_model=TokenResponse,
+    dependencies=[Public],
+    responses={401: {"description": "The refresh token is invalid, expired, used or revoked."}},
+)
 async def refresh(
     body: RefreshRequest,
     service: AuthServiceDep,
@@ -123,7 +135,11 @@ async def logout(principal: Authenticated, service: AuthServiceDep) -> None:
     await service.logout(principal.user_id, _session_of(principal))
 
 
-@router.post("/switch-org", response_model=TokenResponse)
+@router.post(
+    "/switch-org",
+    response_model=TokenResponse,
+    responses={404: {"description": "No such organization, or the caller is not a member there."}},
+)
 async def switch_org(
     body: SwitchOrgRequest, principal: Authenticated, service: AuthServiceDep, response: Response
 ) -> TokenResponse:

@@ -12,6 +12,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 from agentkeep.db.base import Base, UUIDPrimaryKey, utcnow
 
 IDEMPOTENCY_KEY_MAX = 255
+# What validate_key accepts, for the OpenAPI document: 1 to 255 printable ASCII characters.
+IDEMPOTENCY_KEY_PATTERN = rf"^[\x20-\x7e]{{1,{IDEMPOTENCY_KEY_MAX}}}$"
 PRINCIPAL_MAX = 64
 SCOPE_MAX = 100
 FINGERPRINT_LENGTH = 64

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, status
 
@@ -40,6 +40,9 @@ async def get_org_service(session: SessionDep, audit: AuditDep) -> OrgService:
 
 
 OrgServiceDep = Annotated[OrgService, Depends(get_org_service)]
+LAST_OWNER: dict[int | str, dict[str, Any]] = {
+    409: {"description": "The organization would lose its last owner."}
+}
 
 
 def _actor(principal: Principal) -> Actor:
@@ -65,7 +68,12 @@ async def list_my_orgs(principal: Authenticated, service: OrgServiceDep) -> MyOr
     )
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=MyOrgRead)
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=MyOrgRead,
+    responses={409: {"description": "The slug is taken."}},
+)
 async def create_org(body: OrgCreate, principal: Authenticated, service: OrgServiceDep) -> MyOrgRead:
     """Create a team organization; the caller becomes its owner (switch to it to act there)."""
     org = await service.create_team(_actor(principal), body.name, body.slug)
@@ -104,7 +112,12 @@ async def list_members(org_id: uuid.UUID, principal: MembersRead, service: OrgSe
     return MemberList(items=[_member(row) for row in rows])
 
 
-@router.post("/{org_id}/members", status_code=status.HTTP_201_CREATED, response_model=MemberRead)
+@router.post(
+    "/{org_id}/members",
+    status_code=status.HTTP_201_CREATED,
+    response_model=MemberRead,
+    responses={409: {"description": "The user is already a member."}},
+)
 async def add_member(
     org_id: uuid.UUID, body: MemberAdd, principal: MembersManage, service: OrgServiceDep
 ) -> MemberRead:
@@ -112,7 +125,7 @@ async def add_member(
     return _member(await service.add_member(_actor(principal), org_id, body.user, body.role))
 
 
-@router.patch("/{org_id}/members/{user_id}", response_model=MemberRead)
+@router.patch("/{org_id}/members/{user_id}", response_model=MemberRead, responses=LAST_OWNER)
 async def change_member_role(
     org_id: uuid.UUID,
     user_id: uuid.UUID,
@@ -124,7 +137,7 @@ async def change_member_role(
     return _member(await service.change_role(_actor(principal), org_id, user_id, body.role))
 
 
-@router.delete("/{org_id}/members/{user_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/{org_id}/members/{user_id}", status_code=status.HTTP_204_NO_CONTENT, responses=LAST_OWNER)
 async def remove_member(
     org_id: uuid.UUID, user_id: uuid.UUID, principal: MembersManage, service: OrgServiceDep
 ) -> None:

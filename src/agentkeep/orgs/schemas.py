@@ -73,7 +73,9 @@ class MemberList(BaseModel):
 
 
 # Fits the BIGINT column.
-TOKEN_BUDGET_MAX = 2**63 - 1
+# 2**53: the largest integer every JSON client reads exactly (a float64 cannot tell 2**63 - 1
+# from 2**63), and far beyond any real monthly budget.
+TOKEN_BUDGET_MAX = 2**53
 
 
 class OrgBudgetUpdate(BaseModel):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 
@@ -45,6 +45,9 @@ async def get_provider_service(
 
 
 ProviderServiceDep = Annotated[ProviderService, Depends(get_provider_service)]
+NAME_TAKEN: dict[int | str, dict[str, Any]] = {
+    409: {"description": "The name is taken in this organization."}
+}
 
 
 def _actor(principal: Principal) -> ProviderActor:
@@ -67,7 +70,7 @@ def _read(service: ProviderService, provider: Provider) -> ProviderRead:
     )
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=ProviderRead)
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=ProviderRead, responses=NAME_TAKEN)
 async def create_provider(
     org_id: uuid.UUID,
     body: ProviderCreate,

@@ -10,9 +10,9 @@ from ipaddress import ip_address
 from typing import Annotated, Literal
 
 import httpx
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr
 
-from agentkeep.pagination import CURSOR_MAX_LENGTH, DEFAULT_LIMIT, MAX_LIMIT
+from agentkeep.pagination import DEFAULT_LIMIT, MAX_LIMIT, CursorParam
 from agentkeep.providers.models import API_KEY_MAX, BASE_URL_MAX, PROVIDER_NAME_MAX
 from agentkeep.tools.netguard import METADATA_HOSTNAMES, normalise_host, refusal_reason
 
@@ -75,17 +75,9 @@ class ProviderUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     base_url: BaseUrl | None = None
-    api_key: ApiKey | None = None
-
-    @model_validator(mode="after")
-    def _key_follows_url(self) -> ProviderUpdate:
-        if self.base_url is None and self.api_key is None:
-            raise ValueError("give base_url, api_key or both")
-        # The stored key must never be sent somewhere its writer did not choose: whoever
-        # points the provider at a new URL supplies the key for that URL.
-        if self.base_url is not None and self.api_key is None:
-            raise ValueError("changing base_url requires api_key too (the stored key is not moved)")
-        return self
+    # Always required: the stored key must never be sent somewhere its writer did not
+    # choose, so whoever points the provider at a new URL supplies the key for that URL.
+    api_key: ApiKey
 
 
 class KeyStatus(StrEnum):
@@ -117,4 +109,4 @@ class ProviderListQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     limit: int = Field(default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
-    cursor: str | None = Field(default=None, max_length=CURSOR_MAX_LENGTH)
+    cursor: CursorParam | None = None

@@ -18,6 +18,7 @@ from agentkeep.auth.dependencies import Principal, get_current_principal
 from agentkeep.db.session import SessionDep, get_sessionmaker
 from agentkeep.dependencies import SettingsDep
 from agentkeep.errors import InvalidInput
+from agentkeep.idempotency.models import IDEMPOTENCY_KEY_PATTERN
 from agentkeep.ratelimit.dependency import principal_key, rate_limit
 from agentkeep.ratelimit.errors import RateLimitDecision
 from agentkeep.ratelimit.rules import RuleName
@@ -39,6 +40,7 @@ RunsLimit = Annotated[
     RateLimitDecision,
     Depends(rate_limit(RuleName.RUNS, key=principal_key(get_current_principal, "limit_key"))),
 ]
+LOCATION = {"Location": {"description": "The run, to follow.", "schema": {"type": "string"}}}
 # Event numbers are 32-bit integers in the database.
 MAX_EVENT_SEQ = 2**31 - 1
 
@@ -60,7 +62,16 @@ def _located(response: Response, run: RunRead) -> RunRead:
     return run
 
 
-@router.post("/agents/{agent_id}/runs", status_code=status.HTTP_202_ACCEPTED, response_model=RunRead)
+@router.post(
+    "/agents/{agent_id}/runs",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=RunRead,
+    responses={
+        202: {"headers": LOCATION},
+        409: {"description": "The agent is disabled, or the Idempotency-Key was used with another body."},
+        429: {"description": "A rate limit or the organization's monthly token budget is reached."},
+    },
+)
 async def create_run(
     agent_id: uuid.UUID,
     body: RunCreate,
@@ -69,7 +80,9 @@ async def create_run(
     service: RunServiceDep,
     queue: RunQueueDep,
     response: Response,
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+    idempotency_key: Annotated[
+        str | None, Header(alias="Idempotency-Key", json_schema_extra={"pattern": IDEMPOTENCY_KEY_PATTERN})
+    ] = None,
 ) -> RunRead:
     """Queue a run of the agent's current version on `input`; follow it at `Location`.
     With an `Idempotency-Key`, a retry of the same request answers the same run."""
@@ -97,7 +110,12 @@ async def get_run(run_id: uuid.UUID, principal: RunsReader, service: RunServiceD
     return RunRead.from_run(await service.get(_actor(principal), run_id))
 
 
-@router.post("/runs/{run_id}/cancel", status_code=status.HTTP_202_ACCEPTED, response_model=RunRead)
+@router.post(
+    "/runs/{run_id}/cancel",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=RunRead,
+    responses={202: {"headers": LOCATION}, 409: {"description": "The run has already finished."}},
+)
 async def cancel_run(
     run_id: uuid.UUID, principal: RunsCanceller, service: RunServiceDep, response: Response
 ) -> RunRead:

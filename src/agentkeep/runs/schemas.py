@@ -7,7 +7,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agentkeep.pagination import CURSOR_MAX_LENGTH, DEFAULT_LIMIT, MAX_LIMIT
+from agentkeep.pagination import DEFAULT_LIMIT, MAX_LIMIT, CursorParam
 from agentkeep.runs.models import RUN_INPUT_MAX, Run
 from agentkeep.runs.states import RunStatus, StopReason
 
@@ -75,4 +75,4 @@ class RunListQuery(BaseModel):
     agent_id: uuid.UUID | None = None
     status: RunStatus | None = None
     limit: int = Field(default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
-    cursor: str | None = Field(default=None, max_length=CURSOR_MAX_LENGTH)
+    cursor: CursorParam | None = None

@@ -182,7 +182,7 @@ class RunService:
             run = await self.repository.reload(run)
             if RunStatus(run.status) in TERMINAL_STATUSES:
                 raise RunAlreadyFinished(
-                    f"This run has already finished ({run.status}).", extra={"status": run.status}
+                    f"This run has already finished ({run.status}).", extra={"run_status": run.status}
                 )
             return run  # running, and its cancellation was already requested
         await self.audit.record(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 
@@ -23,6 +23,9 @@ async def get_user_admin_service(
 
 
 UserAdminDep = Annotated[UserAdminService, Depends(get_user_admin_service)]
+SELF_LOCKOUT: dict[int | str, dict[str, Any]] = {
+    409: {"description": "An administrator cannot lock themself out."}
+}
 
 
 @router.get("", response_model=UserPage)
@@ -34,7 +37,7 @@ async def list_users(
     return UserPage(items=[UserRead.model_validate(user) for user in users], next_cursor=next_cursor)
 
 
-@router.post("/{user_id}/disable", response_model=UserRead)
+@router.post("/{user_id}/disable", response_model=UserRead, responses=SELF_LOCKOUT)
 async def disable_user(user_id: uuid.UUID, admin: SuperuserPrincipal, service: UserAdminDep) -> UserRead:
     """Disable an account: it cannot log in, and every session and API key of it stops now."""
     return UserRead.model_validate(await service.set_active(admin.user_id, user_id, active=False))
@@ -46,7 +49,7 @@ async def enable_user(user_id: uuid.UUID, admin: SuperuserPrincipal, service: Us
     return UserRead.model_validate(await service.set_active(admin.user_id, user_id, active=True))
 
 
-@router.post("/{user_id}/superuser", response_model=UserRead)
+@router.post("/{user_id}/superuser", response_model=UserRead, responses=SELF_LOCKOUT)
 async def set_superuser(
     user_id: uuid.UUID, body: SuperuserUpdate, admin: SuperuserPrincipal, service: UserAdminDep
 ) -> UserRead:

@@ -1,0 +1,149 @@
+"""The served /openapi.json documents every error each operation can answer.
+
+The expectations are written by hand from the documented API (README, docs/SECURITY.md,
+docs/ARCHITECTURE.md), not read from the module that completes the document.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+PROBLEM = {"$ref": "#/components/schemas/Problem"}
+VALIDATION_PROBLEM = {"$ref": "#/components/schemas/ValidationProblem"}
+SUCCESS = {"200", "201", "202", "204"}
+
+# operation -> (every status it can answer, its security alternatives, its permission note)
+EXPECTED: dict[tuple[str, str], tuple[set[str], list[str], str]] = {
+    # Public, form body, per-IP limit; wrong credentials are 401.
+    ("post", "/auth/login"): (
+        {"200", "400", "401", "413", "422", "429", "503"},
+        [],
+        "No authentication.",
+    ),
+    # Public JSON body, per-IP limit; registration may be closed (403); a taken name (409).
+    ("post", "/auth/register"): (
+        {"201", "400", "403", "409", "413", "422", "429", "503"},
+        [],
+        "No authentication.",
+    ),
+    # Permission route with a path id, a body and If-Match.
+    ("patch", "/api/agents/{agent_id}"): (
+        {"200", "400", "401", "403", "404", "409", "412", "413", "422", "429", "503"},
+        ["BearerAuth", "ApiKeyAuth"],
+        "Requires permission `agents:write`.",
+    ),
+    # Permission route with an Idempotency-Key and a body, no path id.
+    ("post", "/api/agents"): (
+        {"201", "400", "401", "403", "409", "413", "422", "429", "503"},
+        ["BearerAuth", "ApiKeyAuth"],
+        "Requires permission `agents:write`.",
+    ),
+    # A list: query parameters only.
+    ("get", "/api/runs"): (
+        {"200", "401", "403", "422", "429", "503"},
+        ["BearerAuth", "ApiKeyAuth"],
+        "Requires permission `runs:read`.",
+    ),
+    # A login session only (API keys refused with 403), no parameters.
+    ("get", "/auth/me"): ({"200", "401", "403", "429", "503"}, ["BearerAuth"], "login session"),
+    # Administrators only.
+    ("post", "/api/users/{user_id}/disable"): (
+        {"200", "401", "403", "404", "409", "422", "429", "503"},
+        ["BearerAuth"],
+        "administrator",
+    ),
+    # Liveness touches nothing: it answers 200 only.
+    ("get", "/health/live"): ({"200"}, [], "No authentication."),
+}
+
+
+@pytest.fixture
+async def document(client: httpx.AsyncClient) -> dict[str, Any]:
+    answer = await client.get("/openapi.json")
+    assert answer.status_code == 200
+    body: dict[str, Any] = answer.json()
+    return body
+
+
+def _operations(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    methods = {"get", "post", "put", "patch", "delete"}
+    return [
+        (method, path, operation)
+        for path, item in document["paths"].items()
+        for method, operation in item.items()
+        if method in methods
+    ]
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+@pytest.mark.parametrize(("method", "path"), sorted(EXPECTED))
+async def test_representative_operations_list_every_answer(
+    document: dict[str, Any], method: str, path: str
+) -> None:
+    statuses, security, note = EXPECTED[(method, path)]
+    operation = document["paths"][path][method]
+    assert set(operation["responses"]) == statuses
+    for status in statuses - SUCCESS:
+        content = operation["responses"][status]["content"]
+        expected = VALIDATION_PROBLEM if status == "422" else PROBLEM
+        assert content == {"application/problem+json": {"schema": expected}}, status
+    assert [name for requirement in operation.get("security", []) for name in requirement] == security
+    assert note in operation["description"]
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_every_operation_documents_its_errors_as_problems(document: dict[str, Any]) -> None:
+    for method, path, operation in _operations(document):
+        responses = operation["responses"]
+        secured = bool(operation.get("security"))
+        label = f"{method.upper()} {path}"
+        if secured:
+            assert {"401", "403", "429"} <= set(responses), label
+            assert "Requires " in operation["description"], label
+        if "{" in path:
+            assert "404" in responses, label
+        if "requestBody" in operation:
+            assert {"400", "413", "422"} <= set(responses), label
+        if operation.get("parameters"):
+            assert "422" in responses, label
+        if "429" in responses:
+            assert responses["429"]["headers"]["Retry-After"]["required"] is True, label
+        for status, response in responses.items():
+            if int(status) >= 400 and path not in ("/health", "/health/ready"):
+                assert set(response["content"]) == {"application/problem+json"}, (label, status)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_problem_schemas_and_security_schemes_are_declared(document: dict[str, Any]) -> None:
+    components = document["components"]
+    problem = components["schemas"]["Problem"]
+    assert set(problem["required"]) == {"type", "title", "status", "detail", "request_id"}
+    validation = components["schemas"]["ValidationProblem"]
+    assert PROBLEM in validation["allOf"]
+    assert "HTTPValidationError" not in components["schemas"]
+    schemes = components["securitySchemes"]
+    assert schemes["BearerAuth"] == {**schemes["BearerAuth"], "type": "http", "scheme": "bearer"}
+    assert schemes["ApiKeyAuth"] == {
+        **schemes["ApiKeyAuth"],
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-API-Key",
+    }
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_an_error_answer_matches_its_documented_media_type(client: httpx.AsyncClient) -> None:
+    answer = await client.get("/auth/me")
+    assert answer.status_code == 401
+    assert answer.headers["content-type"] == "application/problem+json"
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_method_not_allowed_lists_every_method_of_the_path(client: httpx.AsyncClient) -> None:
+    """RFC 9110: Allow names every method the resource supports, not those of one route."""
+    answer = await client.request("PUT", "/api/agents/00000000-0000-0000-0000-000000000000")
+    assert answer.status_code == 405
+    assert {m.strip() for m in answer.headers["allow"].split(",")} == {"GET", "PATCH", "DELETE"}

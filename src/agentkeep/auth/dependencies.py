@@ -20,6 +20,7 @@ from agentkeep.context import request_context
 from agentkeep.db.session import SessionDep
 from agentkeep.dependencies import SettingsDep
 from agentkeep.ratelimit.dependency import enforce_principal_limit
+from agentkeep.rbac.grants import Grantor
 from agentkeep.rbac.permissions import Permission, Role, permissions_of
 from agentkeep.security.passwords import PasswordHasher
 from agentkeep.security.tokens import TokenCodec
@@ -52,12 +53,24 @@ class Principal:
 
     @property
     def permissions(self) -> frozenset[Permission]:
-        """Role permissions, intersected with the key's scopes for an API key."""
+        """Role permissions, intersected with the key's scopes for an API key. For a key,
+        `role` is its creator's role read on this request, so demoting the creator narrows
+        the key at once."""
         granted = permissions_of(self.role) if self.role is not None else frozenset()
         return granted & self.scopes if self.scopes is not None else granted
 
     def can(self, permission: Permission) -> bool:
         return permission in self.permissions
+
+    @property
+    def grantor(self) -> Grantor:
+        """The caller as the grant rule sees it (rbac.grants): what it effectively holds."""
+        return Grantor(
+            user_id=self.user_id,
+            org_id=self.org_id,
+            permissions=self.permissions,
+            api_key_id=self.api_key_id,
+        )
 
     @property
     def limit_key(self) -> str:

@@ -1,0 +1,103 @@
+"""The grant rule: nobody hands out power they do not hold.
+
+Every path that gives or takes power (adding a member with a role, changing a role, removing a
+member, creating an API key with scopes) goes through `GrantGuard`, which compares what the
+change confers with what the acting principal effectively holds now:
+
+- a user: the permissions of their role in the organization they act in;
+- an API key: its scopes intersected with its creator's current role there.
+
+Granting a role or scope is allowed only when every permission it confers is held. Acting on
+a member (changing their role, removing them) is allowed only when every permission of their
+current role is held too, so an admin cannot demote or remove an owner, and a key scoped to
+`members:manage` alone can neither add nor remove anyone. A refusal is a 403
+`privilege-escalation` problem and a `privilege_escalation_denied` audit record.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from agentkeep.audit.actions import ActorType, AuditAction, AuditStatus
+from agentkeep.audit.service import AuditService
+from agentkeep.errors import Forbidden
+from agentkeep.rbac.permissions import Permission, Role, permissions_of
+
+
+class PrivilegeEscalation(Forbidden):
+    type_slug = "privilege-escalation"
+    title = "You cannot grant or take away permissions you do not hold"
+
+
+@dataclass(frozen=True, slots=True)
+class Grantor:
+    """Who grants, in which organization, holding which permissions right now."""
+
+    user_id: uuid.UUID
+    org_id: uuid.UUID | None
+    permissions: frozenset[Permission]
+    api_key_id: uuid.UUID | None = None
+
+    @property
+    def actor_type(self) -> ActorType:
+        return ActorType.API_KEY if self.api_key_id is not None else ActorType.USER
+
+
+def missing_permissions(holder: frozenset[Permission], conferred: Iterable[Permission]) -> list[str]:
+    """The conferred permissions the holder lacks, sorted (empty: the grant is allowed)."""
+    return sorted(permission.value for permission in set(conferred) - holder)
+
+
+class GrantGuard:
+    """Checks one grant at a time against the rule above; refusals are audited, then raised."""
+
+    def __init__(self, audit: AuditService) -> None:
+        self.audit = audit
+
+    def grant_role(self, grantor: Grantor, role: Role, *, resource_id: uuid.UUID | None) -> None:
+        """Giving `role` to someone (a new member, or a role change's new role)."""
+        self._check(grantor, permissions_of(role), "grant_role", role.value, "membership", resource_id)
+
+    def act_on_member(self, grantor: Grantor, role: Role, *, resource_id: uuid.UUID) -> None:
+        """Demoting, changing or removing a member who holds `role` now."""
+        self._check(grantor, permissions_of(role), "act_on_member", role.value, "membership", resource_id)
+
+    def grant_scopes(self, grantor: Grantor, scopes: Iterable[Permission]) -> None:
+        """Creating an API key with `scopes`."""
+        requested = frozenset(scopes)
+        target = ",".join(sorted(scope.value for scope in requested))
+        self._check(grantor, requested, "grant_scopes", target, "api_key", None)
+
+    def _check(
+        self,
+        grantor: Grantor,
+        conferred: frozenset[Permission],
+        attempt: str,
+        target: str,
+        resource_type: str,
+        resource_id: uuid.UUID | None,
+    ) -> None:
+        missing = missing_permissions(grantor.permissions, conferred)
+        if not missing:
+            return
+        self.audit.failure(
+            AuditAction.PRIVILEGE_ESCALATION_DENIED,
+            user_id=grantor.user_id,
+            org_id=grantor.org_id,
+            actor_type=grantor.actor_type,
+            status=AuditStatus.DENIED,
+            resource_type=resource_type,
+            resource_id=resource_id,
+            details={
+                "attempt": attempt,
+                "target": target,
+                "missing": missing,
+                "api_key_id": str(grantor.api_key_id) if grantor.api_key_id else None,
+            },
+        )
+        raise PrivilegeEscalation(
+            "This would grant or take away permissions you do not hold: " + ", ".join(missing) + ".",
+            extra={"missing_permissions": missing},
+        )

@@ -126,7 +126,9 @@ async def test_revocation_stops_the_key_at_once_and_is_audited(
 
 async def test_the_creators_current_role_is_the_second_gate(client: httpx.AsyncClient) -> None:
     team = await make_team(client)
-    key = await create_key(client, team.headers(Role.ADMIN), ["members:read", "members:manage"])
+    # The viewer role's permissions and members:manage: enough to invite a viewer.
+    scopes = ["agents:read", "runs:read", "usage:read", "members:read", "members:manage"]
+    key = await create_key(client, team.headers(Role.ADMIN), scopes)
     admin_path = f"{_members(team)}/{team.user_ids[Role.ADMIN]}"
     invite = {"user": team.users[Role.MEMBER], "role": "viewer"}
     assert (await client.post(_members(team), json=invite, headers=key_header(key))).status_code == 409

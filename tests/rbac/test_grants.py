@@ -9,6 +9,7 @@ its scopes intersected with its creator's current role.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -135,7 +136,7 @@ async def test_adding_a_member_grants_only_roles_the_grantor_holds(
         "api_key" if grantor.startswith("key:") else "user" for grantor, _ in denied
     ]
     assert all(row.org_id is not None and str(row.org_id) == grantors.team.org_id for row in refusals)
-    assert refusals[1].details["missing"] == sorted(set(EVERYTHING) - {"members:manage"})
+    assert refusals[1].details["missing_permissions"] == sorted(set(EVERYTHING) - {"members:manage"})
 
 
 # (grantor, the member's role now, the role asked for, allowed)
@@ -322,3 +323,41 @@ async def test_superuser_rights_come_only_from_a_superusers_login_session(
     granted = await client.post(grant, json=body, headers=root)
     assert granted.status_code == 200
     assert granted.json()["is_superuser"] is True
+
+
+async def test_a_key_cannot_mint_a_key_that_outlives_or_outreaches_it(client: httpx.AsyncClient) -> None:
+    team = await make_team(client)
+    day = datetime.now(UTC) + timedelta(days=1)
+    # The test client's address is 127.0.0.1.
+    parent = await create_key(
+        client,
+        team.headers(Role.OWNER),
+        ["apikeys:manage", "agents:read"],
+        expires_at=day.isoformat(),
+        allowed_cidrs=["127.0.0.0/8"],
+    )
+    headers = key_header(parent)
+
+    async def mint(**limits: Any) -> httpx.Response:
+        body = {"name": "child", "scopes": ["agents:read"], **limits}
+        return await client.post("/api/api-keys", json=body, headers=headers)
+
+    inherited = await mint()
+    assert inherited.status_code == 201, inherited.text
+    assert inherited.json()["expires_at"] == parent["expires_at"]
+    assert inherited.json()["allowed_cidrs"] == ["127.0.0.0/8"]
+    narrower = await mint(expires_at=(day - timedelta(hours=1)).isoformat(), allowed_cidrs=["127.0.0.1"])
+    assert narrower.status_code == 201, narrower.text
+    assert narrower.json()["allowed_cidrs"] == ["127.0.0.1/32"]
+    for limits, exceeded in (
+        ({"expires_at": (day + timedelta(days=1)).isoformat()}, ["expires_at"]),
+        ({"allowed_cidrs": ["0.0.0.0/0"]}, ["allowed_cidrs"]),
+        ({"allowed_cidrs": ["127.0.0.1", "::1"]}, ["allowed_cidrs"]),
+    ):
+        refused = await mint(**limits)
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["type"] == ESCALATION
+        assert refused.json()["exceeded_key_limits"] == exceeded
+    unbounded = await create_key(client, team.headers(Role.OWNER), ["agents:read"])
+    assert unbounded["expires_at"] is None
+    assert unbounded["allowed_cidrs"] is None

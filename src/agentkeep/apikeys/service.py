@@ -18,7 +18,7 @@ from agentkeep.audit.actions import AuditAction
 from agentkeep.audit.service import AuditService
 from agentkeep.auth.errors import InvalidAccessToken
 from agentkeep.errors import InvalidInput, NotFound
-from agentkeep.rbac.grants import GrantGuard, Grantor
+from agentkeep.rbac.grants import GrantGuard, Grantor, KeyLimits
 from agentkeep.rbac.permissions import Permission, Role
 from agentkeep.users.models import User
 
@@ -37,6 +37,7 @@ class AuthenticatedKey:
     creator: User
     creator_role: Role | None
     scopes: frozenset[Permission]
+    limits: KeyLimits
 
 
 def _ip_allowed(ip: str | None, cidrs: list[str] | None) -> bool:
@@ -69,12 +70,14 @@ class ApiKeyService:
     ) -> tuple[ApiKey, str]:
         assert self.audit is not None
         assert creator.org_id is not None
-        GrantGuard(self.audit).grant_scopes(creator, scopes)
+        grants = GrantGuard(self.audit)
+        grants.grant_scopes(creator, scopes)
         now = datetime.now(UTC)
         if expires_at is not None:
             expires_at = expires_at if expires_at.tzinfo else expires_at.replace(tzinfo=UTC)
             if expires_at <= now:
                 raise InvalidInput("expires_at must be in the future.")
+        expires_at, allowed_cidrs = grants.bound_key_limits(creator, expires_at, allowed_cidrs)
         secret = new_api_key()
         key = ApiKey(
             id=uuid.uuid4(),
@@ -147,5 +150,9 @@ class ApiKeyService:
             creator_role=Role(state.creator_role),
             scopes=frozenset(
                 Permission(scope) for scope in key.scopes if scope in Permission._value2member_map_
+            ),
+            limits=KeyLimits(
+                expires_at=key.expires_at,
+                allowed_cidrs=tuple(key.allowed_cidrs) if key.allowed_cidrs else None,
             ),
         )

@@ -20,7 +20,7 @@ from agentkeep.context import request_context
 from agentkeep.db.session import SessionDep
 from agentkeep.dependencies import SettingsDep
 from agentkeep.ratelimit.dependency import enforce_principal_limit
-from agentkeep.rbac.grants import Grantor
+from agentkeep.rbac.grants import Grantor, KeyLimits
 from agentkeep.rbac.permissions import Permission, Role, permissions_of
 from agentkeep.security.passwords import PasswordHasher
 from agentkeep.security.tokens import TokenCodec
@@ -46,6 +46,7 @@ class Principal:
     # API keys only: the key and the permissions it was granted (a subset of its creator's).
     api_key_id: uuid.UUID | None = None
     scopes: frozenset[Permission] | None = None
+    key_limits: KeyLimits | None = None
 
     @property
     def is_superuser(self) -> bool:
@@ -70,6 +71,7 @@ class Principal:
             org_id=self.org_id,
             permissions=self.permissions,
             api_key_id=self.api_key_id,
+            key_limits=self.key_limits,
         )
 
     @property
@@ -129,6 +131,7 @@ async def _api_key_principal(request: Request, session: AsyncSession, raw: str, 
         kind="api_key",
         api_key_id=found.key_id,
         scopes=found.scopes,
+        key_limits=found.limits,
     )
 
 

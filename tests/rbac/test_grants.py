@@ -14,11 +14,11 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI
-from sqlalchemy import text
 
 from agentkeep.rbac.permissions import Role
 from tests.auth.helpers import bearer, register
 from tests.orgs.helpers import Team, create_key, key_header, login_in, make_team
+from tests.rbac.world import make_superuser
 from tests.runs.seeding import audit_rows
 
 ESCALATION = "urn:agentkeep:problem:privilege-escalation"
@@ -306,10 +306,7 @@ async def test_superuser_rights_come_only_from_a_superusers_login_session(
     team = await make_team(client)
     target_id, _ = await _new_user(client, "hopeful")
     await _new_user(client, "root")
-    async with app.state.sessionmaker() as session, session.begin():
-        await session.execute(
-            text("UPDATE users SET is_superuser = :yes WHERE username = 'root'"), {"yes": True}
-        )
+    await make_superuser(app, "root")
     root = bearer((await login_in(client, "root"))["access_token"])
     # Keys made by a superuser (in their personal organization, every scope) and by an owner.
     root_key = key_header(await create_key(client, root, EVERYTHING))

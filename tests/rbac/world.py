@@ -114,6 +114,13 @@ class World:
         return str((await login_in(self.http, self.spare["username"]))["refresh_token"])
 
 
+async def make_superuser(app: FastAPI, username: str) -> None:
+    """Instance administrators are made by `agentkeep create-admin`, never over HTTP."""
+    async with app.state.sessionmaker() as session, session.begin():
+        statement = text("UPDATE users SET is_superuser = :yes WHERE username = :name")
+        await session.execute(statement, {"yes": True, "name": username})
+
+
 async def _user_in_own_org(http: httpx.AsyncClient, username: str) -> Caller:
     created = await register(http, username)
     assert created.status_code == 201, created.text
@@ -126,10 +133,7 @@ async def build_world(app: FastAPI, http: httpx.AsyncClient) -> World:
     callers = [Caller(role.value, "role", team.headers(role), team.users[role], team.slug) for role in Role]
     callers.append(await _user_in_own_org(http, "oscar"))
     await register(http, "root")
-    async with app.state.sessionmaker() as session, session.begin():
-        await session.execute(
-            text("UPDATE users SET is_superuser = :yes WHERE username = 'root'"), {"yes": True}
-        )
+    await make_superuser(app, "root")
     root_tokens = await login_in(http, "root")
     callers.append(Caller("superuser", "superuser", bearer(root_tokens["access_token"]), "root"))
     callers.append(Caller("anonymous", "anonymous", {}))

@@ -65,6 +65,7 @@ def _within(network: str, fences: tuple[str, ...]) -> bool:
     inner = ipaddress.ip_network(network, strict=False)
     for fence in fences:
         outer = ipaddress.ip_network(fence, strict=False)
+        # mypy cannot see that equal versions make the two network types match.
         if inner.version == outer.version and inner.subnet_of(outer):  # type: ignore[arg-type]
             return True
     return False

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query, Response, status
 
 from agentkeep.apikeys.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyListQuery, ApiKeyPage, ApiKeyRead
 from agentkeep.apikeys.secret import ApiKeyHasher
-from agentkeep.apikeys.service import ApiKeyService, KeyCreator
+from agentkeep.apikeys.service import ApiKeyService
 from agentkeep.audit.service import AuditDep
 from agentkeep.auth.dependencies import Principal, get_api_key_hasher
 from agentkeep.db.session import SessionDep
@@ -30,23 +30,13 @@ async def get_api_key_service(
 ApiKeyServiceDep = Annotated[ApiKeyService, Depends(get_api_key_service)]
 
 
-def _creator(principal: Principal) -> KeyCreator:
-    assert principal.org_id is not None  # require(...) passed: the caller is a member there
-    return KeyCreator(
-        user_id=principal.user_id,
-        org_id=principal.org_id,
-        permissions=principal.permissions,
-        via_api_key=principal.kind == "api_key",
-    )
-
-
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=ApiKeyCreated)
 async def create_api_key(
     body: ApiKeyCreate, principal: KeysManager, service: ApiKeyServiceDep, response: Response
 ) -> ApiKeyCreated:
-    """Create a key for the current organization; the secret is in this response only."""
+    """Create a key for the current organization with scopes you hold; the secret is shown once."""
     key, secret = await service.create(
-        _creator(principal), body.name, body.scopes, body.expires_at, body.allowed_cidrs
+        principal.grantor, body.name, body.scopes, body.expires_at, body.allowed_cidrs
     )
     response.headers["Cache-Control"] = "no-store"
     return ApiKeyCreated(**ApiKeyRead.model_validate(key).model_dump(), key=secret)
@@ -58,11 +48,12 @@ async def list_api_keys(
 ) -> ApiKeyPage:
     """The current organization's keys, newest first, cursor-paginated (prefix, scopes,
     dates; never the secret or its hash)."""
-    keys, next_cursor = await service.page(_creator(principal).org_id, query.limit, query.cursor)
+    assert principal.org_id is not None  # require(...) passed: the caller is a member there
+    keys, next_cursor = await service.page(principal.org_id, query.limit, query.cursor)
     return ApiKeyPage(items=[ApiKeyRead.model_validate(key) for key in keys], next_cursor=next_cursor)
 
 
 @router.delete("/{key_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def revoke_api_key(key_id: uuid.UUID, principal: KeysManager, service: ApiKeyServiceDep) -> None:
     """Revoke a key of the current organization: it stops working on the next request."""
-    await service.revoke(_creator(principal), key_id)
+    await service.revoke(principal.grantor, key_id)

@@ -1,5 +1,6 @@
-"""API key rules: create (scopes within the creator's permissions), list, revoke, and the
-two-gate authentication of every request that presents a key. Never commits."""
+"""API key rules: create (scopes within what the creator effectively holds, rbac.grants),
+list, revoke, and the two-gate authentication of every request that presents a key. Never
+commits."""
 
 from __future__ import annotations
 
@@ -13,10 +14,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from agentkeep.apikeys.models import ApiKey
 from agentkeep.apikeys.repository import ApiKeyRepository
 from agentkeep.apikeys.secret import ApiKeyHasher, display_prefix, is_well_formed, new_api_key
-from agentkeep.audit.actions import ActorType, AuditAction
+from agentkeep.audit.actions import AuditAction
 from agentkeep.audit.service import AuditService
 from agentkeep.auth.errors import InvalidAccessToken
 from agentkeep.errors import InvalidInput, NotFound
+from agentkeep.rbac.grants import GrantGuard, Grantor, KeyLimits
 from agentkeep.rbac.permissions import Permission, Role
 from agentkeep.users.models import User
 
@@ -29,20 +31,13 @@ class ApiKeyNotFound(NotFound):
 
 
 @dataclass(frozen=True, slots=True)
-class KeyCreator:
-    user_id: uuid.UUID
-    org_id: uuid.UUID
-    permissions: frozenset[Permission]
-    via_api_key: bool
-
-
-@dataclass(frozen=True, slots=True)
 class AuthenticatedKey:
     key_id: uuid.UUID
     org_id: uuid.UUID
     creator: User
     creator_role: Role | None
     scopes: frozenset[Permission]
+    limits: KeyLimits
 
 
 def _ip_allowed(ip: str | None, cidrs: list[str] | None) -> bool:
@@ -67,23 +62,22 @@ class ApiKeyService:
 
     async def create(
         self,
-        creator: KeyCreator,
+        creator: Grantor,
         name: str,
         scopes: list[Permission],
         expires_at: datetime | None,
         allowed_cidrs: list[str] | None,
     ) -> tuple[ApiKey, str]:
-        extra = sorted(set(scopes) - creator.permissions)
-        if extra:
-            raise InvalidInput(
-                "Scopes must be a subset of your current permissions; not granted: " + ", ".join(extra) + ".",
-                extra={"extra_scopes": extra},
-            )
+        assert self.audit is not None
+        assert creator.org_id is not None
+        grants = GrantGuard(self.audit)
+        grants.grant_scopes(creator, scopes)
         now = datetime.now(UTC)
         if expires_at is not None:
             expires_at = expires_at if expires_at.tzinfo else expires_at.replace(tzinfo=UTC)
             if expires_at <= now:
                 raise InvalidInput("expires_at must be in the future.")
+        expires_at, allowed_cidrs = grants.bound_key_limits(creator, expires_at, allowed_cidrs)
         secret = new_api_key()
         key = ApiKey(
             id=uuid.uuid4(),
@@ -106,7 +100,8 @@ class ApiKeyService:
     ) -> tuple[list[ApiKey], str | None]:
         return await self.repository.page_in_org(org_id, limit, cursor)
 
-    async def revoke(self, actor: KeyCreator, key_id: uuid.UUID) -> None:
+    async def revoke(self, actor: Grantor, key_id: uuid.UUID) -> None:
+        assert actor.org_id is not None
         key = await self.repository.get_in_org(actor.org_id, key_id)
         if key is None:
             raise ApiKeyNotFound("No such API key.")
@@ -115,13 +110,13 @@ class ApiKeyService:
         key.revoked_at = datetime.now(UTC)
         await self._record(AuditAction.API_KEY_REVOKED, actor, key)
 
-    async def _record(self, action: AuditAction, actor: KeyCreator, key: ApiKey) -> None:
+    async def _record(self, action: AuditAction, actor: Grantor, key: ApiKey) -> None:
         assert self.audit is not None
         await self.audit.record(
             action,
             user_id=actor.user_id,
             org_id=actor.org_id,
-            actor_type=ActorType.API_KEY if actor.via_api_key else ActorType.USER,
+            actor_type=actor.actor_type,
             resource_type="api_key",
             resource_id=key.id,
             details={"name": key.name, "prefix": key.prefix, "scopes": key.scopes},
@@ -155,5 +150,9 @@ class ApiKeyService:
             creator_role=Role(state.creator_role),
             scopes=frozenset(
                 Permission(scope) for scope in key.scopes if scope in Permission._value2member_map_
+            ),
+            limits=KeyLimits(
+                expires_at=key.expires_at,
+                allowed_cidrs=tuple(key.allowed_cidrs) if key.allowed_cidrs else None,
             ),
         )

@@ -23,6 +23,7 @@ class AuditAction(StrEnum):
     ACCOUNT_LOCKED = "account_locked"
     RATE_LIMITED = "rate_limited"
     PERMISSION_DENIED = "permission_denied"
+    PRIVILEGE_ESCALATION_DENIED = "privilege_escalation_denied"
     # Agents and runs.
     AGENT_CREATED = "agent_created"
     AGENT_UPDATED = "agent_updated"
@@ -75,5 +76,6 @@ FAILURE_ACTIONS = frozenset(
         AuditAction.ACCOUNT_LOCKED,
         AuditAction.RATE_LIMITED,
         AuditAction.PERMISSION_DENIED,
+        AuditAction.PRIVILEGE_ESCALATION_DENIED,
     }
 )

@@ -20,6 +20,7 @@ from agentkeep.context import request_context
 from agentkeep.db.session import SessionDep
 from agentkeep.dependencies import SettingsDep
 from agentkeep.ratelimit.dependency import enforce_principal_limit
+from agentkeep.rbac.grants import Grantor, KeyLimits
 from agentkeep.rbac.permissions import Permission, Role, permissions_of
 from agentkeep.security.passwords import PasswordHasher
 from agentkeep.security.tokens import TokenCodec
@@ -45,6 +46,7 @@ class Principal:
     # API keys only: the key and the permissions it was granted (a subset of its creator's).
     api_key_id: uuid.UUID | None = None
     scopes: frozenset[Permission] | None = None
+    key_limits: KeyLimits | None = None
 
     @property
     def is_superuser(self) -> bool:
@@ -52,12 +54,25 @@ class Principal:
 
     @property
     def permissions(self) -> frozenset[Permission]:
-        """Role permissions, intersected with the key's scopes for an API key."""
+        """Role permissions, intersected with the key's scopes for an API key. For a key,
+        `role` is its creator's role read on this request, so demoting the creator narrows
+        the key at once."""
         granted = permissions_of(self.role) if self.role is not None else frozenset()
         return granted & self.scopes if self.scopes is not None else granted
 
     def can(self, permission: Permission) -> bool:
         return permission in self.permissions
+
+    @property
+    def grantor(self) -> Grantor:
+        """The caller as the grant rule sees it (rbac.grants): what it effectively holds."""
+        return Grantor(
+            user_id=self.user_id,
+            org_id=self.org_id,
+            permissions=self.permissions,
+            api_key_id=self.api_key_id,
+            key_limits=self.key_limits,
+        )
 
     @property
     def limit_key(self) -> str:
@@ -116,6 +131,7 @@ async def _api_key_principal(request: Request, session: AsyncSession, raw: str, 
         kind="api_key",
         api_key_id=found.key_id,
         scopes=found.scopes,
+        key_limits=found.limits,
     )
 
 

@@ -24,7 +24,7 @@ from agentkeep.orgs.schemas import (
     OrgCreate,
     OrgRead,
 )
-from agentkeep.orgs.service import Actor, OrgService
+from agentkeep.orgs.service import OrgService
 from agentkeep.rbac.dependencies import Authenticated, require
 from agentkeep.rbac.permissions import Permission, Role
 
@@ -43,10 +43,6 @@ OrgServiceDep = Annotated[OrgService, Depends(get_org_service)]
 LAST_OWNER: dict[int | str, dict[str, Any]] = {
     409: {"description": "The organization would lose its last owner."}
 }
-
-
-def _actor(principal: Principal) -> Actor:
-    return Actor(user_id=principal.user_id, org_id=principal.org_id, role=principal.role)
 
 
 def _member(row: MemberRow) -> MemberRead:
@@ -76,14 +72,14 @@ async def list_my_orgs(principal: Authenticated, service: OrgServiceDep) -> MyOr
 )
 async def create_org(body: OrgCreate, principal: Authenticated, service: OrgServiceDep) -> MyOrgRead:
     """Create a team organization; the caller becomes its owner (switch to it to act there)."""
-    org = await service.create_team(_actor(principal), body.name, body.slug)
+    org = await service.create_team(principal.grantor, body.name, body.slug)
     return MyOrgRead(**OrgRead.model_validate(org).model_dump(), role=Role.OWNER)
 
 
 @router.get("/{org_id}", response_model=OrgRead)
 async def get_org(org_id: uuid.UUID, principal: MembersRead, service: OrgServiceDep) -> OrgRead:
     """The current organization (any other id answers 404)."""
-    return OrgRead.model_validate(await service.current(_actor(principal), org_id))
+    return OrgRead.model_validate(await service.current(principal.grantor, org_id))
 
 
 @router.put("/{org_id}/budget", response_model=OrgBudgetRead)
@@ -96,7 +92,7 @@ async def set_org_budget(
 ) -> OrgBudgetRead:
     """Set the organization's monthly token budget (null: the deployment default applies).
     New runs are refused with 429 once the month's usage reaches it."""
-    org = await service.set_budget(_actor(principal), org_id, body.monthly_token_budget)
+    org = await service.set_budget(principal.grantor, org_id, body.monthly_token_budget)
     own = org.monthly_token_budget
     return OrgBudgetRead(
         org_id=org.id,
@@ -108,7 +104,7 @@ async def set_org_budget(
 @router.get("/{org_id}/members", response_model=MemberList)
 async def list_members(org_id: uuid.UUID, principal: MembersRead, service: OrgServiceDep) -> MemberList:
     """The members of the current organization with their roles."""
-    rows = await service.members(_actor(principal), org_id)
+    rows = await service.members(principal.grantor, org_id)
     return MemberList(items=[_member(row) for row in rows])
 
 
@@ -121,8 +117,8 @@ async def list_members(org_id: uuid.UUID, principal: MembersRead, service: OrgSe
 async def add_member(
     org_id: uuid.UUID, body: MemberAdd, principal: MembersManage, service: OrgServiceDep
 ) -> MemberRead:
-    """Add an existing user (by username or email) with a role; only owners grant `owner`."""
-    return _member(await service.add_member(_actor(principal), org_id, body.user, body.role))
+    """Add an existing user (by username or email) with a role whose permissions you hold."""
+    return _member(await service.add_member(principal.grantor, org_id, body.user, body.role))
 
 
 @router.patch("/{org_id}/members/{user_id}", response_model=MemberRead, responses=LAST_OWNER)
@@ -133,13 +129,13 @@ async def change_member_role(
     principal: MembersManage,
     service: OrgServiceDep,
 ) -> MemberRead:
-    """Change a member's role; effective on the member's next request. The last owner stays."""
-    return _member(await service.change_role(_actor(principal), org_id, user_id, body.role))
+    """Change a member's role (you must hold both roles' permissions); the last owner stays."""
+    return _member(await service.change_role(principal.grantor, org_id, user_id, body.role))
 
 
 @router.delete("/{org_id}/members/{user_id}", status_code=status.HTTP_204_NO_CONTENT, responses=LAST_OWNER)
 async def remove_member(
     org_id: uuid.UUID, user_id: uuid.UUID, principal: MembersManage, service: OrgServiceDep
 ) -> None:
-    """Remove a member; their tokens lose every permission here on their next request."""
-    await service.remove_member(_actor(principal), org_id, user_id)
+    """Remove a member whose role's permissions you hold; their tokens lose them at once."""
+    await service.remove_member(principal.grantor, org_id, user_id)

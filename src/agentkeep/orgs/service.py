@@ -7,16 +7,16 @@ so another tenant's organization is indistinguishable from one that does not exi
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agentkeep.audit.actions import AuditAction
 from agentkeep.audit.service import AuditService
-from agentkeep.errors import Conflict, Forbidden, NotFound
+from agentkeep.errors import Conflict, NotFound
 from agentkeep.orgs.models import Membership, Organization
 from agentkeep.orgs.repository import MemberRow, OrgRepository
+from agentkeep.rbac.grants import GrantGuard, Grantor
 from agentkeep.rbac.permissions import Role
 from agentkeep.users.models import User
 
@@ -29,23 +29,9 @@ class MemberNotFound(NotFound):
     title = "Member not found"
 
 
-class OwnerRequired(Forbidden):
-    type_slug = "owner-required"
-    title = "Only an owner may grant or revoke the owner role"
-
-
 class LastOwner(Conflict):
     type_slug = "last-owner"
     title = "The last owner cannot be removed or demoted"
-
-
-@dataclass(frozen=True, slots=True)
-class Actor:
-    """Who acts, in which organization, with which role (from the current membership)."""
-
-    user_id: uuid.UUID
-    org_id: uuid.UUID | None
-    role: Role | None
 
 
 async def add_personal_org(repository: OrgRepository, user: User) -> Organization:
@@ -60,11 +46,12 @@ class OrgService:
     def __init__(self, session: AsyncSession, audit: AuditService) -> None:
         self.repository = OrgRepository(session)
         self.audit = audit
+        self.grants = GrantGuard(audit)
 
     async def list_mine(self, user_id: uuid.UUID) -> list[tuple[Organization, Role]]:
         return [(org, Role(role)) for org, role in await self.repository.organizations_of(user_id)]
 
-    async def create_team(self, actor: Actor, name: str, slug: str) -> Organization:
+    async def create_team(self, actor: Grantor, name: str, slug: str) -> Organization:
         if await self.repository.slug_taken(slug):
             raise Conflict("This organization slug is taken.", extra={"field": "slug"})
         org = Organization(id=uuid.uuid4(), name=name, slug=slug, is_personal=False)
@@ -76,6 +63,7 @@ class OrgService:
         await self.audit.record(
             AuditAction.ORG_CREATED,
             user_id=actor.user_id,
+            actor_type=actor.actor_type,
             org_id=org.id,
             resource_type="organization",
             resource_id=org.id,
@@ -83,13 +71,13 @@ class OrgService:
         )
         return org
 
-    async def current(self, actor: Actor, org_id: uuid.UUID) -> Organization:
+    async def current(self, actor: Grantor, org_id: uuid.UUID) -> Organization:
         org = await self.repository.get(org_id) if org_id == actor.org_id else None
         if org is None:
             raise OrgNotFound("No such organization.")
         return org
 
-    async def set_budget(self, actor: Actor, org_id: uuid.UUID, budget: int | None) -> Organization:
+    async def set_budget(self, actor: Grantor, org_id: uuid.UUID, budget: int | None) -> Organization:
         """Set (or with None, clear) the organization's own monthly token budget."""
         org = await self.current(actor, org_id)
         previous = org.monthly_token_budget
@@ -99,6 +87,7 @@ class OrgService:
             await self.audit.record(
                 AuditAction.BUDGET_CHANGED,
                 user_id=actor.user_id,
+                actor_type=actor.actor_type,
                 org_id=org.id,
                 resource_type="organization",
                 resource_id=org.id,
@@ -106,13 +95,14 @@ class OrgService:
             )
         return org
 
-    async def members(self, actor: Actor, org_id: uuid.UUID) -> list[MemberRow]:
+    async def members(self, actor: Grantor, org_id: uuid.UUID) -> list[MemberRow]:
         org = await self.current(actor, org_id)
         return await self.repository.members(org.id)
 
-    async def add_member(self, actor: Actor, org_id: uuid.UUID, identifier: str, role: Role) -> MemberRow:
+    async def add_member(self, actor: Grantor, org_id: uuid.UUID, identifier: str, role: Role) -> MemberRow:
         org = await self.current(actor, org_id)
-        self._check_owner_grant(actor, role)
+        # Checked before the lookup: a refused grant reveals nothing about the user.
+        self.grants.grant_role(actor, role, resource_id=None)
         user = await self.repository.find_user(identifier)
         if user is None:
             raise NotFound("No user with this username or email.")
@@ -126,6 +116,7 @@ class OrgService:
         await self.audit.record(
             AuditAction.MEMBER_ADDED,
             user_id=actor.user_id,
+            actor_type=actor.actor_type,
             org_id=org.id,
             resource_type="membership",
             resource_id=user.id,
@@ -133,19 +124,22 @@ class OrgService:
         )
         return MemberRow(membership=membership, user=user)
 
-    async def change_role(self, actor: Actor, org_id: uuid.UUID, user_id: uuid.UUID, role: Role) -> MemberRow:
+    async def change_role(
+        self, actor: Grantor, org_id: uuid.UUID, user_id: uuid.UUID, role: Role
+    ) -> MemberRow:
         org = await self.current(actor, org_id)
         await self.repository.lock(org.id)
         membership = await self._member(org.id, user_id)
         previous = Role(membership.role)
-        if previous is Role.OWNER or role is Role.OWNER:
-            self._check_owner_grant(actor, Role.OWNER)
+        self.grants.act_on_member(actor, previous, resource_id=user_id)
+        self.grants.grant_role(actor, role, resource_id=user_id)
         if previous is Role.OWNER and role is not Role.OWNER:
             await self._check_not_last_owner(org.id)
         membership.role = role.value
         await self.audit.record(
             AuditAction.ROLE_CHANGED,
             user_id=actor.user_id,
+            actor_type=actor.actor_type,
             org_id=org.id,
             resource_type="membership",
             resource_id=user_id,
@@ -154,18 +148,19 @@ class OrgService:
         rows = [row for row in await self.repository.members(org.id) if row.user.id == user_id]
         return rows[0]
 
-    async def remove_member(self, actor: Actor, org_id: uuid.UUID, user_id: uuid.UUID) -> None:
+    async def remove_member(self, actor: Grantor, org_id: uuid.UUID, user_id: uuid.UUID) -> None:
         org = await self.current(actor, org_id)
         await self.repository.lock(org.id)
         membership = await self._member(org.id, user_id)
+        self.grants.act_on_member(actor, Role(membership.role), resource_id=user_id)
         if Role(membership.role) is Role.OWNER:
-            self._check_owner_grant(actor, Role.OWNER)
             await self._check_not_last_owner(org.id)
         role = membership.role
         await self.repository.delete(membership)
         await self.audit.record(
             AuditAction.MEMBER_REMOVED,
             user_id=actor.user_id,
+            actor_type=actor.actor_type,
             org_id=org.id,
             resource_type="membership",
             resource_id=user_id,
@@ -177,11 +172,6 @@ class OrgService:
         if membership is None:
             raise MemberNotFound("No such member in this organization.")
         return membership
-
-    @staticmethod
-    def _check_owner_grant(actor: Actor, role: Role) -> None:
-        if role is Role.OWNER and actor.role is not Role.OWNER:
-            raise OwnerRequired("Only an owner may grant or revoke the owner role.")
 
     async def _check_not_last_owner(self, org_id: uuid.UUID) -> None:
         if await self.repository.owner_count(org_id) <= 1:

@@ -1,0 +1,163 @@
+"""The seeded world the authorization oracle calls into, built once per test.
+
+A team organization with one user per role (tests.orgs.helpers.make_team), an outsider (a
+user of another organization: their own personal one), an instance superuser who belongs to
+no team, and an owner's API key scoped to `agents:read` only. The team holds one of each
+object (agent, finished run, provider, API key, members), and `fresh_*` makes a new one when
+a call is expected to succeed and would consume it (a delete, a removal, a revocation), so
+every allowed call reaches its handler with a valid target.
+"""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import httpx
+from fastapi import FastAPI
+from sqlalchemy import text
+
+from agentkeep.rbac.permissions import Role
+from agentkeep.runs.states import EventKind, RunStatus
+from tests.auth.helpers import bearer, register
+from tests.orgs.helpers import Team, create_key, key_header, login_in, make_team
+from tests.runs.seeding import seed_run
+
+CallerKind = Literal["role", "outsider", "superuser", "anonymous", "api_key"]
+
+
+@dataclass(frozen=True)
+class Caller:
+    name: str
+    kind: CallerKind
+    headers: dict[str, str]
+    # Users only: who they are and the organization their session acts in (for fresh logins).
+    username: str | None = None
+    org: str | None = None
+
+
+def provider_key() -> str:
+    """An API key in OpenAI's shape, which the suite-wide secret scan recognises."""
+    return f"sk-test-{secrets.token_urlsafe(30)}"
+
+
+@dataclass
+class World:
+    app: FastAPI
+    http: httpx.AsyncClient
+    team: Team
+    callers: list[Caller]
+    ids: dict[str, str]
+    spare: dict[str, str] = field(default_factory=dict)
+    _counter: itertools.count[int] = field(default_factory=itertools.count)
+
+    @property
+    def owner(self) -> dict[str, str]:
+        return self.team.headers(Role.OWNER)
+
+    def unique(self, stem: str) -> str:
+        return f"{stem}-{next(self._counter)}"
+
+    async def fresh_user(self) -> tuple[str, str]:
+        """A new account in no team: (user id, username)."""
+        username = self.unique("fresh")
+        created = await register(self.http, username)
+        assert created.status_code == 201, created.text
+        return str(created.json()["id"]), username
+
+    async def fresh_member(self) -> str:
+        user_id, username = await self.fresh_user()
+        added = await self.http.post(
+            f"/api/orgs/{self.team.org_id}/members",
+            json={"user": username, "role": "viewer"},
+            headers=self.owner,
+        )
+        assert added.status_code == 201, added.text
+        return user_id
+
+    async def fresh_agent(self) -> str:
+        created = await self.http.post(
+            "/api/agents", json={"name": self.unique("agent"), "model": "test"}, headers=self.owner
+        )
+        assert created.status_code == 201, created.text
+        return str(created.json()["id"])
+
+    async def fresh_key(self) -> str:
+        return str((await create_key(self.http, self.owner, ["agents:read"]))["id"])
+
+    async def fresh_provider(self) -> str:
+        created = await self.http.post(
+            f"/api/orgs/{self.team.org_id}/providers",
+            json={
+                "name": self.unique("provider"),
+                "base_url": "https://models.example.com/v1",
+                "api_key": provider_key(),
+            },
+            headers=self.owner,
+        )
+        assert created.status_code == 201, created.text
+        return str(created.json()["id"])
+
+    async def fresh_running_run(self) -> str:
+        return await seed_run(self.app, self.team.org_id, self.ids["agent_id"], status=RunStatus.RUNNING)
+
+    async def fresh_session(self, caller: Caller) -> dict[str, str]:
+        """A second login of a user caller (same organization), to be ended or moved; other
+        callers keep their own headers (they are refused before any session is touched)."""
+        if caller.username is None:
+            return caller.headers
+        return bearer((await login_in(self.http, caller.username, caller.org))["access_token"])
+
+    async def fresh_refresh_token(self) -> str:
+        return str((await login_in(self.http, self.spare["username"]))["refresh_token"])
+
+
+async def make_superuser(app: FastAPI, username: str) -> None:
+    """Instance administrators are made by `agentkeep create-admin`, never over HTTP."""
+    async with app.state.sessionmaker() as session, session.begin():
+        statement = text("UPDATE users SET is_superuser = :yes WHERE username = :name")
+        await session.execute(statement, {"yes": True, "name": username})
+
+
+async def _user_in_own_org(http: httpx.AsyncClient, username: str) -> Caller:
+    created = await register(http, username)
+    assert created.status_code == 201, created.text
+    tokens = await login_in(http, username)
+    return Caller(username, "outsider", bearer(tokens["access_token"]), username)
+
+
+async def build_world(app: FastAPI, http: httpx.AsyncClient) -> World:
+    team = await make_team(http)
+    callers = [Caller(role.value, "role", team.headers(role), team.users[role], team.slug) for role in Role]
+    callers.append(await _user_in_own_org(http, "oscar"))
+    await register(http, "root")
+    await make_superuser(app, "root")
+    root_tokens = await login_in(http, "root")
+    callers.append(Caller("superuser", "superuser", bearer(root_tokens["access_token"]), "root"))
+    callers.append(Caller("anonymous", "anonymous", {}))
+    narrow = await create_key(http, team.headers(Role.OWNER), ["agents:read"])
+    callers.append(Caller("key:agents:read", "api_key", key_header(narrow)))
+
+    world = World(app=app, http=http, team=team, callers=callers, ids={})
+    spare_id, spare_name = await world.fresh_user()
+    world.spare = {"user_id": spare_id, "username": spare_name}
+    agent_id = await world.fresh_agent()
+    events: list[tuple[EventKind, dict[str, Any]]] = [
+        (EventKind.STATUS, {"status": "queued"}),
+        (EventKind.STATUS, {"status": "completed", "stop_reason": "end_turn"}),
+    ]
+    run_id = await seed_run(app, team.org_id, agent_id, status=RunStatus.COMPLETED, events=events)
+    world.ids = {"org_id": team.org_id, "agent_id": agent_id, "run_id": run_id}
+    world.ids |= {
+        "provider_id": await world.fresh_provider(),
+        "key_id": await world.fresh_key(),
+        # A viewer of the team: the target of member calls expected to be refused.
+        "member_id": await world.fresh_member(),
+        # Targets of refused destructive calls, apart from the objects other calls read.
+        "spare_agent_id": await world.fresh_agent(),
+        "spare_provider_id": await world.fresh_provider(),
+        "spare_run_id": await world.fresh_running_run(),
+    }
+    return world

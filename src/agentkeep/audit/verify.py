@@ -254,13 +254,12 @@ async def _check_unsealed(session: AsyncSession, chain: str, walk: _ChainWalk) -
         problem = None if keyring is None else mac_problem(keyring, _content(row))
         if problem is None and row.seal_refused is None:
             continue
-        if keyring is None or problem is None:
-            detail = f"refused by the sealer ({row.seal_refused})"
-            if problem is None and keyring is not None:
-                detail += " although its MAC verifies: the mark itself was forged"
+        state = f"refused by the sealer ({row.seal_refused})" if row.seal_refused else "not sealed yet"
+        if problem is None:
+            detail = state if keyring is None else f"{state} although its MAC verifies: the mark was forged"
         else:
-            kind, what = _forgery(keyring, row, problem)
-            detail = f"{kind.value}, not sealed: {what}"
+            kind, what = _forgery(keyring, row, problem) if keyring is not None else (Problem.EDITED, "")
+            detail = f"{kind.value}, {state}: {what}"
         walk.findings.add(Finding(Problem.FORGED_MAC, None, detail, row.id))
 
 

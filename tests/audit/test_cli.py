@@ -9,6 +9,7 @@ import secrets
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from agentkeep.config import Settings
@@ -20,6 +21,12 @@ KEY = secrets.token_urlsafe(40)
 # Each CLI call is a fresh interpreter; the heavier scenarios run on SQLite only (the
 # in-process tests cover both backends for the same logic).
 SQLITE_ONLY = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """Records are written under the same key the CLI verifies with."""
+    return settings.model_copy(update={"audit_hmac_key": SecretStr(KEY)})
 
 
 @pytest.fixture

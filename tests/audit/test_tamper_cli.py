@@ -122,7 +122,8 @@ async def test_an_edit_with_the_whole_chain_recomputed_is_named(
     await relink(engine, link, start=3)
     lines = verify(tmp_path, env)
     assert named(lines, f"BROKEN at sequence 3: edited: sequence 3 (record {events[2].id})")
-    assert named(lines, "relinked: sequences 4..6") and named(lines, how)
+    assert named(lines, "relinked: sequences 4..6")
+    assert named(lines, how)
 
 
 async def test_a_deleted_record_is_named(
@@ -193,7 +194,8 @@ async def test_swapped_records_with_the_chain_recomputed_are_named(
     # from the first moved record on rewritten without it.
     lines = verify(tmp_path, env)
     assert named(lines, "BROKEN at sequence 2: relinked: sequences 2..5")
-    assert not named(lines, "edited") and not named(lines, "inserted")
+    assert not named(lines, "edited")
+    assert not named(lines, "inserted")
 
 
 async def test_truncation_is_named_by_the_chain_or_by_a_checkpoint(
@@ -242,7 +244,8 @@ async def test_a_forged_unsealed_record_is_refused_by_the_sealer_and_named(
         sealed = run_cli("audit", "seal", cwd=tmp_path, env=env)
         assert sealed.returncode == 0, sealed.stderr
     after = {row["id"]: row for row in await rows(engine)}
-    assert after[no_mac["id"]]["sequence"] is None and after[copied_mac["id"]]["sequence"] is None
+    assert after[no_mac["id"]]["sequence"] is None
+    assert after[copied_mac["id"]]["sequence"] is None
     assert {after[no_mac["id"]]["seal_refused"], after[copied_mac["id"]]["seal_refused"]} == {
         "missing_mac",
         "mac_mismatch",

@@ -10,7 +10,6 @@ verdict lines are written from the attack performed: which record, and what was 
 from __future__ import annotations
 
 import secrets
-import uuid
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -18,20 +17,18 @@ from typing import Any
 
 import pytest
 from pydantic import SecretStr
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, insert, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from agentkeep.audit.canonical import record_hash
-from agentkeep.audit.keys import AuditKey
 from agentkeep.audit.models import AuditChainHead, AuditLog
 from agentkeep.config import Settings
 from agentkeep.db.base import utcnow
+from tests.audit.attacker import forged_row, guessed_link, named, relink, rows, sql, verify
 from tests.audit.conftest import add_events
 from tests.test_cli import run_cli
 
 KEY = secrets.token_urlsafe(48)
-GUESSED_KEY = secrets.token_urlsafe(48)
-
 Link = Callable[[dict[str, Any]], str]
 
 
@@ -48,54 +45,6 @@ def env(settings: Settings) -> dict[str, str]:
         "DATABASE_URL": settings.database_url,
         "AUDIT_HMAC_KEY": KEY,
     }
-
-
-def verify(tmp_path: Path, env: dict[str, str], *args: str) -> list[str]:
-    """Run `agentkeep audit verify`; assert it failed cleanly and return its lines."""
-    ran = run_cli("audit", "verify", *args, cwd=tmp_path, env=env)
-    assert ran.returncode == 1, ran.stdout + ran.stderr
-    assert "Traceback" not in ran.stderr
-    return [line.strip() for line in ran.stderr.splitlines()]
-
-
-def named(lines: list[str], verdict: str) -> bool:
-    return any(verdict in line for line in lines)
-
-
-async def rows(engine: AsyncEngine) -> list[dict[str, Any]]:
-    async with engine.connect() as connection:
-        found = await connection.execute(select(AuditLog.__table__).order_by(AuditLog.sequence))
-        return [dict(row) for row in found.mappings()]
-
-
-async def relink(engine: AsyncEngine, link: Link, start: int = 1) -> None:
-    """The attacker recomputes every link from `start` on, as the chain's design describes."""
-    chain = await rows(engine)
-    prev = "0" * 64 if start == 1 else next(r["hash"] for r in chain if r["sequence"] == start - 1)
-    async with engine.begin() as connection:
-        for row in chain:
-            if row["sequence"] is None or row["sequence"] < start:
-                continue
-            new_hash = link({**row, "prev_hash": prev})
-            await connection.execute(
-                update(AuditLog).where(AuditLog.id == row["id"]).values(prev_hash=prev, hash=new_hash)
-            )
-            last_prev, prev = prev, new_hash
-        await connection.execute(update(AuditChainHead).values(hash=prev, prev_hash=last_prev))
-
-
-async def sql(engine: AsyncEngine, *statements: Any) -> None:
-    async with engine.begin() as connection:
-        for statement in statements:
-            await connection.execute(statement)
-
-
-def forged_row(template: dict[str, Any], **changes: Any) -> dict[str, Any]:
-    return {**template, "id": uuid.uuid4(), "timestamp": utcnow(), "details": {"forged": True}, **changes}
-
-
-def guessed_link(row: dict[str, Any]) -> str:
-    return AuditKey(GUESSED_KEY).chain_hash(row)
 
 
 async def test_an_untouched_keyed_chain_verifies(

@@ -12,17 +12,46 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agentkeep.audit.keys import AuditKey
 from agentkeep.audit.models import AuditChainHead, AuditLog
+from agentkeep.config import Settings
 from agentkeep.db.base import utcnow
 from tests.test_cli import run_cli
 
 GUESSED_KEY = secrets.token_urlsafe(48)
 
 Link = Callable[[dict[str, Any]], str]
+
+
+def with_key(settings: Settings, key: str) -> Settings:
+    """The application's settings holding `key` (the attacker's tools never read them)."""
+    return settings.model_copy(update={"audit_hmac_key": SecretStr(key)})
+
+
+def cli_env(settings: Settings, key: str | None) -> dict[str, str]:
+    """The environment of an operator running `agentkeep audit` against the test database."""
+    env = {"JWT_SECRET": secrets.token_urlsafe(40), "DATABASE_URL": settings.database_url}
+    return env if key is None else {**env, "AUDIT_HMAC_KEY": key}
+
+
+def swap(first: int, second: int) -> list[Any]:
+    """Statements exchanging two sequence numbers (via a free slot: (chain, sequence) is unique)."""
+    return [
+        update(AuditLog).where(AuditLog.sequence == first).values(sequence=-1),
+        update(AuditLog).where(AuditLog.sequence == second).values(sequence=first),
+        update(AuditLog).where(AuditLog.sequence == -1).values(sequence=second),
+    ]
+
+
+def checkpoint(tmp_path: Path, env: dict[str, str], output: str = "cp.json") -> str:
+    """Run `agentkeep audit checkpoint --output`; assert it succeeded and return its stderr."""
+    made = run_cli("audit", "checkpoint", "--output", output, cwd=tmp_path, env=env)
+    assert made.returncode == 0, made.stderr
+    return made.stderr
 
 
 def verify(tmp_path: Path, env: dict[str, str], *args: str, expect: int = 1) -> list[str]:

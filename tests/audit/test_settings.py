@@ -47,6 +47,7 @@ def test_base64_or_hex_keys_of_32_bytes_are_accepted(key: str) -> None:
         ("replace-with-output-of-agentkeep-gen-secret", "placeholder"),
         ("not base64! " * 4, "base64 or hex"),
     ],
+    ids=["short", "base64-31-bytes", "hex-31-bytes", "repeated-hex", "zeros", "placeholder", "not-base64"],
 )
 def test_weak_keys_are_refused(key: str, rule: str) -> None:
     with pytest.raises(ConfigError) as caught:

@@ -7,7 +7,6 @@ and that a checkpoint taken earlier still catches the rewrite.
 
 from __future__ import annotations
 
-import secrets
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from agentkeep.audit.canonical import record_hash
 from agentkeep.audit.models import AuditLog
 from agentkeep.config import Settings
-from tests.audit.attacker import forged_row, named, relink, rows, sql, verify
+from tests.audit.attacker import checkpoint, cli_env, forged_row, named, relink, rows, sql, verify
 from tests.audit.conftest import add_events
 from tests.test_cli import run_cli
 
@@ -25,16 +24,14 @@ from tests.test_cli import run_cli
 @pytest.fixture
 def env(settings: Settings) -> dict[str, str]:
     assert settings.audit_hmac_key is None
-    return {"JWT_SECRET": secrets.token_urlsafe(40), "DATABASE_URL": settings.database_url}
+    return cli_env(settings, None)
 
 
 async def test_an_edit_with_the_chain_recomputed_passes_until_a_checkpoint(
     tmp_path: Path, env: dict[str, str], sessionmaker: async_sessionmaker[AsyncSession], engine: AsyncEngine
 ) -> None:
     await add_events(sessionmaker, 5)
-    made = run_cli("audit", "checkpoint", "--output", "cp.json", cwd=tmp_path, env=env)
-    assert made.returncode == 0, made.stderr
-    assert "unsigned" in made.stderr
+    assert "unsigned" in checkpoint(tmp_path, env)
     await sql(engine, update(AuditLog).where(AuditLog.sequence == 3).values(ip_address="198.51.100.66"))
     await relink(engine, record_hash, start=3)
     assert named(verify(tmp_path, env, expect=0), "OK: 5 records, head 5")  # the limitation

@@ -16,35 +16,27 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
 from sqlalchemy import delete, insert, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from agentkeep.audit.canonical import record_hash
 from agentkeep.audit.models import AuditChainHead, AuditLog
-from agentkeep.config import Settings
 from agentkeep.db.base import utcnow
-from tests.audit.attacker import forged_row, guessed_link, named, relink, rows, sql, verify
+from tests.audit.attacker import (
+    checkpoint,
+    forged_row,
+    guessed_link,
+    named,
+    relink,
+    rows,
+    sql,
+    swap,
+    verify,
+)
 from tests.audit.conftest import add_events
 from tests.test_cli import run_cli
 
-KEY = secrets.token_urlsafe(48)
 Link = Callable[[dict[str, Any]], str]
-
-
-@pytest.fixture
-def settings(settings: Settings) -> Settings:
-    """The application's settings hold the key; the attacker's tools below never read it."""
-    return settings.model_copy(update={"audit_hmac_key": SecretStr(KEY)})
-
-
-@pytest.fixture
-def env(settings: Settings) -> dict[str, str]:
-    return {
-        "JWT_SECRET": secrets.token_urlsafe(40),
-        "DATABASE_URL": settings.database_url,
-        "AUDIT_HMAC_KEY": KEY,
-    }
 
 
 async def test_an_untouched_keyed_chain_verifies(
@@ -117,12 +109,7 @@ async def test_swapped_records_are_named(
     tmp_path: Path, env: dict[str, str], sessionmaker: async_sessionmaker[AsyncSession], engine: AsyncEngine
 ) -> None:
     events = await add_events(sessionmaker, 5)
-    await sql(
-        engine,
-        update(AuditLog).where(AuditLog.sequence == 2).values(sequence=-1),
-        update(AuditLog).where(AuditLog.sequence == 3).values(sequence=2),
-        update(AuditLog).where(AuditLog.sequence == -1).values(sequence=3),
-    )
+    await sql(engine, *swap(2, 3))
     lines = verify(tmp_path, env)
     assert named(lines, f"reordered: sequence 2 (record {events[2].id}): moved")
     assert named(lines, f"reordered: sequence 3 (record {events[1].id}): moved")
@@ -132,12 +119,7 @@ async def test_swapped_records_with_the_chain_recomputed_are_named(
     tmp_path: Path, env: dict[str, str], sessionmaker: async_sessionmaker[AsyncSession], engine: AsyncEngine
 ) -> None:
     await add_events(sessionmaker, 5)
-    await sql(
-        engine,
-        update(AuditLog).where(AuditLog.sequence == 2).values(sequence=-1),
-        update(AuditLog).where(AuditLog.sequence == 3).values(sequence=2),
-        update(AuditLog).where(AuditLog.sequence == -1).values(sequence=3),
-    )
+    await sql(engine, *swap(2, 3))
     await relink(engine, record_hash, start=2)
     # Every MAC still holds, so no record was edited; what the key shows is every link
     # from the first moved record on rewritten without it.
@@ -151,8 +133,7 @@ async def test_truncation_is_named_by_the_chain_or_by_a_checkpoint(
     tmp_path: Path, env: dict[str, str], sessionmaker: async_sessionmaker[AsyncSession], engine: AsyncEngine
 ) -> None:
     await add_events(sessionmaker, 5)
-    made = run_cli("audit", "checkpoint", "--output", "cp.json", cwd=tmp_path, env=env)
-    assert made.returncode == 0, made.stderr
+    checkpoint(tmp_path, env)
     await sql(engine, delete(AuditLog).where(AuditLog.sequence > 3))
     assert named(verify(tmp_path, env), "truncated: sequence 4: records missing before the head")
     # Rewinding the head as well hides it from the chain alone, not from the checkpoint.

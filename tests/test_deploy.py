@@ -99,7 +99,7 @@ def test_operations_example_environment_is_accepted_by_the_production_profile() 
 
     secrets = {
         "JWT_SECRET": "Kx9-fT2qLm7vR4wZ8yB1nC6dE3gH5jP0sU",
-        "AUDIT_HMAC_KEY": "Zq8-W3eR7tY1uI5oP9aS2dF6gH0jK4lXcV",
+        "AUDIT_HMAC_KEY": "Zq8-W3eR7tY1uI5oP9aS2dF6gH0jK4lXcVb7NmQ2wE5rT8yU1iO4pA",
         "METRICS_TOKEN": "Mt5-nB8vC2xZ7lK1jH4gF9dS3aP6oI0uY",
         "SECRETS_ENCRYPTION_KEYS": generate_key(),
     }

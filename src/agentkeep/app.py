@@ -73,7 +73,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.rate_limiter.storage.on_outage = app.state.metrics.rate_limit_fallbacks.inc
     app.state.rate_limiter.add_listener(rate_limited_recorder(app.state.sessionmaker, app.state.metrics))
     app.state.login_throttle = LoginThrottle(app.state.rate_limiter, settings.account_lockout_seconds)
-    app.state.audit_sealer = AuditSealer.from_settings(settings)  # chains audit records after commit
+    # Chains audit records after commit; refuses (and counts) records whose MAC does not verify.
+    tamper = app.state.metrics.audit_tamper_detected
+    app.state.audit_sealer = AuditSealer.from_settings(
+        settings, on_tamper=lambda reason: tamper.labels(reason).inc()
+    )
     app.state.audit_sealer.start()
     execution = RunExecution(settings, app.state.sessionmaker, app.state.metrics)
     app.state.run_queue = await execution.start()

@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from agentkeep.audit.keys import decode_key_material
 from agentkeep.observability.tracing import MISSING_EXTRA, tracing_available
 from agentkeep.profile import relaxed_safeguards
 from agentkeep.security.client_ip import parse_networks
@@ -203,8 +204,11 @@ class Settings(BaseSettings):
     # Bearer token for GET /metrics; unset: metrics answer loopback clients only.
     metrics_token: SecretStr | None = None
 
-    # Signs audit checkpoints (HMAC-SHA256). Optional in development, required in production.
+    # Keys the audit trail: each record's MAC, the chain links and checkpoint signatures
+    # (docs/audit.md). Base64 or hex, 32+ bytes. Optional in development, required in production.
     audit_hmac_key: SecretStr | None = None
+    # Retired audit keys (comma-separated): records and checkpoints they signed still verify.
+    audit_hmac_previous_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
 
     # HMAC key for stored API key hashes; unset: derived from JWT_SECRET (rotating that
     # secret then invalidates every API key).
@@ -291,9 +295,34 @@ class Settings(BaseSettings):
             raise ValueError("has too few distinct characters to be a random secret")
         return value
 
-    @field_validator("audit_hmac_key", "api_key_hmac_key")
+    @field_validator("audit_hmac_key")
     @classmethod
-    def _strong_audit_key(cls, value: SecretStr | None) -> SecretStr | None:
+    def _audit_key_material(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        if value.get_secret_value().strip().lower() in PLACEHOLDER_SECRETS:
+            raise ValueError("is a published placeholder value; generate one with `agentkeep gen-secret`")
+        decode_key_material(value.get_secret_value())
+        return SecretStr(value.get_secret_value().strip())
+
+    @field_validator("audit_hmac_previous_keys", mode="before")
+    @classmethod
+    def _split_previous_audit_keys(cls, value: Any) -> Any:
+        return _split_commas(value)
+
+    @field_validator("audit_hmac_previous_keys")
+    @classmethod
+    def _previous_audit_key_material(cls, value: list[SecretStr]) -> list[SecretStr]:
+        for position, key in enumerate(value, start=1):
+            try:
+                decode_key_material(key.get_secret_value())
+            except ValueError as exc:
+                raise ValueError(f"key {position} {exc}") from None
+        return value
+
+    @field_validator("api_key_hmac_key")
+    @classmethod
+    def _strong_api_key_hmac_key(cls, value: SecretStr | None) -> SecretStr | None:
         if value is None or not value.get_secret_value():
             return None
         key = value.get_secret_value()
@@ -362,6 +391,8 @@ class Settings(BaseSettings):
             problems.append(
                 "RUN_EXECUTION: queue needs PostgreSQL; on SQLite runs execute inside serve (inprocess)"
             )
+        if self.audit_hmac_previous_keys and self.audit_hmac_key is None:
+            problems.append("AUDIT_HMAC_PREVIOUS_KEYS: set without AUDIT_HMAC_KEY; set the current key too")
         if self.otel_exporter_otlp_endpoint is not None and not tracing_available():
             problems.append(MISSING_EXTRA)
         if self.environment == "production":

@@ -50,7 +50,8 @@ def relaxed_safeguards(settings: Settings) -> list[str]:
         )
     if settings.audit_hmac_key is None:
         relaxed.append(
-            "AUDIT_HMAC_KEY: unset, so audit checkpoints are unsigned; "
+            "AUDIT_HMAC_KEY: unset, so audit records carry no MAC and checkpoints are unsigned "
+            "(anyone who can write to the database can rewrite the audit trail undetected); "
             "production requires it (generate one with `agentkeep gen-secret`)"
         )
     if not settings.secrets_encryption_keys:

@@ -51,6 +51,7 @@ class AuditAction(StrEnum):
     SUPERUSER_REVOKED = "superuser_revoked"
     # The audit log itself.
     AUDIT_PRUNED = "audit_pruned"
+    AUDIT_TAMPER_DETECTED = "audit_tamper_detected"
 
 
 class AuditStatus(StrEnum):

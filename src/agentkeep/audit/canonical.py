@@ -9,6 +9,11 @@ Canonical form (version 1), fixed so any implementation can re-derive it:
   +/-1e15, no NaN), nested keys sorted too.
 The hash is the lower-case hex SHA-256 of that UTF-8 text. The record's own `hash` is
 never part of it; `prev_hash` is, which links each record to the one before.
+
+Version 2 serves records written under AUDIT_HMAC_KEY (keys.py), by the same rules with
+"v": 2. Its insert form, which the insert MAC covers, is the v1 fields without `sequence`
+and `prev_hash` (unknown when the record is written) plus `key_id`; its sealed form, which
+the keyed chain link covers, is every v1 field plus `key_id` and `mac`.
 """
 
 from __future__ import annotations
@@ -39,6 +44,9 @@ CANONICAL_FIELDS = (
     "request_id",
     "prev_hash",
 )
+KEYED_VERSION = 2
+INSERT_FIELDS = (*(name for name in CANONICAL_FIELDS if name not in {"sequence", "prev_hash"}), "key_id")
+SEALED_FIELDS = (*CANONICAL_FIELDS, "key_id", "mac")
 
 
 class HashableRecord(Protocol):
@@ -58,6 +66,8 @@ class HashableRecord(Protocol):
     user_agent: str | None
     request_id: str | None
     prev_hash: str | None
+    key_id: str | None
+    mac: str | None
 
 
 def format_timestamp(value: datetime) -> str:
@@ -74,24 +84,38 @@ def _field(value: Any) -> Any:
     return value
 
 
-def canonical_content(record: HashableRecord | Mapping[str, Any]) -> dict[str, Any]:
+def _content(
+    record: HashableRecord | Mapping[str, Any], fields: tuple[str, ...], version: int
+) -> dict[str, Any]:
     if isinstance(record, Mapping):
-        content = {name: _field(record.get(name)) for name in CANONICAL_FIELDS}
+        content = {name: _field(record.get(name)) for name in fields}
     else:
-        content = {name: _field(getattr(record, name)) for name in CANONICAL_FIELDS}
-    content["v"] = CANONICAL_VERSION
+        content = {name: _field(getattr(record, name)) for name in fields}
+    content["v"] = version
     return content
 
 
-def canonical_bytes(record: HashableRecord | Mapping[str, Any]) -> bytes:
-    text = json.dumps(
-        canonical_content(record),
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=True,
-        allow_nan=False,
-    )
+def canonical_content(record: HashableRecord | Mapping[str, Any]) -> dict[str, Any]:
+    return _content(record, CANONICAL_FIELDS, CANONICAL_VERSION)
+
+
+def _serialise(content: dict[str, Any]) -> bytes:
+    text = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
     return text.encode("utf-8")
+
+
+def canonical_bytes(record: HashableRecord | Mapping[str, Any]) -> bytes:
+    return _serialise(canonical_content(record))
+
+
+def insert_bytes(record: HashableRecord | Mapping[str, Any]) -> bytes:
+    """The v2 insert form: what the insert MAC covers."""
+    return _serialise(_content(record, INSERT_FIELDS, KEYED_VERSION))
+
+
+def sealed_bytes(record: HashableRecord | Mapping[str, Any]) -> bytes:
+    """The v2 sealed form: what a keyed chain link covers."""
+    return _serialise(_content(record, SEALED_FIELDS, KEYED_VERSION))
 
 
 def record_hash(record: HashableRecord | Mapping[str, Any]) -> str:

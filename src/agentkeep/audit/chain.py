@@ -4,6 +4,9 @@ A request's record carries everything but its place in the chain (sequence, prev
 hash). It is one plain INSERT, so concurrent requests never wait on each other for the
 audit log and an audited commit can share its WAL flush with any other. The sealer
 (sealing.py) gives committed records their place, in order, shortly after.
+
+Under AUDIT_HMAC_KEY the record's id is issued under the key and the record carries the
+key's id and its insert MAC (keys.py): two short HMACs, nothing else added to the write.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from agentkeep.audit.keys import keyring_of
 from agentkeep.audit.models import GENESIS_HASH, AuditChainHead, AuditLog
 from agentkeep.db.base import utcnow
 
@@ -77,8 +81,10 @@ _INSERT = _insert_statement()
 
 async def insert_record(session: AsyncSession, pending: PendingRecord) -> RecordedEvent:
     """Store `pending` unsealed inside the caller's transaction (one INSERT, no lock)."""
+    keyring = keyring_of(session)
+    key = None if keyring is None else keyring.current
     values: dict[str, Any] = {
-        "id": uuid.uuid4(),
+        "id": uuid.uuid4() if key is None else key.new_record_id(),
         "chain": pending.chain,
         "timestamp": utcnow(),
         "user_id": pending.user_id,
@@ -92,6 +98,8 @@ async def insert_record(session: AsyncSession, pending: PendingRecord) -> Record
         "ip_address": pending.ip_address,
         "user_agent": pending.user_agent,
         "request_id": pending.request_id,
+        "key_id": None if key is None else key.key_id,
     }
+    values["mac"] = None if key is None else key.insert_mac(values)
     await session.execute(_INSERT, values)
     return RecordedEvent(id=values["id"], chain=pending.chain, timestamp=values["timestamp"])

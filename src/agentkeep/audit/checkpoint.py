@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
@@ -64,8 +65,11 @@ def make_checkpoint(
     )
 
 
-def load_checkpoint(text: str, key: bytes | None) -> Checkpoint:
-    """Parse and authenticate a checkpoint. Without a key, an unsigned checkpoint is accepted."""
+def load_checkpoint(text: str, key: bytes | None, previous: Sequence[bytes] = ()) -> Checkpoint:
+    """Parse and authenticate a checkpoint. Without a key, an unsigned checkpoint is accepted.
+
+    `previous` are retired keys (AUDIT_HMAC_PREVIOUS_KEYS): a checkpoint they signed still loads.
+    """
     try:
         raw: Any = json.loads(text)
         checkpoint = Checkpoint(
@@ -84,6 +88,7 @@ def load_checkpoint(text: str, key: bytes | None) -> Checkpoint:
         return checkpoint
     if checkpoint.signature is None:
         raise CheckpointError("the checkpoint is unsigned but AUDIT_HMAC_KEY is set")
-    if not hmac.compare_digest(checkpoint.signature, _sign(checkpoint.signed_content(), key)):
+    signature, content = checkpoint.signature, checkpoint.signed_content()
+    if not any(hmac.compare_digest(signature, _sign(content, candidate)) for candidate in (key, *previous)):
         raise CheckpointError("the checkpoint signature does not match (wrong key or edited file)")
     return checkpoint

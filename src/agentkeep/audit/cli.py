@@ -116,7 +116,7 @@ def verify(
         float, typer.Option(min=0, help="Fail if a record has waited this many seconds to be sealed")
     ] = 60.0,
 ) -> None:
-    """Check the whole hash chain (read-only); exit 1 naming the first bad sequence."""
+    """Check the whole chain and pending records (read-only); exit 1 naming every bad record."""
     from datetime import timedelta
 
     from agentkeep.audit.checkpoint import CheckpointError, load_checkpoint
@@ -126,7 +126,9 @@ def verify(
     checkpoint: Checkpoint | None = None
     if checkpoint_file is not None:
         try:
-            checkpoint = load_checkpoint(checkpoint_file.read_text(encoding="utf-8"), _key(settings))
+            retired = [key.get_secret_value().encode() for key in settings.audit_hmac_previous_keys]
+            text = checkpoint_file.read_text(encoding="utf-8")
+            checkpoint = load_checkpoint(text, _key(settings), retired)
         except CheckpointError as exc:
             typer.echo(f"checkpoint rejected: {exc}", err=True)
             raise typer.Exit(EXIT_BROKEN) from None

@@ -2,6 +2,8 @@
 
 A record is inserted unsealed (sequence, prev_hash and hash NULL) in the transaction of the
 change it describes; the sealer (sealing.py) fills those three columns once, shortly after.
+Under AUDIT_HMAC_KEY a record also carries its key id and insert MAC (keys.py); a record
+whose MAC does not verify is never sealed: the sealer names the reason in seal_refused.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ IP_MAX = 45
 USER_AGENT_MAX = 512
 REQUEST_ID_MAX = 128
 HASH_LENGTH = 64
+KEY_ID_LENGTH = 16
+REFUSAL_MAX = 32
 
 
 # Pending records are found through a partial index that holds only them.
@@ -62,6 +66,10 @@ class AuditLog(UUIDPrimaryKey, Base):
     request_id: Mapped[str | None] = mapped_column(String(REQUEST_ID_MAX))
     prev_hash: Mapped[str | None] = mapped_column(String(HASH_LENGTH))
     hash: Mapped[str | None] = mapped_column(String(HASH_LENGTH))
+    # NULL on records written without AUDIT_HMAC_KEY (and on every record before 0009).
+    key_id: Mapped[str | None] = mapped_column(String(KEY_ID_LENGTH))
+    mac: Mapped[str | None] = mapped_column(String(HASH_LENGTH))
+    seal_refused: Mapped[str | None] = mapped_column(String(REFUSAL_MAX))
 
     __table_args__ = (
         UniqueConstraint("chain", "sequence", name="uq_audit_logs_chain_sequence"),

@@ -9,9 +9,12 @@ per batch of up to SEAL_BATCH records of a chain:
 2. reads the chain's committed unsealed records ordered by (timestamp, id) (the partial
    index `ix_audit_logs_unsealed`), which is the sealed order: deterministic for any set
    of pending records;
-3. gives each the next sequence, the previous hash and its own SHA-256 (canonical.py),
+3. under AUDIT_HMAC_KEY, refuses every record whose insert MAC does not verify (tamper.py:
+   marked, never chained, an `audit_tamper_detected` event recorded in its place);
+4. gives each remaining record the next sequence, the previous hash and its own link
+   (HMAC under the record's key, or SHA-256 for an unkeyed record; canonical.py, keys.py),
    computed from the values as the database returns them, exactly as `verify` will;
-4. updates those rows (only where still unsealed) and the head, checks that exactly the
+5. updates those rows (only where still unsealed) and the head, checks that exactly the
    new sequences exist, and commits.
 
 The head row is the only lock and only sealers (and prune) take it, so it never serialises
@@ -28,12 +31,14 @@ from datetime import datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import Table, bindparam, func, select, update
+from sqlalchemy import ColumnElement, Table, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from agentkeep.audit.canonical import record_hash
 from agentkeep.audit.chain import ensure_chain
+from agentkeep.audit.keys import AuditKeyring, keyring_of
 from agentkeep.audit.models import AuditChainHead, AuditLog
+from agentkeep.audit.tamper import TamperObserver, mac_problem, refuse_forged
 from agentkeep.config import Settings
 from agentkeep.db.engine import create_engine, create_sessionmaker
 
@@ -103,8 +108,37 @@ async def lock_head(session: AsyncSession, chain: str, *, wait: bool = True) -> 
     return await _lock_head_sqlite(session, chain)
 
 
+def sealable(keyring: AuditKeyring | None) -> ColumnElement[bool]:
+    """Pending records this sealer may look at: never a refused one; without a key, no keyed one."""
+    condition = _LOGS.c.sequence.is_(None) & _LOGS.c.seal_refused.is_(None)
+    return condition if keyring is not None else condition & _LOGS.c.key_id.is_(None)
+
+
+async def _pending(
+    session: AsyncSession, chain: str, keyring: AuditKeyring | None, batch_size: int
+) -> list[dict[str, Any]]:
+    statement = (
+        select(_LOGS)
+        .where(_LOGS.c.chain == chain, sealable(keyring))
+        .order_by(_LOGS.c.timestamp, _LOGS.c.id)
+        .limit(batch_size)
+    )
+    return [dict(row) for row in (await session.execute(statement)).mappings()]
+
+
+def link_hash(keyring: AuditKeyring | None, content: dict[str, Any]) -> str:
+    """A sealed record's link: HMAC under its own key when keyed, SHA-256 when not."""
+    key = None if keyring is None else keyring.get(content.get("key_id"))
+    return record_hash(content) if key is None else key.chain_hash(content)
+
+
 async def seal_batch(
-    session: AsyncSession, chain: str, *, wait: bool = True, batch_size: int = SEAL_BATCH
+    session: AsyncSession,
+    chain: str,
+    *,
+    wait: bool = True,
+    batch_size: int = SEAL_BATCH,
+    on_tamper: TamperObserver | None = None,
 ) -> list[datetime] | None:
     """Seal up to `batch_size` pending records of `chain` in the caller's transaction.
 
@@ -115,19 +149,19 @@ async def seal_batch(
     if head is None:
         return None
     sequence, prev_hash = head
-    pending = (
-        await session.execute(
-            select(_LOGS)
-            .where(_LOGS.c.chain == chain, _LOGS.c.sequence.is_(None))
-            .order_by(_LOGS.c.timestamp, _LOGS.c.id)
-            .limit(batch_size)
-        )
-    ).mappings()
+    keyring = keyring_of(session)
+    pending = await _pending(session, chain, keyring, batch_size)
+    if keyring is not None:
+        forged = [(row["id"], problem) for row in pending if (problem := mac_problem(keyring, row))]
+        if forged:
+            # Marked rows drop out of the queue; the detection events take their turn in it.
+            await refuse_forged(session, chain, forged, on_tamper)
+            pending = await _pending(session, chain, keyring, batch_size)
     first, updates, stamps, before_last = sequence + 1, [], [], prev_hash
     for row in pending:
         sequence += 1
         content: dict[str, Any] = {**row, "sequence": sequence, "prev_hash": prev_hash}
-        sealed_hash = record_hash(content)
+        sealed_hash = link_hash(keyring, content)
         updates.append(
             {"b_id": row["id"], "b_sequence": sequence, "b_prev_hash": prev_hash, "b_hash": sealed_hash}
         )
@@ -152,8 +186,9 @@ async def seal_batch(
 
 
 async def pending_chains(session: AsyncSession) -> list[str]:
-    """The chains that have unsealed records (committed ones, or the caller's own)."""
-    statement = select(_LOGS.c.chain).where(_LOGS.c.sequence.is_(None)).distinct().order_by(_LOGS.c.chain)
+    """The chains that have records this sealer may seal (committed ones, or the caller's own)."""
+    condition = sealable(keyring_of(session))
+    statement = select(_LOGS.c.chain).where(condition).distinct().order_by(_LOGS.c.chain)
     return list((await session.scalars(statement)).all())
 
 
@@ -164,6 +199,7 @@ async def seal_with(
     wait: bool = True,
     batch_size: int = SEAL_BATCH,
     on_sealed: SealedObserver | None = None,
+    on_tamper: TamperObserver | None = None,
 ) -> int:
     """Seal every record committed so far (of `chains`, default all), one transaction per batch.
 
@@ -177,7 +213,9 @@ async def seal_with(
     for chain in chains:
         while True:
             async with session.begin():
-                stamps = await seal_batch(session, chain, wait=wait, batch_size=batch_size)
+                stamps = await seal_batch(
+                    session, chain, wait=wait, batch_size=batch_size, on_tamper=on_tamper
+                )
             if stamps is None:
                 break
             total += len(stamps)
@@ -195,10 +233,13 @@ async def seal_pending(
     wait: bool = True,
     batch_size: int = SEAL_BATCH,
     on_sealed: SealedObserver | None = None,
+    on_tamper: TamperObserver | None = None,
 ) -> int:
     """`seal_with` on a session of its own; returns how many records were sealed."""
     async with sessionmaker() as session:
-        return await seal_with(session, chains, wait=wait, batch_size=batch_size, on_sealed=on_sealed)
+        return await seal_with(
+            session, chains, wait=wait, batch_size=batch_size, on_sealed=on_sealed, on_tamper=on_tamper
+        )
 
 
 async def count_unsealed(session: AsyncSession, chain: str) -> tuple[int, datetime | None]:
@@ -228,21 +269,23 @@ class AuditSealer:
         interval: float = SEAL_INTERVAL,
         batch_size: int = SEAL_BATCH,
         on_sealed: SealedObserver | None = None,
+        on_tamper: TamperObserver | None = None,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.interval = interval
         self.batch_size = batch_size
         self.on_sealed = on_sealed
+        self.on_tamper = on_tamper
         self.passes = 0  # completed passes over the pending records, successful or not
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._engine: AsyncEngine | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> AuditSealer:
+    def from_settings(cls, settings: Settings, *, on_tamper: TamperObserver | None = None) -> AuditSealer:
         """A sealer on its own one-connection engine: it never takes a connection a request needs."""
         engine = create_engine(settings.model_copy(update={"db_pool_size": 1, "db_max_overflow": 0}))
-        sealer = cls(create_sessionmaker(engine))
+        sealer = cls(create_sessionmaker(engine), on_tamper=on_tamper)
         sealer._engine = engine
         return sealer
 
@@ -265,7 +308,11 @@ class AuditSealer:
     async def _pass(self) -> bool:
         try:
             await seal_pending(
-                self.sessionmaker, wait=False, batch_size=self.batch_size, on_sealed=self.on_sealed
+                self.sessionmaker,
+                wait=False,
+                batch_size=self.batch_size,
+                on_sealed=self.on_sealed,
+                on_tamper=self.on_tamper,
             )
         except asyncio.CancelledError:
             raise

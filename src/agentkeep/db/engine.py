@@ -13,6 +13,7 @@ from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
+from agentkeep.audit.keys import attach_keyring
 from agentkeep.config import Settings
 
 APPLICATION_NAME = "agentkeep"
@@ -102,9 +103,10 @@ def _sqlite_engine(settings: Settings) -> AsyncEngine:
 
 def create_engine(settings: Settings) -> AsyncEngine:
     """Build the engine for the configured database. Nothing connects until first use."""
-    if settings.is_sqlite:
-        return _sqlite_engine(settings)
-    return _postgres_engine(settings)
+    engine = _sqlite_engine(settings) if settings.is_sqlite else _postgres_engine(settings)
+    # Every process that writes or seals audit records (API, worker, CLI) uses the same keys.
+    attach_keyring(engine, settings)
+    return engine
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -81,6 +81,12 @@ class Metrics:
         self.audit_failures = Counter(
             "agentkeep_audit_write_failures_total", "Audit writes that failed.", registry=registry
         )
+        self.audit_tamper_detected = Counter(
+            "agentkeep_audit_tamper_detected_total",
+            "Pending audit records the sealer refused because their MAC did not verify, by reason.",
+            ["reason"],
+            registry=registry,
+        )
         # Counted by the process that finished the run: `serve` (in-process runner) or a worker.
         self.runs_finished = Counter(
             "agentkeep_runs_finished_total",

@@ -11,24 +11,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from agentkeep.config import Settings
 from agentkeep.context import RequestContext
 from tests.audit.conftest import add_events, execute
 from tests.test_cli import run_cli
 
-KEY = secrets.token_urlsafe(40)
 # Each CLI call is a fresh interpreter; the heavier scenarios run on SQLite only (the
 # in-process tests cover both backends for the same logic).
 SQLITE_ONLY = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
-
-
-@pytest.fixture
-def env(settings: Settings) -> dict[str, str]:
-    return {
-        "JWT_SECRET": secrets.token_urlsafe(40),
-        "DATABASE_URL": settings.database_url,
-        "AUDIT_HMAC_KEY": KEY,
-    }
 
 
 async def test_verify_passes_then_names_the_first_bad_sequence(

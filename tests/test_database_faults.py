@@ -17,7 +17,7 @@ import sqlite3
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
-import asyncpg
+import asyncpg  # type: ignore[import-untyped]
 import pytest
 from sqlalchemy import text
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
@@ -93,7 +93,7 @@ def _asyncpg_error(sqlstate: str, message: str = "from the server") -> asyncpg.P
 
 def _as_sqlalchemy_raises_it(error: Exception, *, invalidated: bool = False) -> DBAPIError:
     """Wrapped twice, like SQLAlchemy's asyncpg dialect does: its DBAPI adapter, then DBAPIError."""
-    dbapi = PGDialect_asyncpg.import_dbapi()
+    dbapi = PGDialect_asyncpg.import_dbapi()  # type: ignore[no-untyped-call]
     adapted = next(
         adapter(error.args[0] if error.args else "", error)
         for cls in type(error).__mro__
@@ -143,8 +143,8 @@ def test_sqlite_errors_are_classified_by_their_result_code(
     code: int, name: str, kind: FaultKind | None
 ) -> None:
     error = sqlite3.OperationalError("from sqlite")
-    error.sqlite_errorcode = code  # type: ignore[attr-defined]
-    error.sqlite_errorname = name  # type: ignore[attr-defined]
+    error.sqlite_errorcode = code
+    error.sqlite_errorname = name
     wrapped = DBAPIError.instance("SELECT 1", None, error, sqlite3.Error)
     fault = classify(wrapped)
     assert (fault.kind if fault else None) == kind

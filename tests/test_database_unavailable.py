@@ -70,3 +70,32 @@ async def test_database_route_answers_503_with_retry_after(
         served = _served_seconds(app, "/_test/db")
         assert served < CONNECT_TIMEOUT_SECONDS + SCHEDULING_MARGIN_SECONDS, served
         assert (await http.get("/health/live")).status_code == 200
+
+
+async def test_a_database_bug_is_a_500_and_an_outage_in_a_task_group_a_503(
+    sqlite_url: str, make_settings: Callable[..., Settings]
+) -> None:
+    app = create_app(make_settings(database_url=sqlite_url))
+
+    @app.get("/_test/bug")
+    async def undefined_table(session: SessionDep) -> None:
+        await session.execute(text("SELECT * FROM no_such_table"))
+
+    @app.get("/_test/grouped")
+    async def outage_in_a_group() -> None:
+        # What an anyio task group raises when one of its tasks lost its connection.
+        raise ExceptionGroup("tasks", [ConnectionResetError(104, "Connection reset by peer")])
+
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            bug = await http.get("/_test/bug")
+            assert bug.status_code == 500
+            assert bug.headers["content-type"] == "application/problem+json"
+            assert "no_such_table" not in bug.text
+            assert "retry-after" not in bug.headers
+            grouped = await http.get("/_test/grouped")
+            assert grouped.status_code == 503
+            assert grouped.headers["content-type"] == "application/problem+json"
+            assert int(grouped.headers["retry-after"]) > 0
+            assert grouped.json()["request_id"]

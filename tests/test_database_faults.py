@@ -24,18 +24,17 @@ from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlalchemy.pool import NullPool
 
 from agentkeep.config import Settings
 from agentkeep.db.engine import create_engine
 from agentkeep.db.faults import DatabaseFault, FaultKind, classify
 from tests.support.databases import (
-    ADMIN_URL,
     create_postgres_database,
     drop_postgres_database,
     postgres_answers,
     unavailable,
 )
+from tests.test_engine_liveness import terminate
 
 UNAVAILABLE = 503
 BUG = 500
@@ -257,13 +256,7 @@ async def test_real_server_errors(pg_engine: AsyncEngine) -> None:
 
 async def test_a_terminated_backend_is_classified_as_unavailable(pg_engine: AsyncEngine) -> None:
     async with pg_engine.connect() as connection:
-        pid = (await connection.execute(text("SELECT pg_backend_pid()"))).scalar_one()
-        admin = create_async_engine(ADMIN_URL, poolclass=NullPool)
-        try:
-            async with admin.connect() as other:
-                await other.execute(text("SELECT pg_terminate_backend(:pid, 5000)"), {"pid": pid})
-        finally:
-            await admin.dispose()
+        await terminate((await connection.execute(text("SELECT pg_backend_pid()"))).scalar_one())
         await asyncio.sleep(0.1)
         with pytest.raises(DBAPIError) as raised:
             await connection.execute(text("SELECT 1"))

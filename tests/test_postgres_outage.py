@@ -11,7 +11,7 @@ itself.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 
 import httpx
 import pytest
@@ -132,66 +132,74 @@ async def _owner(http: httpx.AsyncClient) -> dict[str, str]:
     return bearer(tokens["access_token"])
 
 
-async def test_postgres_stop_outage_and_restart_under_load_never_answers_500(
-    postgres: ThrowawayPostgres,
+async def _under_load(
+    env: dict[str, str],
+    fault: Callable[[MixedLoad], Awaitable[None]],
+    check: Callable[[Server, MixedLoad], None],
 ) -> None:
-    env = _server_env(postgres)
+    """Serve with `env`, keep the mixed load going through `fault`, then until recovery.
+
+    Every answer must be acceptable and the server's log clean; the warm-up must succeed
+    (later "before" requests may still be in flight when the fault strikes). `check` looks
+    at the answers while the server's log is still there.
+    """
     with running_server(env) as server:
         async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as http:
             load = MixedLoad(http, await _owner(http))
 
             async def script(load: MixedLoad) -> None:
                 await asyncio.sleep(2)
-                load.phase = "stopping"
-                await asyncio.to_thread(postgres.stop)
-                load.phase = "down"
-                await asyncio.sleep(DOWN_SECONDS)
-                load.phase = "starting"
-                await asyncio.to_thread(postgres.start)
+                await fault(load)
                 load.phase = "after"
                 await load.until_recovered(RECOVERED_IN_A_ROW, RECOVERY_SECONDS)
 
             await load.run(script)
-
         print("answers by phase:", load.summary())
         _assert_every_answer_acceptable(load)
-        # The warm-up succeeded (later "before" requests may still be in flight at the stop).
         assert all(answer.ok for answer in load.answers[:WARM_UP_ANSWERS]), load.summary()
+        _assert_log_clean(server)
+        check(server, load)
+
+
+async def test_postgres_stop_outage_and_restart_under_load_never_answers_500(
+    postgres: ThrowawayPostgres,
+) -> None:
+    async def stop_and_restart(load: MixedLoad) -> None:
+        load.phase = "stopping"
+        await asyncio.to_thread(postgres.stop)
+        load.phase = "down"
+        await asyncio.sleep(DOWN_SECONDS)
+        load.phase = "starting"
+        await asyncio.to_thread(postgres.start)
+
+    def check(server: Server, load: MixedLoad) -> None:
         down = load.in_phase("down")
         assert down, load.summary()
         assert all(answer.status == 503 for answer in down), load.summary()
         # A stopped server refuses connections at once: far below the connect timeout.
         bound = float(Settings.model_fields["db_connect_timeout"].default) + SCHEDULING_MARGIN_SECONDS
         print("slowest 503 while down:", _assert_served_within(server, down, bound))
-        _assert_log_clean(server)
+
+    await _under_load(_server_env(postgres), stop_and_restart, check)
 
 
 async def test_frozen_postgres_gives_bounded_503s_then_recovers(postgres: ThrowawayPostgres) -> None:
     env = _server_env(postgres, **FROZEN_BOUNDS)
     bound = _worst_request_seconds(env) + SCHEDULING_MARGIN_SECONDS
-    with running_server(env) as server:
-        async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as http:
-            load = MixedLoad(http, await _owner(http))
 
-            async def script(load: MixedLoad) -> None:
-                await asyncio.sleep(2)
-                frozen = postgres.freeze()
-                try:
-                    load.phase = "frozen"
-                    # Long enough that every pooled connection meets the freeze.
-                    await asyncio.sleep(2 * bound)
-                finally:
-                    load.phase = "thawing"
-                    postgres.thaw(frozen)
-                load.phase = "after"
-                await load.until_recovered(RECOVERED_IN_A_ROW, RECOVERY_SECONDS)
+    async def freeze_and_thaw(load: MixedLoad) -> None:
+        frozen = postgres.freeze()
+        try:
+            load.phase = "frozen"
+            # Long enough that every pooled connection meets the freeze.
+            await asyncio.sleep(2 * bound)
+        finally:
+            load.phase = "thawing"
+            postgres.thaw(frozen)
 
-            await load.run(script)
-
-        print("answers by phase:", load.summary())
-        _assert_every_answer_acceptable(load)
-        assert all(answer.ok for answer in load.answers[:WARM_UP_ANSWERS]), load.summary()
+    def check(server: Server, load: MixedLoad) -> None:
         frozen = load.in_phase("frozen")
         assert any(answer.status == 503 for answer in frozen), load.summary()
         print("slowest answer while frozen:", _assert_served_within(server, frozen, bound), "bound", bound)
-        _assert_log_clean(server)
+
+    await _under_load(env, freeze_and_thaw, check)

@@ -30,7 +30,7 @@ from agentkeep.runs.models import Run
 from agentkeep.worker.jobqueue import JobRunQueue, create_job_app
 from tests.support.throwaway import ThrowawayPostgres, running_postgres
 from tests.worker.helpers import make_run, wait_for
-from tests.worker.test_worker_process import SlowServer
+from tests.worker.test_worker_process import SlowServer, worker_process
 from tests.worker.test_worker_process import slow_server as slow_server
 
 # Recovery includes waiting out leases and the sweep's re-dispatch delay (see below).
@@ -86,20 +86,6 @@ async def sessions(env: dict[str, str], tmp_path: Path) -> AsyncIterator[Session
     )
     yield create_sessionmaker(engine)
     await engine.dispose()
-
-
-@contextlib.contextmanager
-def worker(env: dict[str, str], log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "agentkeep", "worker"], env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-        try:
-            yield process
-        finally:
-            if process.poll() is None:
-                process.kill()
-            process.wait(timeout=10)
 
 
 async def _create_and_dispatch(
@@ -162,7 +148,7 @@ async def _through_fault(
     log_path: Path,
     fault: contextlib.AbstractContextManager[None],
 ) -> None:
-    with worker(env, log_path) as process:
+    with worker_process(env, log_path) as process:
         before = await _create_and_dispatch(env, sessions, _inputs(slow.port, slow=2, quick=2))
         await slow.wait_for_request()  # a run is executing its tool call
         with fault:
@@ -174,37 +160,28 @@ async def _through_fault(
         _assert_clean_exit(process, log_path)
 
 
-async def test_worker_survives_postgres_stop_and_restart_and_completes_every_run(
-    env: dict[str, str],
-    sessions: Sessionmaker,
-    slow_server: SlowServer,
-    postgres: ThrowawayPostgres,
-    tmp_path: Path,
-) -> None:
-    @contextlib.contextmanager
-    def stopped() -> Iterator[None]:
+@contextlib.contextmanager
+def _fault(postgres: ThrowawayPostgres, kind: str) -> Iterator[None]:
+    """An immediate stop then a start, or a SIGSTOP freeze then SIGCONT."""
+    frozen = postgres.freeze() if kind == "freeze" else None
+    if frozen is None:
         postgres.stop()
-        try:
-            yield
-        finally:
+    try:
+        yield
+    finally:
+        if frozen is None:
             postgres.start()
+        else:
+            postgres.thaw(frozen)
 
-    await _through_fault(env, sessions, slow_server, tmp_path / "worker.log", stopped())
 
-
-async def test_worker_survives_a_frozen_postgres_and_completes_every_run(
+@pytest.mark.parametrize("kind", ["stop", "freeze"])
+async def test_worker_survives_the_database_fault_and_completes_every_run(
+    kind: str,
     env: dict[str, str],
     sessions: Sessionmaker,
     slow_server: SlowServer,
     postgres: ThrowawayPostgres,
     tmp_path: Path,
 ) -> None:
-    @contextlib.contextmanager
-    def frozen() -> Iterator[None]:
-        pids = postgres.freeze()
-        try:
-            yield
-        finally:
-            postgres.thaw(pids)
-
-    await _through_fault(env, sessions, slow_server, tmp_path / "worker.log", frozen())
+    await _through_fault(env, sessions, slow_server, tmp_path / "worker.log", _fault(postgres, kind))

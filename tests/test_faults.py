@@ -7,6 +7,7 @@ that the server recovers by itself.
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable, Iterator
 
@@ -15,6 +16,7 @@ import pytest
 
 from agentkeep.config import Settings
 from tests.auth.helpers import PASSWORD
+from tests.support import throwaway
 from tests.support.access_log import ACCESS_LOG_ENV, Served, served_request
 from tests.support.server import Server, running_server
 from tests.support.throwaway import ThrowawayPostgres, ThrowawayRedis, running_postgres, running_redis
@@ -186,3 +188,16 @@ def test_redis_stopped_auth_rate_limit_still_limits_from_memory(throwaway_redis:
         # The in-process fallback starts counting afresh: `limit` logins pass, the next is refused.
         assert statuses == [200] * limit + [429], statuses
         assert http.get("/health").json()["status"] == "degraded"
+
+
+def test_missing_server_binaries_fail_when_services_are_required(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(throwaway, "_find", lambda _binary: None)
+    monkeypatch.setattr(shutil, "which", lambda _binary: None)
+    monkeypatch.setenv("AGENTKEEP_TEST_REQUIRE_SERVICES", "1")
+    for start in (running_postgres, running_redis):
+        with pytest.raises(pytest.fail.Exception, match="AGENTKEEP_TEST_REQUIRE_SERVICES"), start():
+            pass
+    monkeypatch.delenv("AGENTKEEP_TEST_REQUIRE_SERVICES")
+    for start in (running_postgres, running_redis):
+        with pytest.raises(pytest.skip.Exception), start():
+            pass

@@ -7,44 +7,41 @@ that the server recovers by itself.
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
 
+from agentkeep.config import Settings
 from tests.auth.helpers import PASSWORD
-from tests.support.server import running_server
-from tests.support.throwaway import ThrowawayPostgres, ThrowawayRedis, postgres_binaries_available
+from tests.support import throwaway
+from tests.support.access_log import ACCESS_LOG_ENV, Served, served_request
+from tests.support.server import Server, running_server
+from tests.support.throwaway import ThrowawayPostgres, ThrowawayRedis, running_postgres, running_redis
 
 pytestmark = pytest.mark.slow
 
-# "Within about 3 seconds": DB_CONNECT_TIMEOUT (3 s by default) bounds a silent server; a
-# stopped one refuses at once. The margin absorbs a busy test machine.
-DATABASE_FAULT_BOUND_SECONDS = 5.0
+# docs/OPERATIONS.md: "within about DB_CONNECT_TIMEOUT seconds" (a silent server; a stopped
+# one refuses at once). Checked on the server's own measured duration, with a margin for
+# the scheduling delays of a loaded host.
+SCHEDULING_MARGIN_SECONDS = 2.0
+DATABASE_FAULT_BOUND_SECONDS = Settings.model_fields["db_connect_timeout"].default + SCHEDULING_MARGIN_SECONDS
 RECOVERY_POLLS = 60
 POLL_PAUSE_SECONDS = 0.25
 
 
 @pytest.fixture
 def throwaway_postgres() -> Iterator[ThrowawayPostgres]:
-    if not postgres_binaries_available():
-        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
-    server = ThrowawayPostgres().init()
-    server.start()
-    yield server
-    server.destroy()
+    with running_postgres() as server:
+        yield server
 
 
 @pytest.fixture
 def throwaway_redis() -> Iterator[ThrowawayRedis]:
-    server = ThrowawayRedis()
-    try:
-        server.start()
-    except AssertionError:
-        pytest.skip("redis-server is not installed")
-    yield server
-    server.stop()
+    with running_redis() as server:
+        yield server
 
 
 def _register_and_login(http: httpx.Client, username: str) -> str:
@@ -59,7 +56,11 @@ def _login(http: httpx.Client, username: str) -> str:
     return str(response.json()["access_token"])
 
 
-def _assert_database_unavailable(response: httpx.Response, elapsed: float) -> None:
+def _served(server: Server, response: httpx.Response) -> Served:
+    return served_request(server.log, response.headers["x-request-id"])
+
+
+def _assert_database_unavailable(response: httpx.Response, served: Served) -> None:
     assert response.status_code == 503, response.text
     assert response.headers["content-type"] == "application/problem+json"
     assert int(response.headers["retry-after"]) > 0
@@ -68,7 +69,8 @@ def _assert_database_unavailable(response: httpx.Response, elapsed: float) -> No
     assert body["request_id"]
     assert "asyncpg" not in response.text
     assert "Traceback" not in response.text
-    assert elapsed < DATABASE_FAULT_BOUND_SECONDS, elapsed
+    assert served.status == 503
+    assert served.seconds < DATABASE_FAULT_BOUND_SECONDS, served
 
 
 def _poll_until(check: Callable[[], bool], what: str) -> int:
@@ -83,7 +85,7 @@ def test_postgres_stopped_answers_503_quickly_and_recovers_by_itself(
     throwaway_postgres: ThrowawayPostgres,
 ) -> None:
     with (
-        running_server({"DATABASE_URL": throwaway_postgres.url}, migrate=True) as server,
+        running_server({"DATABASE_URL": throwaway_postgres.url, **ACCESS_LOG_ENV}, migrate=True) as server,
         httpx.Client(base_url=server.base_url, timeout=30) as http,
     ):
         token = _register_and_login(http, "pgfault")
@@ -92,12 +94,10 @@ def test_postgres_stopped_answers_503_quickly_and_recovers_by_itself(
 
         throwaway_postgres.stop()
 
-        started = time.monotonic()
         me = http.get("/auth/me", headers=auth)
-        _assert_database_unavailable(me, time.monotonic() - started)
-        started = time.monotonic()
+        _assert_database_unavailable(me, _served(server, me))
         login = http.post("/auth/login", data={"username": "pgfault", "password": PASSWORD})
-        _assert_database_unavailable(login, time.monotonic() - started)
+        _assert_database_unavailable(login, _served(server, login))
         ready = http.get("/health/ready")
         assert ready.status_code == 503
         assert ready.json()["checks"]["database"]["status"] == "fail"
@@ -125,41 +125,42 @@ def _redis_env(redis: ThrowawayRedis, auth_limit: int) -> dict[str, str]:
     }
 
 
-def _me_timings(http: httpx.Client, auth: dict[str, str], count: int = 3) -> list[float]:
-    timings = []
-    for _ in range(count):
-        started = time.monotonic()
-        assert http.get("/auth/me", headers=auth).status_code == 200
-        timings.append(time.monotonic() - started)
-    return timings
+def _me_timings(server: Server, http: httpx.Client, auth: dict[str, str], count: int = 3) -> list[float]:
+    """How long the server itself took to answer /auth/me, `count` times."""
+    responses = [http.get("/auth/me", headers=auth) for _ in range(count)]
+    assert [response.status_code for response in responses] == [200] * count
+    return [_served(server, response).seconds for response in responses]
 
 
 def test_redis_stopped_degrades_health_keeps_login_working_then_recovers(
     throwaway_redis: ThrowawayRedis,
 ) -> None:
-    env = _redis_env(throwaway_redis, auth_limit=100)
+    env = {**_redis_env(throwaway_redis, auth_limit=100), **ACCESS_LOG_ENV}
     with running_server(env) as server, httpx.Client(base_url=server.base_url, timeout=30) as http:
         token = _register_and_login(http, "redisfault")
         auth = {"Authorization": f"Bearer {token}"}
         assert http.get("/health").json()["status"] == "ok"
-        healthy = _me_timings(http, auth)
+        healthy = _me_timings(server, http, auth)
+        healthy_login = http.post("/auth/login", data={"username": "redisfault", "password": PASSWORD})
+        assert healthy_login.status_code == 200
 
         throwaway_redis.stop()
 
         # Revocation is checked against the database: authenticated requests still answer.
-        degraded = _me_timings(http, auth)
+        degraded = _me_timings(server, http, auth)
         # Each Redis call is bounded and a refused connection fails at once: the outage adds
-        # little. Generous, to stay stable on a loaded machine.
-        assert max(degraded) < max(healthy) + 1.0, (healthy, degraded)
+        # little (server-measured, with a margin for a loaded host).
+        assert max(degraded) < max(healthy) + SCHEDULING_MARGIN_SECONDS, (healthy, degraded)
         health = http.get("/health")
         assert health.status_code == 200
         assert health.json()["status"] == "degraded"
         assert health.json()["checks"]["redis"]["status"] == "degraded"
         assert health.json()["checks"]["database"]["status"] == "ok"
         assert http.get("/health/ready").status_code == 200
-        started = time.monotonic()
-        assert _login(http, "redisfault")
-        assert time.monotonic() - started < 5
+        login = http.post("/auth/login", data={"username": "redisfault", "password": PASSWORD})
+        assert login.status_code == 200
+        limit_bound = float(env["RATE_LIMIT_REDIS_TIMEOUT"]) + SCHEDULING_MARGIN_SECONDS
+        assert _served(server, login).seconds < _served(server, healthy_login).seconds + limit_bound
 
         throwaway_redis.start()
 
@@ -187,3 +188,16 @@ def test_redis_stopped_auth_rate_limit_still_limits_from_memory(throwaway_redis:
         # The in-process fallback starts counting afresh: `limit` logins pass, the next is refused.
         assert statuses == [200] * limit + [429], statuses
         assert http.get("/health").json()["status"] == "degraded"
+
+
+def test_missing_server_binaries_fail_when_services_are_required(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(throwaway, "_find", lambda _binary: None)
+    monkeypatch.setattr(shutil, "which", lambda _binary: None)
+    monkeypatch.setenv("AGENTKEEP_TEST_REQUIRE_SERVICES", "1")
+    for start in (running_postgres, running_redis):
+        with pytest.raises(pytest.fail.Exception, match="AGENTKEEP_TEST_REQUIRE_SERVICES"), start():
+            pass
+    monkeypatch.delenv("AGENTKEEP_TEST_REQUIRE_SERVICES")
+    for start in (running_postgres, running_redis):
+        with pytest.raises(pytest.skip.Exception), start():
+            pass

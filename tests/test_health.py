@@ -11,8 +11,7 @@ from asgi_lifespan import LifespanManager
 
 from agentkeep.app import create_app
 from agentkeep.config import Settings
-from tests.support.databases import unavailable
-from tests.support.throwaway import ThrowawayPostgres, free_port, postgres_binaries_available
+from tests.support.throwaway import ThrowawayPostgres, free_port, running_postgres
 
 
 async def test_health_reports_each_check_ok(client: httpx.AsyncClient, backend: str) -> None:
@@ -96,12 +95,8 @@ async def test_health_is_degraded_not_failed_when_only_redis_is_down(
 
 @pytest.fixture
 def throwaway_postgres() -> Iterator[ThrowawayPostgres]:
-    if not postgres_binaries_available():
-        unavailable("PostgreSQL server binaries")
-    server = ThrowawayPostgres().init()
-    server.start()
-    yield server
-    server.destroy()
+    with running_postgres() as server:
+        yield server
 
 
 @pytest.mark.slow

@@ -15,11 +15,12 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agentkeep.allowed_methods import allowed_methods
+from agentkeep.db.faults import DatabaseFault, classify
 
 logger = structlog.get_logger("agentkeep.errors")
 
@@ -189,30 +190,36 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-DATABASE_RETRY_AFTER_SECONDS = 5
-
-
-async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
-    # Connection refused, timed out, pool exhausted or the server went away: the request
-    # could not be served now, but may be in a moment. Never a 500 with driver internals.
-    logger.warning("database_unavailable", error=type(exc).__name__, path=request.url.path)
+def database_unavailable_response(request: Request, fault: DatabaseFault) -> JSONResponse:
+    """503 for a database that cannot serve now (down, restarting, frozen, saturated)."""
+    # Only the kind is logged: driver messages can quote SQL and its parameters.
+    logger.warning("database_unavailable", fault=fault.kind, path=request.url.path)
     return problem_response(
         request,
         503,
         title="Database unavailable",
-        detail="The database is not answering; retry shortly.",
+        detail="The database cannot serve this request right now; retry shortly.",
         type_slug="database-unavailable",
-        headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
+        headers={"Retry-After": str(fault.retry_after)},
     )
 
 
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    fault = classify(exc)
+    if fault is not None:
+        return database_unavailable_response(request, fault)
+    # No outage but a bug (an undefined table, a bad statement): the last-resort middleware
+    # logs it with the request id and answers a bare 500.
+    raise exc
+
+
 def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(OperationalError, _database_unavailable)
-    app.add_exception_handler(InterfaceError, _database_unavailable)
-    app.add_exception_handler(SQLAlchemyTimeoutError, _database_unavailable)
-    # A dependency that never answered (asyncpg connect timeout, a socket that went away).
-    app.add_exception_handler(TimeoutError, _database_unavailable)
-    app.add_exception_handler(ConnectionError, _database_unavailable)
+    # Every database error is classified by what it means (agentkeep.db.faults), whatever its
+    # class: asyncpg reports a restart as a plain DBAPIError, a connect timeout as a bare
+    # TimeoutError. Failures that escape these handlers (wrapped in an exception group, say)
+    # are classified again by the last-resort middleware.
+    for database_error in (DBAPIError, SQLAlchemyTimeoutError, DisconnectionError, OSError):
+        app.add_exception_handler(database_error, _database_error)
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

@@ -5,8 +5,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated
 
+import structlog
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from agentkeep.db.faults import classify
+
+logger = structlog.get_logger("agentkeep.db")
 
 AfterTransactionHook = Callable[[], Awaitable[None]]
 _HOOKS_KEY = "agentkeep.after_transaction"
@@ -60,16 +65,40 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     async with sessionmaker_of(request)() as session:
         try:
             yield session
-        except BaseException:
-            await session.rollback()
-            await _run_hooks(session)
+        except BaseException as exc:
+            await _abandon(session, exc)
             raise
         try:
             await session.commit()
-        except BaseException:
-            await _run_hooks(session)
+        except BaseException as exc:
+            await _abandon(session, exc, rolled_back=True)
             raise
         await _run_hooks(session, committed=True)
+
+
+async def _abandon(session: AsyncSession, exc: BaseException, *, rolled_back: bool = False) -> None:
+    """End a failed request's transaction without letting the database hide its first error.
+
+    During an outage (agentkeep.db.faults) the request's connection is dead or stuck in a
+    command: a ROLLBACK over it would wait on the same server, up to DB_COMMAND_TIMEOUT, and
+    its own failure would replace the original one. The connection is discarded instead (the
+    server rolls back what it had), and the after-transaction hooks, which write to the same
+    database, are skipped: the request is answered 503 at once.
+    """
+    fault = classify(exc)
+    if fault is not None and fault.connection_unusable:
+        await session.invalidate()
+        logger.info("transaction_abandoned", fault=fault.kind)
+        return
+    if not rolled_back:
+        try:
+            await session.rollback()
+        except Exception as rollback_error:
+            if classify(rollback_error) is None:
+                raise
+            await session.invalidate()
+            return
+    await _run_hooks(session)
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]

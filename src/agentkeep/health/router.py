@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
+from agentkeep.db.faults import OUTAGE_RETRY_AFTER_SECONDS
 from agentkeep.dependencies import EngineDep, RedisDep, SettingsDep
 from agentkeep.health import service
 from agentkeep.health.schemas import HealthReport, LiveReport
@@ -34,6 +35,8 @@ async def _ready(
     )
     if report.status == "fail":
         response.status_code = 503
+        # Like every other answer during a database outage: clients may retry after this.
+        response.headers["Retry-After"] = str(OUTAGE_RETRY_AFTER_SECONDS)
     return report
 
 

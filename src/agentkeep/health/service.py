@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from agentkeep.db.faults import classify
 from agentkeep.health.schemas import CheckResult, CheckStatus, HealthReport
 
 logger = structlog.get_logger("agentkeep.health")
@@ -24,7 +25,10 @@ async def _timed(probe: Callable[[], Awaitable[object]], seconds: float) -> Chec
     except TimeoutError:
         error: str | None = f"no answer within {seconds:g}s"
     except Exception as exc:  # any failure of the dependency is a failed check, not a 500
-        error = type(exc).__name__
+        fault = classify(exc)
+        # What a database failure means (server_restarting, connection_lost) tells an
+        # operator more than a driver's class name.
+        error = fault.kind if fault is not None else type(exc).__name__
     else:
         error = None
     latency = round((time.perf_counter() - started) * 1000, 2)

@@ -11,7 +11,8 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agentkeep.asgi import TrackingSend
-from agentkeep.errors import REQUEST_ID_STATE_KEY, problem_response
+from agentkeep.db.faults import classify
+from agentkeep.errors import REQUEST_ID_STATE_KEY, database_unavailable_response, problem_response
 
 REQUEST_ID_HEADER = "x-request-id"
 # A client-supplied id is echoed into logs and headers, so only short, inert tokens are kept.
@@ -69,7 +70,12 @@ class UnhandledErrorMiddleware:
 
         try:
             await self.app(scope, receive, tracking_send)
-        except Exception:
+        except Exception as exc:
+            fault = classify(exc)
+            if fault is not None and not tracking_send.started:
+                # A database outage that reached no handler (raised inside a task group, say).
+                await database_unavailable_response(Request(scope), fault)(scope, receive, send)
+                return
             logger.exception("unhandled_error", method=scope.get("method"), path=scope.get("path"))
             if tracking_send.started:
                 raise

@@ -30,6 +30,7 @@ from pydantic_ai.run import AgentRun
 from pydantic_ai.settings import ModelSettings
 from pydantic_ai.usage import UsageLimits
 
+from agentkeep.db.faults import classify
 from agentkeep.runs.agent_tools import RunDeps, build_tools
 from agentkeep.runs.contract import EventSink, RunOutcome, RunRequest, Usage
 from agentkeep.runs.models_factory import ModelUnavailable, open_model
@@ -201,6 +202,10 @@ def _classify(exc: Exception, request: RunRequest, progress: _Progress) -> tuple
         return StopReason.MAX_TOKENS, _output_limit_message(request)
     if isinstance(exc, ModelAPIError | UnexpectedModelBehavior):
         return StopReason.MODEL_ERROR, _model_error_message(exc)
+    if (fault := classify(exc)) is not None:
+        # The runner abandons this attempt (the outcome is not recorded): no bug to report.
+        logger.warning("run_database_unavailable", run_id=str(request.run_id), fault=fault.kind)
+        return StopReason.INTERNAL_ERROR, "the database became unavailable"
     logger.error(
         "run_internal_error", run_id=str(request.run_id), error_type=type(exc).__name__, exc_info=exc
     )

@@ -4,12 +4,13 @@ Any number of workers, on any machine, share the database. Each executes up to
 RUN_CONCURRENCY runs at once and runs the recovery sweep. SIGTERM or SIGINT: stop fetching
 jobs, let running runs finish for up to SHUTDOWN_TIMEOUT_SECONDS, then hand the rest back
 to the queue (another worker picks them up), and exit 0.
+
+A database outage does not end the process (worker/outages.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 
 import structlog
@@ -19,7 +20,8 @@ from agentkeep.config import Settings
 from agentkeep.db.engine import create_engine, create_sessionmaker
 from agentkeep.observability.metrics import Metrics
 from agentkeep.worker.driver import Executor, RunDriver
-from agentkeep.worker.jobqueue import QUEUE_NAME, JobRunQueue, create_job_app, register_run_task
+from agentkeep.worker.jobqueue import JobRunQueue, create_job_app, register_run_task
+from agentkeep.worker.outages import quiet_outage_tracebacks, work_until_stopped
 from agentkeep.worker.recovery import RecoverySweep
 from agentkeep.worker.runtime import new_worker_id
 
@@ -28,8 +30,6 @@ logger = structlog.get_logger("agentkeep.worker")
 # procrastinate's own connections besides one per running job: the LISTEN connection,
 # fetching, abort polling and its heartbeat.
 QUEUE_CONNECTIONS_OVERHEAD = 4
-# LISTEN/NOTIFY wakes the worker at once; polling is the fallback.
-FETCH_POLL_SECONDS = 2.0
 
 
 async def run_worker(
@@ -61,32 +61,13 @@ async def run_worker(
     if metrics_port is not None:
         metrics_server, _thread = start_http_server(metrics_port, metrics_host, registry=metrics.registry)
     try:
-        async with job_app.open_async():
-            work = asyncio.create_task(
-                job_app.run_worker_async(
-                    queues=[QUEUE_NAME],
-                    name=owner,
-                    concurrency=settings.run_concurrency,
-                    install_signal_handlers=False,
-                    shutdown_graceful_timeout=settings.shutdown_timeout_seconds,
-                    delete_jobs="always",
-                    fetch_job_polling_interval=FETCH_POLL_SECONDS,
-                ),
-                name="procrastinate-worker",
-            )
-            sweeping = asyncio.create_task(sweep.run_forever(), name="run-recovery-sweep")
-            logger.info("worker_started", worker=owner, concurrency=settings.run_concurrency)
-            stopping = asyncio.create_task(stop.wait())
-            await asyncio.wait([work, stopping], return_when=asyncio.FIRST_COMPLETED)
-            logger.info("worker_stopping", worker=owner, timeout=settings.shutdown_timeout_seconds)
-            sweeping.cancel()
-            stopping.cancel()
-            # Cancelling procrastinate's worker stops fetching, waits for running jobs up to
-            # the graceful timeout, then cancels them: the driver hands those runs back.
-            work.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await work
-            await asyncio.gather(sweeping, stopping, return_exceptions=True)
+        with quiet_outage_tracebacks():
+            async with job_app.open_async():
+                sweeping = asyncio.create_task(sweep.run_forever(), name="run-recovery-sweep")
+                logger.info("worker_started", worker=owner, concurrency=settings.run_concurrency)
+                await work_until_stopped(job_app, settings, owner, stop)
+                sweeping.cancel()
+                await asyncio.gather(sweeping, return_exceptions=True)
     finally:
         for signum in signals:
             loop.remove_signal_handler(signum)

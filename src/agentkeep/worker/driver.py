@@ -12,7 +12,11 @@ How an attempt ends:
 - the lease was lost: the attempt stops without writing anything; the new holder owns it;
 - the driver itself is cancelled (worker shutdown past its grace period): the run is handed
   back to the queue (status queued, lease cleared, the attempt not counted) and
-  CancelledError propagates.
+  CancelledError propagates;
+- the database became unavailable (agentkeep.db.faults) while the attempt read, wrote an
+  event or recorded its outcome: the attempt is abandoned, never recorded as a failure of
+  the run. It is handed back if the database answers again at once; otherwise its lease
+  expires and the recovery sweep puts the run back in the queue once the database is back.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agentkeep.agents.repository import AgentRepository
 from agentkeep.config import Settings
+from agentkeep.db.faults import DatabaseFault, classify
 from agentkeep.errors import AppError
 from agentkeep.observability.metrics import Metrics
 from agentkeep.providers.endpoint import endpoint_for as provider_endpoint
@@ -124,11 +129,18 @@ class FencedEventSink:
         self.next_seq = claim.next_seq
         # Usage seen in model responses, kept for attempts that end without an outcome.
         self.usage = Usage()
+        # Set when an event could not be written for want of a database: the executor turns
+        # every exception into an outcome, and this one must not become the run's result.
+        self.database_fault: DatabaseFault | None = None
 
     async def emit(self, kind: EventKind, data: Mapping[str, JsonValue]) -> None:
-        async with self.sessionmaker() as session, session.begin():
-            await leases.fence(session, self.run_id, self.owner, _now())
-            await append_event(session, self.run_id, kind, data, seq=self.next_seq)
+        try:
+            async with self.sessionmaker() as session, session.begin():
+                await leases.fence(session, self.run_id, self.owner, _now())
+                await append_event(session, self.run_id, kind, data, seq=self.next_seq)
+        except Exception as exc:
+            self.database_fault = self.database_fault or classify(exc)
+            raise
         self.next_seq += 1
         if kind == EventKind.MODEL_RESPONSE:
             self._count_usage(data.get("usage"))
@@ -192,7 +204,14 @@ class RunDriver:
             return None
         self.active.add(run_id)
         try:
-            claim = await self._claim(run_id)
+            try:
+                claim = await self._claim(run_id)
+            except Exception as exc:
+                if (fault := classify(exc)) is None:
+                    raise
+                # Still queued: the recovery sweep dispatches it again once the database is back.
+                logger.warning("run_claim_failed", run_id=str(run_id), fault=fault.kind)
+                return None
             if claim is None:
                 return None
             log = logger.bind(run_id=str(run_id), attempt=claim.attempt, worker=self.owner)
@@ -257,7 +276,9 @@ class RunDriver:
         try:
             async with self.sessionmaker() as session:
                 await count_finished(session, run_id, self.metrics)
-        except DB_ERRORS:
+        except Exception as exc:
+            if classify(exc) is None:
+                raise
             logger.warning("run_metrics_failed", run_id=str(run_id))
 
 
@@ -274,6 +295,15 @@ class _Attempt:
         self.log = logger.bind(run_id=str(claim.run_id), attempt=claim.attempt, worker=driver.owner)
 
     async def execute(self) -> RunStatus | None:
+        try:
+            return await self._execute()
+        except Exception as exc:
+            fault = self.sink.database_fault or classify(exc)
+            if fault is None:
+                raise
+            return await self._interrupted(fault)
+
+    async def _execute(self) -> RunStatus | None:
         try:
             request = await self.driver.build_request(self.claim)
         except RunSetupError as exc:
@@ -300,7 +330,9 @@ class _Attempt:
         except LeaseLost:
             self.log.warning("run_lease_lost")
             return None
-        except Exception:
+        except Exception as exc:
+            if self.sink.database_fault is not None or classify(exc) is not None:
+                raise  # the attempt is interrupted, not the run failed (see execute)
             self.log.exception("run_executor_crashed")
             outcome = RunOutcome(
                 RunStatus.FAILED, StopReason.INTERNAL_ERROR, error="internal error", usage=self.sink.usage
@@ -308,7 +340,15 @@ class _Attempt:
         finally:
             heartbeat.cancel()
             await asyncio.gather(heartbeat, return_exceptions=True)
+        if self.sink.database_fault is not None:
+            return await self._interrupted(self.sink.database_fault)
         return await self._finish(outcome)
+
+    async def _interrupted(self, fault: DatabaseFault) -> RunStatus | None:
+        """No outcome: the run goes back to the queue, now or through its expired lease."""
+        self.log.warning("run_attempt_interrupted", fault=fault.kind)
+        await self._hand_back()
+        return None
 
     def _cancelled(self) -> RunOutcome:
         return RunOutcome(RunStatus.CANCELLED, StopReason.CANCELLED, usage=self.sink.usage)
@@ -376,9 +416,11 @@ class _Attempt:
                     await append_event(
                         session, self.claim.run_id, EventKind.STATUS, {"status": RunStatus.QUEUED}
                     )
-        except DB_ERRORS as exc:
+        except Exception as exc:
+            if (fault := classify(exc)) is None:
+                raise
             # The lease will expire and the recovery sweep requeues the run (counting the attempt).
-            self.log.warning("run_hand_back_failed", error=type(exc).__name__)
+            self.log.warning("run_hand_back_failed", fault=fault.kind)
             return
         self.log.info("run_handed_back")
 

@@ -22,9 +22,9 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agentkeep.config import Settings
+from agentkeep.db.faults import classify
 from agentkeep.observability.metrics import Metrics
 from agentkeep.worker import leases
-from agentkeep.worker.driver import DB_ERRORS
 from agentkeep.worker.reporting import audit_finished, count_finished
 
 logger = structlog.get_logger("agentkeep.worker")
@@ -72,10 +72,12 @@ class RecoverySweep:
         while True:
             try:
                 await self.run_once()
-            except DB_ERRORS as exc:
-                logger.warning("recovery_sweep_failed", error=type(exc).__name__)
-            except Exception:
-                logger.exception("recovery_sweep_crashed")
+            except Exception as exc:
+                # An outage is waited out quietly; anything else is a bug worth a traceback.
+                if (fault := classify(exc)) is not None:
+                    logger.warning("recovery_sweep_failed", fault=fault.kind)
+                else:
+                    logger.exception("recovery_sweep_crashed")
             await asyncio.sleep(self.interval)
 
     async def run_once(self) -> SweepReport:

@@ -92,7 +92,14 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if not _is_xdist_controller(config):
         scan = _scan()
         scan.finish()
-        results.append({"findings": scan.findings, "read": dict(scan.read), "remembered": scan.remembered})
+        results.append(
+            {
+                "findings": scan.findings,
+                "read": dict(scan.read),
+                "remembered": scan.remembered,
+                "seconds": scan.seconds,
+            }
+        )
     if hasattr(config, "workerinput"):
         # A worker's exit status does not reach the controller: its findings must.
         getattr(config, "workeroutput", {})[_WORKER_OUTPUT_KEY] = results[-1]
@@ -102,9 +109,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     for result in results:
         read.update(result["read"])
     remembered = sum(int(result["remembered"]) for result in results)
+    seconds = sum(float(result["seconds"]) for result in results)
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
-        reporter.write_line(summarise(read, remembered))
+        reporter.write_line(summarise(read, remembered, seconds))
         if findings:
             reporter.write_line("Secrets found in what the product logged or stored:", red=True)
             for finding in findings:

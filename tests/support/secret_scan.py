@@ -3,8 +3,9 @@
 What is searched (everything the product wrote, nothing the tests wrote themselves):
 - every table of every database the suite creates: the two shared test databases after each
   test (before they are emptied), every PostgreSQL database made by
-  tests/support/databases.py when it is dropped (or at the end if it never is), and every
-  SQLite file left under the run's temporary directory or registered by a process launcher;
+  tests/support/databases.py when it is dropped (or at the end if it never is), the database
+  of every `agentkeep serve` process when it stops, and every SQLite file left under the
+  run's temporary directory;
 - every log line of every in-process application (the suite configures logging as in
   production, JSON at INFO, into a file of the scan's run directory);
 - the whole output of every process the suite starts: `agentkeep serve` servers, workers and
@@ -71,11 +72,12 @@ def _spellings(value: str) -> set[str]:
 
 def token_shaped(text: str) -> list[str]:
     """The secret-shaped values in `text`, each named by its first characters only."""
-    return [
-        f"token-shaped {match.group(0)[:10]}..."
-        for pattern in SECRET_PATTERNS
-        for match in pattern.finditer(text)
-    ]
+    matches = (match for pattern in SECRET_PATTERNS for match in pattern.finditer(text))
+    return [f"token-shaped {match[0][:10]}..." for match in matches if _starts_a_word(text, match.start())]
+
+
+def _starts_a_word(text: str, start: int) -> bool:
+    return start == 0 or not (text[start - 1].isalnum() or text[start - 1] == "_")
 
 
 def shaped_like_a_secret(value: str) -> bool:
@@ -135,9 +137,6 @@ class SecretScan:
         handle, path = tempfile.mkstemp(prefix=f"{name}-", suffix=".log", dir=self.run_dir)
         os.close(handle)
         return Path(path)
-
-    def watch_sqlite(self, path: Path) -> None:
-        self._sqlite_files.add(path)
 
     def watch_postgres(self, url: str) -> None:
         self._postgres.setdefault(url, None)

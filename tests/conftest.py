@@ -25,60 +25,12 @@ from tests.support.databases import (
     truncate_all,
     unavailable,
 )
-from tests.support.secret_scan import audit_text, find_secrets
+from tests.support.secret_scan import current_scan, scan_database
 
-# The local-server fixtures of the tool tests, shared with the agent-loop tests.
-pytest_plugins = ["tests.tools.fixtures"]
+# The local-server fixtures of the tool tests, shared with the agent-loop tests; the secret scan.
+pytest_plugins = ["tests.tools.fixtures", "tests.support.scan_plugin", "pytester"]
 
 BACKENDS = ["sqlite", "postgres"]
-
-
-_LEAKS: list[str] = []
-
-# Tests that plant secrets on purpose to prove they are redacted; their raw input appears in
-# their own captured output (the request they send), never in what the server stored.
-_PLANTING_TESTS = ("test_secret_scan.py", "test_redaction.py", "test_access_tokens.py", "test_tokens")
-
-
-# With pytest-xdist, tests run in worker processes and the controller receives each report
-# (with its captured output) and decides the exit status: the controller scans the reports,
-# and each worker hands the leaks found in its audit records over when it finishes.
-_WORKER_LEAKS_KEY = "agentkeep_secret_leaks"
-
-
-def _in_xdist_worker() -> bool:
-    return "PYTEST_XDIST_WORKER" in os.environ
-
-
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    """Scan what every test logged for secrets; the session fails if any leaked."""
-    if _in_xdist_worker():
-        return  # the controller scans the same report
-    if any(name in report.nodeid for name in _PLANTING_TESTS):
-        return
-    leaks = find_secrets(content for _, content in report.sections)
-    if leaks:
-        _LEAKS.append(f"{report.nodeid} ({report.when}): {sorted(set(leaks))}")
-
-
-@pytest.hookimpl(optionalhook=True)
-def pytest_testnodedown(node: Any, error: object) -> None:
-    """Controller: collect what a finished xdist worker found in its audit records."""
-    _LEAKS.extend(getattr(node, "workeroutput", {}).get(_WORKER_LEAKS_KEY, []))
-
-
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    if _in_xdist_worker():
-        # A worker's exit status does not reach the controller: its findings must.
-        getattr(session.config, "workeroutput", {})[_WORKER_LEAKS_KEY] = list(_LEAKS)
-        return
-    if _LEAKS:
-        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-        if reporter is not None:
-            reporter.write_line("Secrets found in captured output or audit records:", red=True)
-            for leak in _LEAKS:
-                reporter.write_line(f"  {leak}", red=True)
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -114,7 +66,11 @@ async def redis_answers(url: str = REDIS_URL) -> bool:
 
 @pytest.fixture(scope="session")
 def jwt_secret() -> str:
-    return secrets.token_urlsafe(48)
+    secret = secrets.token_urlsafe(48)
+    scan = current_scan()
+    if scan is not None:
+        scan.remember(secret, "JWT_SECRET of the in-process apps")
+    return secret
 
 
 @pytest.fixture(scope="session")
@@ -148,7 +104,11 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 async def database_url(
-    backend: str, sqlite_url: str, postgres_url: str | None, redis_available: bool
+    request: pytest.FixtureRequest,
+    backend: str,
+    sqlite_url: str,
+    postgres_url: str | None,
+    redis_available: bool,
 ) -> AsyncIterator[str]:
     if backend == "postgres":
         if postgres_url is None:
@@ -160,9 +120,7 @@ async def database_url(
     else:
         url = sqlite_url
     yield url
-    leaks = find_secrets(await audit_text(url))
-    if leaks:
-        _LEAKS.append(f"audit_logs after a test on {backend}: {sorted(set(leaks))}")
+    scan_database(url, f"after {request.node.nodeid}")
     await truncate_all(url)
 
 
@@ -171,7 +129,6 @@ def make_settings(jwt_secret: str) -> Callable[..., Settings]:
     def build(**overrides: Any) -> Settings:
         values: dict[str, Any] = {
             "jwt_secret": jwt_secret,
-            "log_level": "WARNING",
             # Each test gets its own Redis namespace: runs and tests never share keys.
             "redis_key_prefix": f"agentkeep-test-{secrets.token_hex(6)}",
         }

@@ -3,34 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from agentkeep.config import Settings
-
-AGENTKEEP = [sys.executable, "-m", "agentkeep"]
+from tests.support.processes import run_agentkeep
 
 
 def run_cli(
     *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 60, input: str | None = None
 ) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if k.lower() not in Settings.model_fields}
-    base.update(env or {})
-    return subprocess.run(
-        [*AGENTKEEP, *args],
-        cwd=cwd,
-        env=base,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        input=input,
-    )
+    return run_agentkeep(*args, cwd=cwd, env=env, timeout=timeout, input=input)
 
 
 def test_gen_secret_prints_a_fresh_secret_that_the_config_accepts(tmp_path: Path) -> None:

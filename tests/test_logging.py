@@ -9,18 +9,18 @@ from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
-import structlog
 from asgi_lifespan import LifespanManager
 
 from agentkeep.app import create_app
 from agentkeep.config import Settings
 from agentkeep.observability.logging import configure_logging
+from tests.support.scan_plugin import restore_test_logging
 
 
 @pytest.fixture
-def json_logs() -> Iterator[Callable[[], list[dict[str, object]]]]:
+def json_logs(request: pytest.FixtureRequest) -> Iterator[Callable[[], list[dict[str, object]]]]:
     root = logging.getLogger()
-    saved_handlers, saved_level = root.handlers[:], root.level
+    saved_level = root.level
     stream = io.StringIO()
     configure_logging("INFO", "json", stream)
 
@@ -28,8 +28,7 @@ def json_logs() -> Iterator[Callable[[], list[dict[str, object]]]]:
         return [json.loads(line) for line in stream.getvalue().splitlines()]
 
     yield lines
-    structlog.reset_defaults()
-    root.handlers[:] = saved_handlers
+    restore_test_logging(request.config)
     root.setLevel(saved_level)
 
 

@@ -3,9 +3,7 @@ OTLP/HTTP collector; without the `otel` extra, the process refuses to start."""
 
 from __future__ import annotations
 
-import os
 import secrets
-import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -20,6 +18,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from agentkeep.app import create_app
 from agentkeep.config import ConfigError, Settings, load_settings
 from agentkeep.observability.tracing import TRACING_MODULES
+from tests.support.processes import run_logged
 
 
 class Collector:
@@ -130,16 +129,7 @@ def test_without_the_extra_installed_start_is_refused_naming_the_extra(tmp_path:
         "from agentkeep.cli import main; main()"
     )
     env = {"JWT_SECRET": secrets.token_urlsafe(40), "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"}
-    base = {k: v for k, v in os.environ.items() if k.lower() not in Settings.model_fields}
-    result = subprocess.run(
-        [sys.executable, "-c", program],
-        cwd=tmp_path,
-        env={**base, **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_logged([sys.executable, "-c", program], name="agentkeep-serve", cwd=tmp_path, env=env)
     assert result.returncode == 78, result.stderr
     assert "OTEL_EXPORTER_OTLP_ENDPOINT" in result.stderr
     assert "agentkeep[otel]" in result.stderr

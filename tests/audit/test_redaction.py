@@ -11,11 +11,11 @@ import pytest
 from agentkeep.audit.redaction import (
     MAX_DETAILS_BYTES,
     MAX_STRING,
-    REDACTED,
     UnserialisableDetail,
     clean_text,
     sanitise_details,
 )
+from agentkeep.security.secret_values import REDACTED
 
 JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"
 

@@ -15,6 +15,7 @@ from sqlalchemy.pool import NullPool
 
 from agentkeep.db.migrate import upgrade
 from agentkeep.db.models import Base
+from tests.support.secret_scan import scan_database, watch_database
 
 ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -54,11 +55,14 @@ async def create_postgres_database(prefix: str = "agentkeep_test") -> str:
             await connection.execute(text(f'CREATE DATABASE "{name}"'))
     finally:
         await engine.dispose()
-    return make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    url = make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    watch_database(url)
+    return url
 
 
 async def drop_postgres_database(url: str) -> None:
     name = make_url(url).database
+    scan_database(url, "before it was dropped", last=True)
     engine = create_async_engine(ADMIN_URL, poolclass=NullPool, isolation_level="AUTOCOMMIT")
     try:
         async with engine.connect() as connection:

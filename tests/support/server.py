@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import secrets
 import shutil
 import subprocess
@@ -16,7 +15,8 @@ from pathlib import Path
 
 import httpx
 
-from agentkeep.config import Settings
+from tests.support.processes import clean_environment, process_log, remember_credentials, run_agentkeep
+from tests.support.secret_scan import scan_database
 from tests.support.throwaway import free_port
 
 
@@ -31,7 +31,9 @@ class Server:
 
 
 def _cli(*args: str, env: dict[str, str], cwd: Path) -> None:
-    subprocess.run([sys.executable, "-m", "agentkeep", *args], env=env, cwd=cwd, check=True, timeout=120)
+    result = run_agentkeep(*args, env=env, cwd=cwd, timeout=120)
+    if result.returncode != 0:
+        raise RuntimeError(f"agentkeep {' '.join(args)} failed: {result.stdout}{result.stderr}")
 
 
 # uvicorn logs this (at INFO) in each worker process once its application has started.
@@ -73,26 +75,30 @@ def running_server(
     """Migrate and serve with the given settings; stop the process (and its files) on exit.
 
     Servers given the same `workdir` and `extra_env` share one SQLite file (or database).
+    The server logs as in production (JSON at INFO) to a file the secret scan reads, which
+    also searches the server's database before its files are removed.
     """
     owned = workdir is None
     workdir = workdir or Path(tempfile.mkdtemp(prefix="agentkeep-server-"))
-    env = {k: v for k, v in os.environ.items() if k.lower() not in Settings.model_fields}
-    env.update(
+    env = clean_environment(
         {
             "JWT_SECRET": (extra_env or {}).get("JWT_SECRET", secrets.token_urlsafe(48)),
             "DATABASE_URL": f"sqlite+aiosqlite:///{workdir / 'bench.db'}",
-            # With several workers, INFO shows when each has started (see _wait_until_serving).
-            "LOG_LEVEL": "INFO" if workers > 1 else "WARNING",
+            # The production profile; with several workers, INFO also shows when each has
+            # started (see _wait_until_serving).
+            "LOG_LEVEL": "INFO",
+            "LOG_FORMAT": "json",
             "REDIS_KEY_PREFIX": f"agentkeep-proc-{secrets.token_hex(4)}",
         }
     )
     env.update(extra_env or {})
+    remember_credentials((), env)
     if workers > 1 and env["LOG_LEVEL"] not in {"DEBUG", "INFO"}:
         raise ValueError("with several workers the log level must show each worker's start")
     if migrate:
         _cli("migrate", env=env, cwd=workdir)
     port = free_port()
-    log_path = workdir / "server.log"
+    log_path = process_log("agentkeep-serve")
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "agentkeep", "serve", "--port", str(port), "--workers", str(workers)],
@@ -112,5 +118,6 @@ def running_server(
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(timeout=5)
+            scan_database(env["DATABASE_URL"], f"of the server at {base_url}", last=True)
             if owned:
                 shutil.rmtree(workdir, ignore_errors=True)

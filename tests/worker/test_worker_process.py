@@ -36,6 +36,7 @@ from tests.support.databases import (
     postgres_answers,
     unavailable,
 )
+from tests.support.processes import run_agentkeep
 from tests.worker.helpers import (
     assert_gap_free,
     events,
@@ -116,6 +117,7 @@ def worker_env(fresh_database: str) -> dict[str, str]:
             "RUN_LEASE_SECONDS": str(LEASE_SECONDS),
             "RUN_CONCURRENCY": "2",
             "LOG_LEVEL": "INFO",
+            "LOG_FORMAT": "json",  # as in production; the secret scan reads these logs
         }
     )
     return env
@@ -131,15 +133,7 @@ async def sessionmaker(
 
 
 def _cli(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "agentkeep", *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_agentkeep(*args, env=env, cwd=cwd, timeout=120)
 
 
 @contextlib.contextmanager

@@ -1,8 +1,9 @@
 """Sanitising at the record() boundary: no secret, no unbounded value, only portable JSON.
 
 Everything stored in an audit record passes through here. Secrets are removed by key name
-and by value shape; sizes are bounded; values are reduced to JSON that PostgreSQL JSONB and
-SQLite both return unchanged, so the record's hash can be re-derived from what is stored.
+and by value shape (agentkeep.security.secret_values, shared with the log redaction); sizes
+are bounded; values are reduced to JSON that PostgreSQL JSONB and SQLite both return
+unchanged, so the record's hash can be re-derived from what is stored.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from decimal import Decimal
 from typing import Any
 
 from agentkeep.audit.canonical import format_timestamp
+from agentkeep.security.secret_values import REDACTED, redact_secret_values
 
-REDACTED = "[REDACTED]"
 TRUNCATED_SUFFIX = "...[truncated]"
 MAX_STRING = 1024
 MAX_ITEMS = 50
@@ -31,16 +32,6 @@ _SECRET_KEY = re.compile(
     r"(^|_)(password|passwd|passphrase|secret|token|access_token|refresh_token|id_token|"
     r"api_key|apikey|authorization|cookie|set_cookie|private_key|credential|credentials|"
     r"session|otp)($|_)"
-)
-_SECRET_VALUES = (
-    # JSON Web Tokens (header.payload[.signature], the header always starts with eyJ).
-    re.compile(r"eyJ[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]{4,}(\.[A-Za-z0-9_\-]*)?"),
-    # "Bearer <token>" / "Basic <credentials>" as found in Authorization headers.
-    re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=\-]{8,}"),
-    # AgentKeep API keys.
-    re.compile(r"\bak_[A-Za-z0-9_\-]{8,}"),
-    # OpenAI-style provider keys ("sk-...", "sk-proj-..."), as stored for model providers.
-    re.compile(r"\bsk-[A-Za-z0-9_\-]{16,}"),
 )
 # PostgreSQL text cannot hold NUL; lone surrogates cannot be encoded as UTF-8.
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
@@ -57,9 +48,7 @@ def is_secret_key(key: str) -> bool:
 
 def clean_text(value: str, limit: int = MAX_STRING) -> str:
     """Remove secret-looking substrings and unstorable characters; bound the length."""
-    value = _UNSTORABLE.sub("\ufffd", value)
-    for pattern in _SECRET_VALUES:
-        value = pattern.sub(REDACTED, value)
+    value = redact_secret_values(_UNSTORABLE.sub("\ufffd", value))
     if len(value) > limit:
         value = value[: max(0, limit - len(TRUNCATED_SUFFIX))] + TRUNCATED_SUFFIX
     return value

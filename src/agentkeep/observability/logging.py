@@ -1,12 +1,36 @@
-"""Structured logging: one event per line, request-scoped context, no stray formatting."""
+"""Structured logging: one event per line, request-scoped context, no stray formatting, and
+no secret: every value of every event, ours or a library's, passes the shape-based redaction."""
 
 from __future__ import annotations
 
 import logging
 import sys
-from typing import TextIO
+from typing import Any, TextIO
 
 import structlog
+
+from agentkeep.security.secret_values import redact_secret_values
+
+
+def _redacted(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact_secret_values(value)
+    if isinstance(value, dict):
+        return {key: _redacted(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redacted(item) for item in value]
+    return value
+
+
+def redact_secrets(
+    _logger: object, _method: str, event_dict: structlog.types.EventDict
+) -> structlog.types.EventDict:
+    """Replace secret-shaped values (tokens, API keys, provider keys) anywhere in an event.
+
+    It runs after the traceback is formatted, so a token in an exception message is caught
+    too; other values (numbers, ids) are left as they are.
+    """
+    return {key: _redacted(value) for key, value in event_dict.items()}
 
 
 def configure_logging(level: str = "INFO", fmt: str = "console", stream: TextIO | None = None) -> None:
@@ -28,6 +52,7 @@ def configure_logging(level: str = "INFO", fmt: str = "console", stream: TextIO 
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.format_exc_info,
+        redact_secrets,
     ]
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],

@@ -280,10 +280,10 @@ class ResilientStorage:
             await backend.strategy.get_window_stats(item, "warm-up", key)
 
         await self.run(operation)
-        await self._beat()
+        await self.beat()
         self._heartbeat = asyncio.create_task(self._beat_forever())
 
-    async def _beat(self) -> None:
+    async def beat(self) -> None:
         """Count the instances on Redis now; while degraded, keep the count from before."""
         assert self._parts is not None
         if self._degraded:
@@ -296,7 +296,7 @@ class ResilientStorage:
     async def _beat_forever(self) -> None:
         while True:
             await asyncio.sleep(HEARTBEAT_SECONDS)
-            await self._beat()
+            await self.beat()
 
     def _slow_call(self, exc: BaseException) -> None:
         self.slow_calls += 1

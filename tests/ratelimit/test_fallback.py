@@ -15,21 +15,9 @@ from structlog.testing import capture_logs
 from agentkeep.config import Settings
 from agentkeep.ratelimit.liveness import PROBE_TIMEOUT_SECONDS
 from tests.ratelimit.conftest import LimitedApp, limited_app
-from tests.support.databases import unavailable
 from tests.support.throwaway import ThrowawayRedis, free_port
 
 pytestmark = pytest.mark.redis
-
-
-@pytest.fixture
-def throwaway_redis() -> Iterator[ThrowawayRedis]:
-    server = ThrowawayRedis()
-    try:
-        server.start()
-    except AssertionError:
-        unavailable("redis-server")
-    yield server
-    server.stop()
 
 
 async def _statuses(subject: LimitedApp, count: int) -> list[int]:

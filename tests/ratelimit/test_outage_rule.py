@@ -6,7 +6,7 @@ import asyncio
 import os
 import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 
 import pytest
@@ -14,23 +14,9 @@ import pytest
 from agentkeep.config import Settings
 from agentkeep.ratelimit.liveness import PROBE_TIMEOUT_SECONDS
 from tests.ratelimit.conftest import LimitedApp, limited_app
-from tests.support.databases import unavailable
 from tests.support.throwaway import ThrowawayRedis, free_port
 
 pytestmark = pytest.mark.redis
-
-
-@pytest.fixture
-def throwaway_redis() -> Iterator[ThrowawayRedis]:
-    server = ThrowawayRedis()
-    try:
-        server.start()
-    except AssertionError:
-        unavailable("redis-server")
-    yield server
-    if server.process is not None:
-        os.kill(server.process.pid, signal.SIGCONT)  # never leave a frozen server behind
-    server.stop()
 
 
 def _freeze(server: ThrowawayRedis) -> int:

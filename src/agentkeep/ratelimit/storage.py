@@ -10,7 +10,8 @@ The rule (docs/ratelimit.md, "Redis faults"): the limiter leaves Redis only on a
   memory; SLOW_CALLS_BEFORE_OUTAGE of them in a row are an outage too.
 
 While on memory each instance enforces its share of every limit (`LimitBackend.share`), and
-every RATE_LIMIT_REDIS_RETRY_SECONDS one request asks the probe whether Redis is back.
+every RATE_LIMIT_REDIS_RETRY_SECONDS one request tries Redis again, bounded by the timeout
+alone; if that fails, a PING in the background may still end the outage.
 """
 
 from __future__ import annotations
@@ -199,18 +200,23 @@ class ResilientStorage:
         return max(self._fallback_divisor, seen)
 
     async def run(self, operation: Operation[T]) -> T:
-        if self._on_redis is not None and (not self._degraded or await self._redis_is_back()):
-            try:
-                result = await self._call_redis(operation(self._on_redis))
-            except (SlowRedisCall, *REDIS_TIMEOUTS) as exc:
-                self._slow_call(exc)
-            except (RedisUnresponsive, *REDIS_FAULTS) as exc:
-                self._enter_outage(exc)
-            else:
-                self._slow_streak = 0
-                if self._degraded:
+        if self._on_redis is not None:
+            if not self._degraded:
+                try:
+                    result = await self._call_redis(operation(self._on_redis))
+                except (SlowRedisCall, *REDIS_TIMEOUTS) as exc:
+                    self._slow_call(exc)
+                except (RedisUnresponsive, *REDIS_FAULTS) as exc:
+                    self._enter_outage(exc)
+                else:
+                    self._slow_streak = 0
+                    return result
+            elif self._recovery_due():
+                with contextlib.suppress(*REDIS_FAULTS, *REDIS_TIMEOUTS):
+                    result = await asyncio.wait_for(operation(self._on_redis), self._timeout)
                     self._end_outage()
-                return result
+                    return result
+                self._probe_for_recovery()
         if self._on_redis is None:
             return await operation(LimitBackend(self._memory))
         self.fallback_operations += 1
@@ -248,22 +254,22 @@ class ResilientStorage:
                 with contextlib.suppress(asyncio.CancelledError, *REDIS_FAULTS):
                     await task
 
-    async def _redis_is_back(self) -> bool:
-        """While degraded: True for the one request every retry period whose probe answers at
-        once; the others (and a probe still waiting) stay on memory."""
-        assert self._parts is not None
+    def _recovery_due(self) -> bool:
+        """While degraded: True for one request every retry period, which tries Redis with the
+        plain timeout (no probe, no wait past it); the others stay on memory."""
         now = self._clock()
         if now < self._next_probe:
             return False
-        # Claim the probe before awaiting: concurrent requests keep using memory meanwhile.
+        # Claim the attempt before awaiting: concurrent requests keep using memory meanwhile.
         self._next_probe = now + self._retry_seconds
-        verdict = self._parts.probe.verdict()
-        verdict.add_done_callback(self._recover_if_alive)
-        await asyncio.wait({verdict}, timeout=self._timeout)
-        return verdict.done() and _alive(verdict)
+        return True
+
+    def _probe_for_recovery(self) -> None:
+        # The attempt may have failed only for being slow: a PING that answers ends the outage.
+        assert self._parts is not None
+        self._parts.probe.verdict().add_done_callback(self._recover_if_alive)
 
     def _recover_if_alive(self, verdict: asyncio.Future[bool]) -> None:
-        # A probe that answers after its request gave up still ends the outage.
         if self._degraded and _alive(verdict):
             self._end_outage()
 

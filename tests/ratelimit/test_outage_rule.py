@@ -87,36 +87,26 @@ async def test_a_frozen_redis_is_an_outage_after_one_unanswered_ping(
     assert took < settings.rate_limit_redis_timeout + PROBE_TIMEOUT_SECONDS + 2
 
 
+@pytest.mark.parametrize(
+    ("limit", "divisor", "share"),
+    [(9, 3, 3), (10, 3, 3), (2, 5, 1)],  # floor(limit / divisor), never below one request
+)
 async def test_on_the_fallback_each_instance_enforces_its_share_of_the_setting(
-    make_settings: Callable[..., Settings], sqlite_url: str
+    make_settings: Callable[..., Settings], sqlite_url: str, limit: int, divisor: int, share: int
 ) -> None:
     # Redis unreachable from the start: no instance was ever seen, the setting decides.
     settings = make_settings(
         database_url=sqlite_url,
         redis_url=f"redis://127.0.0.1:{free_port()}/0",
-        rate_limit_auth="9/minute",
-        rate_limit_fallback_divisor=3,
+        rate_limit_auth=f"{limit}/minute",
+        rate_limit_fallback_divisor=divisor,
     )
     async with limited_app(settings) as subject:
-        responses = [await subject.http.post("/_test/login") for _ in range(5)]
-    assert [response.status_code for response in responses] == [200, 200, 200, 429, 429]
-    # The headers state the quota this instance enforces now: 9 / 3.
-    assert responses[-1].headers["RateLimit-Policy"] == '"auth";q=3;w=60'
-    assert responses[0].headers["RateLimit"].startswith('"auth";r=2;')
-
-
-async def test_a_share_is_never_below_one_request(
-    make_settings: Callable[..., Settings], sqlite_url: str
-) -> None:
-    settings = make_settings(
-        database_url=sqlite_url,
-        redis_url=f"redis://127.0.0.1:{free_port()}/0",
-        rate_limit_auth="2/minute",
-        rate_limit_fallback_divisor=5,
-    )
-    async with limited_app(settings) as subject:
-        statuses = [(await subject.http.post("/_test/login")).status_code for _ in range(3)]
-    assert statuses == [200, 429, 429]
+        responses = [await subject.http.post("/_test/login") for _ in range(share + 2)]
+    assert [response.status_code for response in responses] == [200] * share + [429] * 2
+    # The headers state the quota this instance enforces now.
+    assert responses[-1].headers["RateLimit-Policy"] == f'"auth";q={share};w=60'
+    assert responses[0].headers["RateLimit"].startswith(f'"auth";r={share - 1};')
 
 
 async def test_instances_seen_in_redis_set_the_share_when_it_goes_down(

@@ -21,7 +21,7 @@ from agentkeep.ratelimit.dependency import LoginThrottleDep, principal_key, rate
 from agentkeep.ratelimit.errors import RateLimitDecision
 from agentkeep.ratelimit.limiter import RateLimitedEvent, RateLimiter
 from agentkeep.ratelimit.rules import RuleName
-from tests.support.databases import unavailable
+from tests.support.databases import truncate_all, unavailable
 from tests.support.throwaway import ThrowawayRedis
 
 
@@ -98,6 +98,16 @@ async def limited_app(
         transport = httpx.ASGITransport(app=manager.app, client=client)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
             yield LimitedApp(http=http, app=app, events=events)
+
+
+@pytest.fixture(autouse=True)
+async def _empty_the_shared_sqlite_file(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    """Tests here that use the session's SQLite file directly (not through `database_url`)
+    leave audit records in it (`rate_limited`...): empty it, as `database_url` does, so no
+    later test counts them."""
+    yield
+    if "sqlite_url" in request.fixturenames:
+        await truncate_all(request.getfixturevalue("sqlite_url"))
 
 
 @pytest.fixture

@@ -4,9 +4,9 @@ processes sharing Redis, with the default (production) Redis timeouts: exactly 1
 from __future__ import annotations
 
 import re
-from collections import Counter
 import secrets
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 

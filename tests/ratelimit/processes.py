@@ -72,7 +72,11 @@ async def spread(
 ) -> list[httpx.Response]:
     """`count` requests, the n-th to urls[n % len(urls)], at most `in_flight` at once."""
     gate = asyncio.Semaphore(in_flight)
-    limits = httpx.Limits(max_connections=in_flight, max_keepalive_connections=in_flight)
+    # uvicorn closes a keep-alive connection idle for 5 s; a client reusing it at that moment
+    # reads a reset. Idle connections are dropped on this side well before.
+    limits = httpx.Limits(
+        max_connections=in_flight, max_keepalive_connections=in_flight, keepalive_expiry=1.0
+    )
     # Generous: on a loaded host a request may queue for seconds behind the others.
     async with httpx.AsyncClient(timeout=120, limits=limits) as http:
 

@@ -82,6 +82,11 @@ async def spread(
 
         async def one(n: int) -> httpx.Response:
             async with gate:
-                return await http.request(method, f"{urls[n % len(urls)]}{path}", headers=headers, data=data)
+                url = f"{urls[n % len(urls)]}{path}"
+                try:
+                    return await http.request(method, url, headers=headers, data=data)
+                except httpx.TransportError as exc:
+                    # Which request, to which instance: to tell a server fault from a client one.
+                    raise AssertionError(f"request {n} of {count} to {url}: {exc!r}") from exc
 
         return list(await asyncio.gather(*(one(n) for n in range(count))))

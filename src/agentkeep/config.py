@@ -170,10 +170,13 @@ class Settings(BaseSettings):
     account_lockout_seconds: int = Field(default=900, ge=1, le=86_400)
     rate_limit_api: str = "600/minute"
     rate_limit_runs: str = "30/minute"
-    # Bound on every Redis call the limiter makes, and the pause between reconnection probes
-    # while it serves from its in-process fallback.
-    rate_limit_redis_timeout: float = Field(default=0.1, gt=0, le=5)
+    # Redis faults (docs/ratelimit.md): a limiter call unanswered after the timeout makes the
+    # limiter check that Redis is alive (a slow call alone is no outage); while Redis is down,
+    # Redis is tried again every retry period, and each instance enforces 1/divisor of every
+    # limit (the divisor is at least the number of instances seen in Redis before the outage).
+    rate_limit_redis_timeout: float = Field(default=0.1, gt=0, le=1)
     rate_limit_redis_retry_seconds: float = Field(default=5.0, gt=0, le=300)
+    rate_limit_fallback_divisor: int = Field(default=1, ge=1, le=1000)
 
     openai_base_url: str | None = None
     openai_api_key: SecretStr | None = None

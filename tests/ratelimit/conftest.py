@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -19,6 +21,8 @@ from agentkeep.ratelimit.dependency import LoginThrottleDep, principal_key, rate
 from agentkeep.ratelimit.errors import RateLimitDecision
 from agentkeep.ratelimit.limiter import RateLimitedEvent, RateLimiter
 from agentkeep.ratelimit.rules import RuleName
+from tests.support.databases import truncate_all, unavailable
+from tests.support.throwaway import ThrowawayRedis
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,30 @@ async def limited_app(
         transport = httpx.ASGITransport(app=manager.app, client=client)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
             yield LimitedApp(http=http, app=app, events=events)
+
+
+@pytest.fixture(autouse=True)
+async def _empty_the_shared_sqlite_file(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    """Tests here that use the session's SQLite file directly (not through `database_url`)
+    leave audit records in it (`rate_limited`...): empty it, as `database_url` does, so no
+    later test counts them."""
+    yield
+    if "sqlite_url" in request.fixturenames:
+        await truncate_all(request.getfixturevalue("sqlite_url"))
+
+
+@pytest.fixture
+def throwaway_redis() -> Iterator[ThrowawayRedis]:
+    """A redis-server of the test's own, which it may stop or freeze (SIGSTOP)."""
+    server = ThrowawayRedis()
+    try:
+        server.start()
+    except AssertionError:
+        unavailable("redis-server")
+    yield server
+    if server.process is not None:
+        os.kill(server.process.pid, signal.SIGCONT)  # never leave a frozen server behind
+    server.stop()
 
 
 @pytest.fixture

@@ -55,3 +55,28 @@ def test_a_bad_limit_is_a_configuration_error_naming_the_variable(name: str, val
     (problem,) = caught.value.problems
     assert problem.startswith(f"{name.upper()}: ")
     assert hint in problem
+
+
+def test_the_fallback_divisor_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JWT_SECRET", SECRET)
+    monkeypatch.setenv("RATE_LIMIT_FALLBACK_DIVISOR", "4")
+    assert load_settings(_env_file=None).rate_limit_fallback_divisor == 4
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("rate_limit_fallback_divisor", "0"),  # a share of limit/0
+        ("rate_limit_fallback_divisor", "1001"),
+        ("rate_limit_fallback_divisor", "two"),
+        ("rate_limit_redis_timeout", "0"),
+        ("rate_limit_redis_timeout", "2"),  # past the 1 s PING bound it is meant to precede
+    ],
+)
+def test_a_bad_redis_fault_setting_is_a_configuration_error_naming_the_variable(
+    name: str, value: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(_env_file=None, jwt_secret=SECRET, **{name: value})
+    (problem,) = caught.value.problems
+    assert problem.startswith(f"{name.upper()}: ")

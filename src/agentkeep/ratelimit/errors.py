@@ -22,6 +22,8 @@ class RateLimitDecision:
     """Quota left in the window; None when the state was not asked for (one call less)."""
     reset_after: float | None
     """Seconds until the oldest hit in the window expires, freeing one unit of quota."""
+    quota: int | None = None
+    """The limit enforced: the rule's amount, or this instance's share of it while Redis is down."""
 
     @property
     def retry_after(self) -> int:
@@ -29,7 +31,8 @@ class RateLimitDecision:
         return max(1, math.ceil(self.reset_after or 0))
 
     def policy_header(self) -> str:
-        return f'"{self.rule.name}";q={self.rule.amount};w={self.rule.window_seconds}'
+        quota = self.quota if self.quota is not None else self.rule.amount
+        return f'"{self.rule.name}";q={quota};w={self.rule.window_seconds}'
 
     def state_header(self) -> str | None:
         if self.remaining is None or self.reset_after is None:

@@ -7,13 +7,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import structlog
-from limits.aio.strategies import MovingWindowRateLimiter
 
 from agentkeep.config import Settings
 from agentkeep.ratelimit.errors import RateLimitDecision
 from agentkeep.ratelimit.keys import derive_key, keyed_hash
 from agentkeep.ratelimit.rules import Rule, RuleName, RuleSet, build_rules
-from agentkeep.ratelimit.storage import ResilientStorage, create_redis_storage
+from agentkeep.ratelimit.storage import LimitBackend, RedisParts, ResilientStorage
 
 logger = structlog.get_logger("agentkeep.ratelimit")
 
@@ -38,7 +37,8 @@ RateLimitedListener = Callable[[RateLimitedEvent], Awaitable[None]]
 
 
 class RateLimiter:
-    """Moving-window limits over `limits`, on Redis when configured, in memory otherwise."""
+    """Moving-window limits over `limits`, on Redis when configured, in memory otherwise
+    (and, while Redis is down, a share of each limit in memory)."""
 
     def __init__(self, rules: RuleSet, storage: ResilientStorage, hash_key: bytes) -> None:
         self.rules = rules
@@ -49,18 +49,19 @@ class RateLimiter:
     @classmethod
     def from_settings(cls, settings: Settings) -> RateLimiter:
         timeout = settings.rate_limit_redis_timeout
+        redis = None
         if settings.redis_url is not None:
-            redis_storage, client = create_redis_storage(
-                settings.redis_url.get_secret_value(), f"{settings.redis_key_prefix}:{KEY_NAMESPACE}"
+            redis = RedisParts.connect(
+                settings.redis_url.get_secret_value(),
+                f"{settings.redis_key_prefix}:{KEY_NAMESPACE}",
+                slow_after=timeout,
             )
-            storage = ResilientStorage(
-                redis_storage,
-                redis_client=client,
-                timeout=timeout,
-                retry_seconds=settings.rate_limit_redis_retry_seconds,
-            )
-        else:
-            storage = ResilientStorage(timeout=timeout)
+        storage = ResilientStorage(
+            redis,
+            timeout=timeout,
+            retry_seconds=settings.rate_limit_redis_retry_seconds,
+            fallback_divisor=settings.rate_limit_fallback_divisor,
+        )
         return cls(build_rules(settings), storage, derive_key(settings.jwt_secret.get_secret_value()))
 
     @property
@@ -86,15 +87,21 @@ class RateLimiter:
     async def hit_identity(
         self, rule: Rule, identity: str, *, cost: int = 1, with_state: bool = False
     ) -> RateLimitDecision:
-        async def operation(strategy: MovingWindowRateLimiter) -> RateLimitDecision:
-            allowed = await strategy.hit(rule.item, rule.name, identity, cost=cost)
+        async def operation(backend: LimitBackend) -> RateLimitDecision:
+            item = backend.share(rule.item)
+            allowed = await backend.strategy.hit(item, rule.name, identity, cost=cost)
             remaining: int | None = None
             reset_after: float | None = None
             if with_state or not allowed:
-                reset_at, remaining = await strategy.get_window_stats(rule.item, rule.name, identity)
+                reset_at, remaining = await backend.strategy.get_window_stats(item, rule.name, identity)
                 reset_after = max(0.0, reset_at - time.time())
             return RateLimitDecision(
-                rule=rule, identity=identity, allowed=allowed, remaining=remaining, reset_after=reset_after
+                rule=rule,
+                identity=identity,
+                allowed=allowed,
+                remaining=remaining,
+                reset_after=reset_after,
+                quota=item.amount,
             )
 
         return await self.storage.run(operation)
@@ -103,8 +110,8 @@ class RateLimiter:
         rule = self.rules[rule_name]
         identity = self.identity(value)
 
-        async def operation(strategy: MovingWindowRateLimiter) -> None:
-            await strategy.clear(rule.item, rule.name, identity)
+        async def operation(backend: LimitBackend) -> None:
+            await backend.strategy.clear(backend.share(rule.item), rule.name, identity)
 
         await self.storage.run(operation)
 
@@ -112,8 +119,8 @@ class RateLimiter:
         """True once per rule, identity and window: the first caller wins, like SET NX + TTL."""
         key = f"{topic}/{rule.name}/{identity}"
 
-        async def operation(strategy: MovingWindowRateLimiter) -> bool:
-            return await strategy.storage.incr(key, rule.window_seconds) == 1
+        async def operation(backend: LimitBackend) -> bool:
+            return await backend.strategy.storage.incr(key, rule.window_seconds) == 1
 
         return await self.storage.run(operation)
 

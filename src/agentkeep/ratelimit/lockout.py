@@ -11,11 +11,10 @@ from __future__ import annotations
 import math
 import time
 
-from limits.aio.strategies import MovingWindowRateLimiter
-
 from agentkeep.ratelimit.keys import normalise_username
 from agentkeep.ratelimit.limiter import RateLimiter
 from agentkeep.ratelimit.rules import RuleName
+from agentkeep.ratelimit.storage import LimitBackend
 
 
 class LoginThrottle:
@@ -36,10 +35,10 @@ class LoginThrottle:
         """Seconds until the account unlocks (rounded up), or None when it is not locked."""
         key = self._lock_key(self._identity(username))
 
-        async def operation(strategy: MovingWindowRateLimiter) -> int | None:
-            if await strategy.storage.get(key) <= 0:
+        async def operation(backend: LimitBackend) -> int | None:
+            if await backend.strategy.storage.get(key) <= 0:
                 return None
-            expires_at = await strategy.storage.get_expiry(key)
+            expires_at = await backend.strategy.storage.get_expiry(key)
             return max(1, math.ceil(expires_at - time.time()))
 
         return await self._limiter.storage.run(operation)
@@ -50,13 +49,14 @@ class LoginThrottle:
         rule = self._rule
         lock_key = self._lock_key(identity)
 
-        async def operation(strategy: MovingWindowRateLimiter) -> bool:
-            allowed = await strategy.hit(rule.item, rule.name, identity)
-            _, remaining = await strategy.get_window_stats(rule.item, rule.name, identity)
+        async def operation(backend: LimitBackend) -> bool:
+            item = backend.share(rule.item)
+            allowed = await backend.strategy.hit(item, rule.name, identity)
+            _, remaining = await backend.strategy.get_window_stats(item, rule.name, identity)
             if allowed and remaining > 0:
                 return False
             # The window is full: lock. Only the failure that creates the lock reports it.
-            return await strategy.storage.incr(lock_key, self._lockout_seconds) == 1
+            return await backend.strategy.storage.incr(lock_key, self._lockout_seconds) == 1
 
         return await self._limiter.storage.run(operation)
 
@@ -66,8 +66,8 @@ class LoginThrottle:
         rule = self._rule
         lock_key = self._lock_key(identity)
 
-        async def operation(strategy: MovingWindowRateLimiter) -> None:
-            await strategy.clear(rule.item, rule.name, identity)
-            await strategy.storage.clear(lock_key)
+        async def operation(backend: LimitBackend) -> None:
+            await backend.strategy.clear(backend.share(rule.item), rule.name, identity)
+            await backend.strategy.storage.clear(lock_key)
 
         await self._limiter.storage.run(operation)

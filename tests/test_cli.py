@@ -92,3 +92,40 @@ def test_help_is_available(tmp_path: Path, command: str) -> None:
     result = run_cli(*command.split(), cwd=tmp_path)
     assert result.returncode == 0
     assert "Usage" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("module", "app", "command"),
+    [("agentkeep.audit.cli", "audit_cli", "seal"), ("agentkeep.providers.cli", "providers_cli", "reencrypt")],
+)
+def test_a_domain_cli_runs_without_importing_the_root_cli(
+    tmp_path: Path, module: str, app: str, command: str
+) -> None:
+    # A fresh interpreter runs the domain's own typer app up to its settings check (an unsafe
+    # secret refuses with 78), then reports whether the root CLI was ever imported.
+    probe = (
+        "import sys, atexit, typer.main\n"
+        "atexit.register(lambda: print('agentkeep.cli' in sys.modules))\n"
+        f"from {module} import {app}\n"
+        f"typer.main.get_group({app})([{command!r}])\n"
+    )
+    base = {k: v for k, v in os.environ.items() if k.lower() not in Settings.model_fields}
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=tmp_path,
+        env={**base, "JWT_SECRET": "short"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 78, result.stderr
+    assert "JWT_SECRET" in result.stderr
+    assert result.stdout.strip() == "False"
+
+
+def test_the_root_cli_assembles_the_domain_commands(tmp_path: Path) -> None:
+    for group, command in (("audit", "verify"), ("providers", "reencrypt")):
+        result = run_cli(group, "--help", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert command in result.stdout

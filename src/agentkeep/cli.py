@@ -7,11 +7,15 @@ import os
 import secrets
 import sys
 import tempfile
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
 
-from agentkeep.config import ConfigError, Settings, load_settings
+from agentkeep.audit.cli import audit_cli
+from agentkeep.cli_settings import EXIT_CONFIG
+from agentkeep.cli_settings import settings_or_exit as _settings
+from agentkeep.config import ConfigError
+from agentkeep.providers.cli import providers_cli
 
 cli = typer.Typer(
     name="agentkeep",
@@ -21,29 +25,10 @@ cli = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-
-def _register_subcommands() -> None:
-    from agentkeep.audit.cli import audit_cli
-    from agentkeep.providers.cli import providers_cli
-
-    cli.add_typer(audit_cli, name="audit")
-    cli.add_typer(providers_cli, name="providers")
-
-
-# sysexits.h EX_CONFIG: distinguishes an unsafe configuration from a usage error (2).
-EXIT_CONFIG = 78
-
-
-def _refuse(error: ConfigError) -> NoReturn:
-    typer.echo(error.render(), err=True)
-    raise typer.Exit(EXIT_CONFIG)
-
-
-def _settings() -> Settings:
-    try:
-        return load_settings()
-    except ConfigError as error:
-        _refuse(error)
+# The domain CLIs define their own typer apps; the root assembles them and they import nothing
+# from here.
+cli.add_typer(audit_cli, name="audit")
+cli.add_typer(providers_cli, name="providers")
 
 
 @cli.command("gen-secret")
@@ -193,9 +178,6 @@ def worker(
 
 def _exit_cleanly(_signum: int, _frame: object) -> None:
     raise SystemExit(0)
-
-
-_register_subcommands()
 
 
 def main() -> None:

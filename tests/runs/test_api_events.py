@@ -173,7 +173,7 @@ async def test_a_stream_dropped_while_the_run_appends_resumes_with_nothing_lost_
     connections = 0
     async with httpx.AsyncClient(base_url=live_url, timeout=10) as http:
         while True:
-            resume = {"Last-Event-ID": received[-1].id} if received else {}
+            resume = {"Last-Event-ID": str(received[-1].id)} if received else {}
             connections += 1
             ended = True
             async with http.stream("GET", path, headers={**headers, **resume}) as response:

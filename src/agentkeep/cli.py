@@ -7,6 +7,7 @@ import os
 import secrets
 import sys
 import tempfile
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -114,6 +115,7 @@ def serve(
     from agentkeep.app import create_app
     from agentkeep.observability.logging import configure_logging
     from agentkeep.observability.metrics import MULTIPROC_ENV
+    from agentkeep.observability.multiproc import DeadWorkerReaper
     from agentkeep.serving import GracefulShutdown
 
     settings = _settings()
@@ -135,17 +137,22 @@ def serve(
     }
     if workers > 1:
         # Each worker writes its metric samples here; any worker's /metrics aggregates them.
-        os.environ.setdefault(MULTIPROC_ENV, tempfile.mkdtemp(prefix="agentkeep-metrics-"))
-        # The supervisor restarts a worker that does not answer its health ping in time; a
-        # worker importing the application on a busy host can take longer than uvicorn's
-        # default 5 s, so it would be killed before it ever served.
-        uvicorn.run(
-            "agentkeep.serving:app_for_workers",
-            factory=True,
-            workers=workers,
-            timeout_worker_healthcheck=60,
-            **common,  # type: ignore[arg-type]
-        )
+        metrics_dir = os.environ.setdefault(MULTIPROC_ENV, tempfile.mkdtemp(prefix="agentkeep-metrics-"))
+        reaper = DeadWorkerReaper(Path(metrics_dir))  # exited workers' gauges stop counting
+        reaper.start()
+        try:
+            # The supervisor restarts a worker that does not answer its health ping in time; a
+            # worker importing the application on a busy host can take longer than uvicorn's
+            # default 5 s, so it would be killed before it ever served.
+            uvicorn.run(
+                "agentkeep.serving:app_for_workers",
+                factory=True,
+                workers=workers,
+                timeout_worker_healthcheck=60,
+                **common,  # type: ignore[arg-type]
+            )
+        finally:
+            reaper.stop()
     else:
         app = GracefulShutdown(create_app(settings, freeze_heap=True), settings.shutdown_drain_seconds)
         uvicorn.run(app, **common)  # type: ignore[arg-type]

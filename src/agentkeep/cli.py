@@ -66,10 +66,13 @@ def migrate(
     settings = _settings()
     upgrade(settings.database_url, revision)
     if not settings.is_sqlite:
-        from agentkeep.worker.jobqueue import apply_queue_schema
+        from agentkeep.worker.queue_schema import apply_queue_schema
 
-        if apply_queue_schema(settings.database_url):
+        changes = apply_queue_schema(settings.database_url)
+        if changes.created:
             typer.echo("job queue schema created", err=True)
+        for name in changes.applied:
+            typer.echo(f"job queue migration applied: {name}", err=True)
     typer.echo(f"database migrated to {revision}", err=True)
 
 

@@ -12,7 +12,7 @@ from agentkeep.db.engine import create_engine, create_sessionmaker
 from agentkeep.db.migrate import upgrade
 from agentkeep.observability.metrics import Metrics
 from agentkeep.worker.driver import Executor, RunDriver
-from agentkeep.worker.jobqueue import apply_queue_schema
+from agentkeep.worker.queue_schema import apply_queue_schema
 from tests.support.databases import (
     create_postgres_database,
     drop_postgres_database,
@@ -65,7 +65,7 @@ async def queue_database() -> AsyncIterator[str]:
         unavailable("PostgreSQL")
     url = await create_postgres_database("agentkeep_queue")
     await asyncio.to_thread(upgrade, url)
-    assert await asyncio.to_thread(apply_queue_schema, url) is True
+    assert (await asyncio.to_thread(apply_queue_schema, url)).created
     yield url
     await drop_postgres_database(url)
 

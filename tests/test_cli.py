@@ -19,10 +19,17 @@ AGENTKEEP = [sys.executable, "-m", "agentkeep"]
 def run_cli(
     *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 60, input: str | None = None
 ) -> subprocess.CompletedProcess[str]:
+    return run_python(*AGENTKEEP[1:], *args, cwd=cwd, env=env, timeout=timeout, input=input)
+
+
+def run_python(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 60, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """This interpreter with `args`, in a clean environment (no settings but `env`)."""
     base = {k: v for k, v in os.environ.items() if k.lower() not in Settings.model_fields}
     base.update(env or {})
     return subprocess.run(
-        [*AGENTKEEP, *args],
+        [sys.executable, *args],
         cwd=cwd,
         env=base,
         capture_output=True,
@@ -109,16 +116,7 @@ def test_a_domain_cli_runs_without_importing_the_root_cli(
         f"from {module} import {app}\n"
         f"typer.main.get_group({app})([{command!r}])\n"
     )
-    base = {k: v for k, v in os.environ.items() if k.lower() not in Settings.model_fields}
-    result = subprocess.run(
-        [sys.executable, "-c", probe],
-        cwd=tmp_path,
-        env={**base, "JWT_SECRET": "short"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_python("-c", probe, cwd=tmp_path, env={"JWT_SECRET": "short"})
     assert result.returncode == 78, result.stderr
     assert "JWT_SECRET" in result.stderr
     assert result.stdout.strip() == "False"

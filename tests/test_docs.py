@@ -10,10 +10,8 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from functools import cache
 from pathlib import Path
@@ -27,6 +25,7 @@ from agentkeep.app import create_app
 from agentkeep.audit.actions import AuditAction
 from agentkeep.cli import cli
 from agentkeep.config import Settings
+from tests.test_cli import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -150,16 +149,7 @@ def documented_commands() -> dict[tuple[str, ...], set[str]]:
 
 
 def _help(*command: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k.lower() not in Settings.model_fields}
-    env.update({"COLUMNS": "200", "TERM": "dumb", "NO_COLOR": "1"})
-    return subprocess.run(
-        [sys.executable, "-m", "agentkeep", *command, "--help"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_cli(*command, "--help", cwd=ROOT, env={"COLUMNS": "200", "TERM": "dumb", "NO_COLOR": "1"})
 
 
 def test_the_docs_name_commands_and_the_check_reads_them() -> None:

@@ -17,7 +17,7 @@ from agentkeep.rbac.permissions import Role
 from agentkeep.runs.models import RunEvent
 from agentkeep.runs.states import EventKind, RunStatus
 from agentkeep.runs.stream import StreamTiming
-from tests.orgs.helpers import make_team
+from tests.orgs.helpers import Team, make_team
 from tests.runs.seeding import append, seed_agent, seed_run
 
 FAST = StreamTiming(poll_seconds=0.05, keepalive_seconds=0.3)
@@ -48,6 +48,13 @@ async def _frames(response: httpx.Response) -> AsyncIterator[Event | str]:
         else:
             name, _, value = line.partition(":")
             fields[name] = value.removeprefix(" ")
+
+
+async def _running_run(app: FastAPI, client: httpx.AsyncClient) -> tuple[Team, str]:
+    """A team and a run of theirs that has started, its stream polled fast."""
+    app.state.run_stream_timing = FAST
+    team = await make_team(client)
+    return team, await seed_run(app, team.org_id, await seed_agent(app, team.org_id), events=HISTORY[:2])
 
 
 async def _read_all(response: httpx.Response) -> list[Event]:
@@ -103,9 +110,7 @@ async def test_bad_resume_points_and_foreign_runs_are_refused_before_streaming(
 async def test_live_events_arrive_without_reconnecting_and_the_stream_ends_with_the_run(
     app: FastAPI, client: httpx.AsyncClient, live_url: str
 ) -> None:
-    app.state.run_stream_timing = FAST
-    team = await make_team(client)
-    run_id = await seed_run(app, team.org_id, await seed_agent(app, team.org_id), events=HISTORY[:2])
+    team, run_id = await _running_run(app, client)
     headers = team.headers(Role.MEMBER)
     async with (
         httpx.AsyncClient(base_url=live_url, timeout=10) as http,
@@ -155,9 +160,7 @@ async def _stored_events(app: FastAPI, run_id: str) -> list[tuple[str, str, Any]
 async def test_a_stream_dropped_while_the_run_appends_resumes_with_nothing_lost_or_repeated(
     app: FastAPI, client: httpx.AsyncClient, live_url: str
 ) -> None:
-    app.state.run_stream_timing = FAST
-    team = await make_team(client)
-    run_id = await seed_run(app, team.org_id, await seed_agent(app, team.org_id), events=HISTORY[:2])
+    team, run_id = await _running_run(app, client)
     path, headers = f"/api/runs/{run_id}/events", team.headers(Role.VIEWER)
     steps = 60
 

@@ -8,10 +8,7 @@ enum values). The migration files are read from procrastinate's package director
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from importlib import resources
 from pathlib import Path
@@ -19,15 +16,13 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from agentkeep.config import Settings
 from agentkeep.db.migrate import upgrade
 from agentkeep.worker.jobqueue import queue_conninfo
 from tests.support.databases import (
     create_postgres_database,
     drop_postgres_database,
-    postgres_answers,
-    unavailable,
 )
+from tests.test_cli import run_cli
 
 SHIPPED = sorted(
     entry.name
@@ -65,28 +60,16 @@ def recorded(url: str) -> list[str]:
 
 
 def migrate_cli(url: str, cwd: Path) -> str:
-    env = {k: v for k, v in os.environ.items() if k.lower() not in Settings.model_fields}
-    env.update({"DATABASE_URL": url, "JWT_SECRET": secrets.token_urlsafe(48)})
-    result = subprocess.run(
-        [sys.executable, "-m", "agentkeep", "migrate"],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    result = run_cli(
+        "migrate", cwd=cwd, env={"DATABASE_URL": url, "JWT_SECRET": secrets.token_urlsafe(48)}, timeout=120
     )
     assert result.returncode == 0, result.stderr
     return result.stderr
 
 
 @pytest.fixture
-async def database() -> AsyncIterator[str]:
-    if not await postgres_answers():
-        unavailable("PostgreSQL")
-    url = await create_postgres_database("agentkeep_queue_schema")
-    yield url
-    await drop_postgres_database(url)
+def database(fresh_database: str) -> str:
+    return fresh_database
 
 
 @pytest.fixture

@@ -5,17 +5,25 @@ from __future__ import annotations
 import json
 import secrets
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from tests.support.processes import run_agentkeep
+from tests.support.processes import run_agentkeep, run_logged
 
 
 def run_cli(
     *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 60, input: str | None = None
 ) -> subprocess.CompletedProcess[str]:
     return run_agentkeep(*args, cwd=cwd, env=env, timeout=timeout, input=input)
+
+
+def run_python(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 60, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """This interpreter with `args`, in a clean environment (no settings but `env`)."""
+    return run_logged([sys.executable, *args], name="python", cwd=cwd, env=env, timeout=timeout, input=input)
 
 
 def test_gen_secret_prints_a_fresh_secret_that_the_config_accepts(tmp_path: Path) -> None:
@@ -77,3 +85,31 @@ def test_help_is_available(tmp_path: Path, command: str) -> None:
     result = run_cli(*command.split(), cwd=tmp_path)
     assert result.returncode == 0
     assert "Usage" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("module", "app", "command"),
+    [("agentkeep.audit.cli", "audit_cli", "seal"), ("agentkeep.providers.cli", "providers_cli", "reencrypt")],
+)
+def test_a_domain_cli_runs_without_importing_the_root_cli(
+    tmp_path: Path, module: str, app: str, command: str
+) -> None:
+    # A fresh interpreter runs the domain's own typer app up to its settings check (an unsafe
+    # secret refuses with 78), then reports whether the root CLI was ever imported.
+    probe = (
+        "import sys, atexit, typer.main\n"
+        "atexit.register(lambda: print('agentkeep.cli' in sys.modules))\n"
+        f"from {module} import {app}\n"
+        f"typer.main.get_group({app})([{command!r}])\n"
+    )
+    result = run_python("-c", probe, cwd=tmp_path, env={"JWT_SECRET": "short"})
+    assert result.returncode == 78, result.stderr
+    assert "JWT_SECRET" in result.stderr
+    assert result.stdout.strip() == "False"
+
+
+def test_the_root_cli_assembles_the_domain_commands(tmp_path: Path) -> None:
+    for group, command in (("audit", "verify"), ("providers", "reencrypt")):
+        result = run_cli(group, "--help", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert command in result.stdout

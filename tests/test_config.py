@@ -177,3 +177,27 @@ def test_trusted_proxies_must_be_addresses_or_cidrs() -> None:
     (problem,) = problems_for(trusted_proxies="10.0.0.0/8,proxy.internal")
     assert problem.startswith("TRUSTED_PROXIES:")
     assert "proxy.internal" in problem
+
+
+def test_provider_allowed_networks_take_cidrs_addresses_and_host_names() -> None:
+    settings = load_settings(
+        _env_file=None,
+        jwt_secret=GOOD_SECRET,
+        provider_allowed_networks="10.0.0.0/8, 192.168.1.7,vllm.internal",
+    )
+    assert settings.provider_allowed_networks == ["10.0.0.0/8", "192.168.1.7", "vllm.internal"]
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        ("10.0.0.1/8", "not a CIDR range"),
+        ("https://vllm.internal", "nor a host name"),
+        ("metadata.google.internal", "can never be allowed"),
+        ("169.254.169.254", "can never be allowed"),
+    ],
+)
+def test_malformed_or_metadata_provider_allowlist_entries_are_refused(value: str, fragment: str) -> None:
+    (problem,) = problems_for(provider_allowed_networks=value)
+    assert problem.startswith("PROVIDER_ALLOWED_NETWORKS:")
+    assert fragment in problem

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import secrets
+import signal
+import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import httpx
 import pytest
@@ -106,3 +110,49 @@ def test_metrics_add_up_across_several_worker_processes() -> None:
             )
             totals.append(float(line.rsplit(" ", 1)[1]))
         assert set(totals) == {float(requests)}, totals
+
+
+def _pool_size_total(text: str) -> float:
+    line = next(
+        row for row in text.splitlines() if row.startswith('agentkeep_db_pool_connections{state="size"}')
+    )
+    return float(line.rsplit(" ", 1)[1])
+
+
+def _live_gauge_pids(directory: Path) -> set[int]:
+    # prometheus_client's naming of a live-mode gauge file (see tests/test_library_internals.py).
+    return {int(path.stem.rsplit("_", 1)[1]) for path in directory.glob("gauge_live*_*.db")}
+
+
+def _scrape_until(base_url: str, directory: Path, done: Callable[[set[int]], bool], seconds: float) -> None:
+    """Scrape over fresh connections (spread over the workers) until `done(pids)`."""
+    deadline = time.monotonic() + seconds
+    while True:
+        assert httpx.get(f"{base_url}/metrics", timeout=10).status_code == 200
+        if done(_live_gauge_pids(directory)):
+            return
+        assert time.monotonic() < deadline, f"live gauges of {_live_gauge_pids(directory)} after {seconds} s"
+        time.sleep(0.1)
+
+
+@pytest.mark.slow
+def test_a_killed_worker_s_live_gauges_stop_counting(tmp_path: Path) -> None:
+    from tests.support.server import running_server
+
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    with running_server({"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}, workers=2) as server:
+        # Both workers have answered a scrape: the pool gauge sums two pools.
+        _scrape_until(server.base_url, metrics_dir, lambda pids: len(pids) == 2, 60)
+        text = httpx.get(f"{server.base_url}/metrics", timeout=10).text
+        two_pools = _pool_size_total(text)
+        assert two_pools > 0
+        victim, survivor = sorted(_live_gauge_pids(metrics_dir))
+
+        os.kill(victim, signal.SIGKILL)
+        # The supervisor replaces the worker; its replacement answers scrapes too. The dead
+        # worker's files must be gone, so the gauge sums exactly the two live pools again.
+        _scrape_until(server.base_url, metrics_dir, lambda pids: victim not in pids and len(pids) == 2, 90)
+        assert survivor in _live_gauge_pids(metrics_dir)
+        text = httpx.get(f"{server.base_url}/metrics", timeout=10).text
+        assert _pool_size_total(text) == two_pools

@@ -19,6 +19,7 @@ from agentkeep.config import Settings
 from agentkeep.db.engine import create_engine, create_sessionmaker
 from agentkeep.errors import install_error_handlers
 from agentkeep.heap import freeze_after
+from agentkeep.idempotency.purge import IdempotencyPurger
 from agentkeep.observability.metrics import Metrics, MetricsMiddleware
 from agentkeep.observability.middleware import RequestIdMiddleware, UnhandledErrorMiddleware
 from agentkeep.observability.tracing import Tracing
@@ -79,6 +80,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings, on_tamper=lambda reason: tamper.labels(reason).inc()
     )
     app.state.audit_sealer.start()
+    app.state.idempotency_purger = IdempotencyPurger(app.state.sessionmaker)  # expired keys
+    app.state.idempotency_purger.start()
     execution = RunExecution(settings, app.state.sessionmaker, app.state.metrics)
     app.state.run_queue = await execution.start()
     freezing = None
@@ -96,6 +99,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         if freezing is not None:
             freezing.cancel()
+        await app.state.idempotency_purger.stop()
         await execution.stop()  # running runs finish or are handed back first
         await app.state.audit_sealer.stop()  # then the last audit records are sealed
         app.state.password_hasher.close()

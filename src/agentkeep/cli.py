@@ -7,11 +7,16 @@ import os
 import secrets
 import sys
 import tempfile
-from typing import Annotated, NoReturn
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
-from agentkeep.config import ConfigError, Settings, load_settings
+from agentkeep.audit.cli import audit_cli
+from agentkeep.cli_settings import EXIT_CONFIG
+from agentkeep.cli_settings import settings_or_exit as _settings
+from agentkeep.config import ConfigError
+from agentkeep.providers.cli import providers_cli
 
 cli = typer.Typer(
     name="agentkeep",
@@ -21,29 +26,10 @@ cli = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-
-def _register_subcommands() -> None:
-    from agentkeep.audit.cli import audit_cli
-    from agentkeep.providers.cli import providers_cli
-
-    cli.add_typer(audit_cli, name="audit")
-    cli.add_typer(providers_cli, name="providers")
-
-
-# sysexits.h EX_CONFIG: distinguishes an unsafe configuration from a usage error (2).
-EXIT_CONFIG = 78
-
-
-def _refuse(error: ConfigError) -> NoReturn:
-    typer.echo(error.render(), err=True)
-    raise typer.Exit(EXIT_CONFIG)
-
-
-def _settings() -> Settings:
-    try:
-        return load_settings()
-    except ConfigError as error:
-        _refuse(error)
+# The domain CLIs define their own typer apps; the root assembles them and they import nothing
+# from here.
+cli.add_typer(audit_cli, name="audit")
+cli.add_typer(providers_cli, name="providers")
 
 
 @cli.command("gen-secret")
@@ -80,10 +66,13 @@ def migrate(
     settings = _settings()
     upgrade(settings.database_url, revision)
     if not settings.is_sqlite:
-        from agentkeep.worker.jobqueue import apply_queue_schema
+        from agentkeep.worker.queue_schema import apply_queue_schema
 
-        if apply_queue_schema(settings.database_url):
+        changes = apply_queue_schema(settings.database_url)
+        if changes.created:
             typer.echo("job queue schema created", err=True)
+        for name in changes.applied:
+            typer.echo(f"job queue migration applied: {name}", err=True)
     typer.echo(f"database migrated to {revision}", err=True)
 
 
@@ -129,6 +118,7 @@ def serve(
     from agentkeep.app import create_app
     from agentkeep.observability.logging import configure_logging
     from agentkeep.observability.metrics import MULTIPROC_ENV
+    from agentkeep.observability.multiproc import DeadWorkerReaper
     from agentkeep.serving import GracefulShutdown
 
     settings = _settings()
@@ -150,17 +140,22 @@ def serve(
     }
     if workers > 1:
         # Each worker writes its metric samples here; any worker's /metrics aggregates them.
-        os.environ.setdefault(MULTIPROC_ENV, tempfile.mkdtemp(prefix="agentkeep-metrics-"))
-        # The supervisor restarts a worker that does not answer its health ping in time; a
-        # worker importing the application on a busy host can take longer than uvicorn's
-        # default 5 s, so it would be killed before it ever served.
-        uvicorn.run(
-            "agentkeep.serving:app_for_workers",
-            factory=True,
-            workers=workers,
-            timeout_worker_healthcheck=60,
-            **common,  # type: ignore[arg-type]
-        )
+        metrics_dir = os.environ.setdefault(MULTIPROC_ENV, tempfile.mkdtemp(prefix="agentkeep-metrics-"))
+        reaper = DeadWorkerReaper(Path(metrics_dir))  # exited workers' gauges stop counting
+        reaper.start()
+        try:
+            # The supervisor restarts a worker that does not answer its health ping in time; a
+            # worker importing the application on a busy host can take longer than uvicorn's
+            # default 5 s, so it would be killed before it ever served.
+            uvicorn.run(
+                "agentkeep.serving:app_for_workers",
+                factory=True,
+                workers=workers,
+                timeout_worker_healthcheck=60,
+                **common,  # type: ignore[arg-type]
+            )
+        finally:
+            reaper.stop()
     else:
         app = GracefulShutdown(create_app(settings, freeze_heap=True), settings.shutdown_drain_seconds)
         uvicorn.run(app, **common)  # type: ignore[arg-type]
@@ -193,9 +188,6 @@ def worker(
 
 def _exit_cleanly(_signum: int, _frame: object) -> None:
     raise SystemExit(0)
-
-
-_register_subcommands()
 
 
 def main() -> None:

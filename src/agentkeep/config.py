@@ -180,6 +180,10 @@ class Settings(BaseSettings):
 
     openai_base_url: str | None = None
     openai_api_key: SecretStr | None = None
+    # Private hosts and networks (CIDR ranges, addresses, host names) that organizations'
+    # model providers may reach, e.g. a self-hosted vLLM; metadata addresses never. The host
+    # of OPENAI_BASE_URL is trusted without being listed (see docs/providers.md).
+    provider_allowed_networks: CommaList = Field(default_factory=list)
     # Bound on one model request, and how often a failed request is retried before the run
     # fails with model_error.
     model_request_timeout_seconds: float = Field(default=60, gt=0, le=600)
@@ -231,7 +235,9 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "console"
 
-    @field_validator("cors_origins", "allowed_hosts", "trusted_proxies", mode="before")
+    @field_validator(
+        "cors_origins", "allowed_hosts", "trusted_proxies", "provider_allowed_networks", mode="before"
+    )
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         return _split_commas(value)
@@ -248,6 +254,14 @@ class Settings(BaseSettings):
     @classmethod
     def _valid_proxies(cls, value: list[str]) -> list[str]:
         parse_networks(value)
+        return value
+
+    @field_validator("provider_allowed_networks")
+    @classmethod
+    def _valid_provider_networks(cls, value: list[str]) -> list[str]:
+        from agentkeep.tools.netguard import EgressAllowlist
+
+        EgressAllowlist.parse(value)
         return value
 
     @field_validator("secrets_encryption_keys", mode="before")

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 from fastapi import FastAPI
+from sqlalchemy import select
 
 from agentkeep.rbac.permissions import Role
+from agentkeep.runs.models import RunEvent
 from agentkeep.runs.states import EventKind, RunStatus
 from agentkeep.runs.stream import StreamTiming
-from tests.orgs.helpers import make_team
+from tests.orgs.helpers import Team, make_team
 from tests.runs.seeding import append, seed_agent, seed_run
 
 FAST = StreamTiming(poll_seconds=0.05, keepalive_seconds=0.3)
@@ -45,6 +48,13 @@ async def _frames(response: httpx.Response) -> AsyncIterator[Event | str]:
         else:
             name, _, value = line.partition(":")
             fields[name] = value.removeprefix(" ")
+
+
+async def _running_run(app: FastAPI, client: httpx.AsyncClient) -> tuple[Team, str]:
+    """A team and a run of theirs that has started, its stream polled fast."""
+    app.state.run_stream_timing = FAST
+    team = await make_team(client)
+    return team, await seed_run(app, team.org_id, await seed_agent(app, team.org_id), events=HISTORY[:2])
 
 
 async def _read_all(response: httpx.Response) -> list[Event]:
@@ -100,9 +110,7 @@ async def test_bad_resume_points_and_foreign_runs_are_refused_before_streaming(
 async def test_live_events_arrive_without_reconnecting_and_the_stream_ends_with_the_run(
     app: FastAPI, client: httpx.AsyncClient, live_url: str
 ) -> None:
-    app.state.run_stream_timing = FAST
-    team = await make_team(client)
-    run_id = await seed_run(app, team.org_id, await seed_agent(app, team.org_id), events=HISTORY[:2])
+    team, run_id = await _running_run(app, client)
     headers = team.headers(Role.MEMBER)
     async with (
         httpx.AsyncClient(base_url=live_url, timeout=10) as http,
@@ -139,3 +147,55 @@ async def test_live_events_arrive_without_reconnecting_and_the_stream_ends_with_
     assert [(frame.id, frame.data["status"]) for frame in live if isinstance(frame, Event)] == [
         ("5", "completed")
     ]
+
+
+async def _stored_events(app: FastAPI, run_id: str) -> list[tuple[str, str, Any]]:
+    async with app.state.sessionmaker() as session:
+        rows = await session.scalars(
+            select(RunEvent).where(RunEvent.run_id == uuid.UUID(run_id)).order_by(RunEvent.seq)
+        )
+        return [(str(row.seq), row.kind, row.data) for row in rows]
+
+
+async def test_a_stream_dropped_while_the_run_appends_resumes_with_nothing_lost_or_repeated(
+    app: FastAPI, client: httpx.AsyncClient, live_url: str
+) -> None:
+    team, run_id = await _running_run(app, client)
+    path, headers = f"/api/runs/{run_id}/events", team.headers(Role.VIEWER)
+    steps = 60
+
+    async def run_appends() -> None:
+        # As the runner's sink does: one committed event after another, the terminal status last.
+        for step in range(1, steps + 1):
+            await append(app, run_id, EventKind.MODEL_REQUEST, {"step": step})
+            await asyncio.sleep(0.01)
+        await append(app, run_id, EventKind.STATUS, {"status": "completed", "stop_reason": "end_turn"})
+
+    writer = asyncio.create_task(run_appends())
+    received: list[Event] = []
+    connections = 0
+    async with httpx.AsyncClient(base_url=live_url, timeout=10) as http:
+        while True:
+            resume = {"Last-Event-ID": str(received[-1].id)} if received else {}
+            connections += 1
+            ended = True
+            async with http.stream("GET", path, headers={**headers, **resume}) as response:
+                assert response.status_code == 200
+                taken = 0
+                async for frame in _frames(response):
+                    if not isinstance(frame, Event):
+                        continue
+                    received.append(frame)
+                    taken += 1
+                    # Drop the connection mid-run every few events, while the writer goes on.
+                    if taken == 7 and not writer.done():
+                        ended = False
+                        break
+            if ended:
+                break
+            await asyncio.sleep(0.03)  # events keep arriving while no stream is open
+    await writer
+
+    assert connections > 3  # the drops really happened while the run was appending
+    assert [(event.id, event.event, event.data) for event in received] == await _stored_events(app, run_id)
+    assert len(received) == 2 + steps + 1

@@ -12,6 +12,7 @@ from pydantic import SecretStr
 from agentkeep.runs.contract import ModelEndpoint, RunOutcome, RunRequest
 from agentkeep.runs.executor import execute
 from agentkeep.runs.states import EventKind, RunStatus, StopReason
+from agentkeep.tools.netguard import EgressAllowlist
 from tests.runs.helpers import ListSink, run_request
 from tests.support.chat_server import (
     ChatServer,
@@ -32,7 +33,10 @@ def api_key() -> str:
 
 
 def openai_request(server: ChatServer, key: str, **kwargs: Any) -> RunRequest:
-    endpoint = ModelEndpoint(base_url=server.base_url, api_key=SecretStr(key))
+    # The model server is on loopback, which the network guard refuses unless allowlisted.
+    endpoint = ModelEndpoint(
+        base_url=server.base_url, api_key=SecretStr(key), allowlist=EgressAllowlist.parse(["127.0.0.1"])
+    )
     return run_request("What is (2+3)*4?", model="openai:local-model", endpoint=endpoint, **kwargs)
 
 

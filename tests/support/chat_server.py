@@ -2,7 +2,8 @@
 
 It runs uvicorn + Starlette in a background thread on a free port. Each POST to
 `/v1/chat/completions` takes the next scripted step: a `Reply` (status and JSON body) or a
-`Hang` (no answer for a while). Every request is recorded (body and Authorization header),
+`Hang` (no answer for a while) or a `Redirect`. Every request is recorded (body, Authorization
+and Host headers),
 so tests see what the client sent, how often it retried, and what it never sent.
 """
 
@@ -20,7 +21,7 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, RedirectResponse
 from starlette.routing import Route
 
 
@@ -35,13 +36,19 @@ class Hang:
     seconds: float
 
 
-Step = Reply | Hang
+@dataclass(frozen=True)
+class Redirect:
+    location: str
+
+
+Step = Reply | Hang | Redirect
 
 
 @dataclass
 class SeenChatRequest:
     body: dict[str, Any]
     authorization: str | None
+    host: str | None = None
 
 
 @dataclass
@@ -54,12 +61,17 @@ class ChatServer:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
-    async def _completions(self, request: Request) -> JSONResponse:
-        self.requests.append(SeenChatRequest(await request.json(), request.headers.get("authorization")))
+    async def _completions(self, request: Request) -> JSONResponse | RedirectResponse:
+        headers = request.headers
+        self.requests.append(
+            SeenChatRequest(await request.json(), headers.get("authorization"), headers.get("host"))
+        )
         step = self.script.pop(0) if self.script else Reply({"error": {"message": "no scripted reply"}}, 500)
         if isinstance(step, Hang):
             await asyncio.sleep(step.seconds)
             return JSONResponse({"error": {"message": "hung"}}, status_code=504)
+        if isinstance(step, Redirect):
+            return RedirectResponse(step.location, status_code=307)
         return JSONResponse(step.body, status_code=step.status)
 
     def app(self) -> Starlette:

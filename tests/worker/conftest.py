@@ -12,7 +12,7 @@ from agentkeep.db.engine import create_engine, create_sessionmaker
 from agentkeep.db.migrate import upgrade
 from agentkeep.observability.metrics import Metrics
 from agentkeep.worker.driver import Executor, RunDriver
-from agentkeep.worker.jobqueue import apply_queue_schema
+from agentkeep.worker.queue_schema import apply_queue_schema
 from tests.support.databases import (
     create_postgres_database,
     drop_postgres_database,
@@ -59,15 +59,21 @@ def make_driver(
 
 
 @pytest.fixture
-async def queue_database() -> AsyncIterator[str]:
-    """A fresh PostgreSQL database migrated like `agentkeep migrate` does, job queue included."""
+async def fresh_database() -> AsyncIterator[str]:
+    """An empty PostgreSQL database: `agentkeep migrate` prepares it like in production."""
     if not await postgres_answers():
         unavailable("PostgreSQL")
-    url = await create_postgres_database("agentkeep_queue")
-    await asyncio.to_thread(upgrade, url)
-    assert await asyncio.to_thread(apply_queue_schema, url) is True
+    url = await create_postgres_database("agentkeep_worker")
     yield url
     await drop_postgres_database(url)
+
+
+@pytest.fixture
+async def queue_database(fresh_database: str) -> str:
+    """A fresh PostgreSQL database migrated like `agentkeep migrate` does, job queue included."""
+    await asyncio.to_thread(upgrade, fresh_database)
+    assert (await asyncio.to_thread(apply_queue_schema, fresh_database)).created
+    return fresh_database
 
 
 @pytest.fixture

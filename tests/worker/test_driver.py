@@ -7,6 +7,7 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from ipaddress import ip_network
 
 import pytest
 from sqlalchemy import select
@@ -17,6 +18,7 @@ from agentkeep.providers.models import Provider
 from agentkeep.runs.contract import RunOutcome, Usage
 from agentkeep.runs.states import EventKind, RunStatus, StopReason
 from agentkeep.security.secretbox import SecretBox, generate_key
+from agentkeep.tools.netguard import EgressAllowlist
 from agentkeep.worker import leases
 from agentkeep.worker.driver import FencedEventSink, RunDriver
 from agentkeep.worker.leases import LeaseLost
@@ -270,7 +272,11 @@ async def test_runs_use_their_organization_s_provider_else_the_deployment_endpoi
     sessionmaker: Sessionmaker, make_driver: DriverFactory
 ) -> None:
     key = generate_key()
-    deployment = {"openai_base_url": "https://deployment.example.test/v1", "secrets_encryption_keys": key}
+    deployment = {
+        "openai_base_url": "https://deployment.example.test/v1",
+        "secrets_encryption_keys": key,
+        "provider_allowed_networks": "10.0.0.0/8",
+    }
     driver = make_driver("w1", ScriptedExecutor(), **deployment)
     plain_run = await make_run(sessionmaker)
     plain_claim = await _claim_as(sessionmaker, plain_run, "w1", lease=30)
@@ -278,6 +284,10 @@ async def test_runs_use_their_organization_s_provider_else_the_deployment_endpoi
     endpoint = (await driver.build_request(plain_claim)).endpoint
     assert endpoint is not None
     assert endpoint.base_url == "https://deployment.example.test/v1"
+    # The operator's own OPENAI_BASE_URL is trusted to be private (docs/providers.md).
+    assert endpoint.allowlist == EgressAllowlist(
+        frozenset({"deployment.example.test"}), (ip_network("10.0.0.0/8"),)
+    )
 
     provider_run = await make_run(sessionmaker)
     await _add_provider(sessionmaker, provider_run, key, "sk-org-key-0123456789")
@@ -286,6 +296,8 @@ async def test_runs_use_their_organization_s_provider_else_the_deployment_endpoi
     endpoint = (await driver.build_request(provider_claim)).endpoint
     assert endpoint is not None
     assert endpoint.base_url == "https://llm.example.test/v1"
+    # An organization's provider gets PROVIDER_ALLOWED_NETWORKS only.
+    assert endpoint.allowlist == EgressAllowlist(frozenset(), (ip_network("10.0.0.0/8"),))
     assert endpoint.api_key is not None
     assert endpoint.api_key.get_secret_value() == "sk-org-key-0123456789"
 

@@ -17,7 +17,8 @@ from agentkeep.db.migrate import include_object
 from agentkeep.db.models import Base
 from agentkeep.runs.states import RunStatus
 from agentkeep.worker.command import run_worker
-from agentkeep.worker.jobqueue import JobRunQueue, apply_queue_schema, create_job_app, queue_conninfo
+from agentkeep.worker.jobqueue import JobRunQueue, create_job_app, queue_conninfo
+from agentkeep.worker.queue_schema import QueueSchemaChanges, apply_queue_schema
 from agentkeep.worker.runtime import RunExecution
 from tests.worker.helpers import ScriptedExecutor, load_run, make_run, statuses, wait_for_status
 
@@ -42,7 +43,7 @@ def test_the_queue_connects_with_the_database_url_minus_the_async_driver() -> No
 
 
 async def test_the_queue_schema_is_created_once_and_ignored_by_alembic(queue_database: str) -> None:
-    assert await asyncio.to_thread(apply_queue_schema, queue_database) is False
+    assert await asyncio.to_thread(apply_queue_schema, queue_database) == QueueSchemaChanges()
     engine = create_async_engine(queue_database, poolclass=NullPool)
 
     def diff(connection: Connection) -> list[object]:

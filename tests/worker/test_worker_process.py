@@ -30,12 +30,6 @@ from agentkeep.db.engine import create_engine, create_sessionmaker
 from agentkeep.runs.models import Run
 from agentkeep.runs.states import RunStatus
 from agentkeep.worker.jobqueue import JobRunQueue, create_job_app
-from tests.support.databases import (
-    create_postgres_database,
-    drop_postgres_database,
-    postgres_answers,
-    unavailable,
-)
 from tests.support.processes import run_agentkeep
 from tests.worker.helpers import (
     assert_gap_free,
@@ -95,16 +89,6 @@ def slow_server() -> Iterator[SlowServer]:
     yield server
     server.server.shutdown()
     server.server.server_close()
-
-
-@pytest.fixture
-async def fresh_database() -> AsyncIterator[str]:
-    """An empty PostgreSQL database: `agentkeep migrate` prepares it like in production."""
-    if not await postgres_answers():
-        unavailable("PostgreSQL")
-    url = await create_postgres_database("agentkeep_worker")
-    yield url
-    await drop_postgres_database(url)
 
 
 @pytest.fixture

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Annotated, Literal, TypeVar
 
 import typer
 
+from agentkeep.cli_settings import settings_or_exit as _settings
+
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -37,12 +39,6 @@ EXIT_DATABASE = 69
 T = TypeVar("T")
 
 ChainOption = Annotated[str, typer.Option("--chain", help="Chain to operate on", max=64)]
-
-
-def _settings() -> Settings:
-    from agentkeep.cli import _settings as load
-
-    return load()
 
 
 def _key(settings: Settings) -> bytes | None:

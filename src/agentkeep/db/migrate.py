@@ -11,15 +11,19 @@ from sqlalchemy.engine import Connection
 from agentkeep.db.engine import ensure_sqlite_directory
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
-# procrastinate (the PostgreSQL job queue) manages its own tables; Alembic leaves them alone.
+# procrastinate (the PostgreSQL job queue) manages its own tables, and
+# agentkeep.worker.queue_schema records which of its migrations ran; Alembic leaves both alone.
 QUEUE_TABLE_PREFIX = "procrastinate_"
+QUEUE_MIGRATIONS_TABLE = "agentkeep_queue_migrations"
 
 
 def include_object(
     _object: object, name: str | None, type_: str, _reflected: bool, _compare_to: object
 ) -> bool:
     """Alembic's filter: everything but the job queue's tables."""
-    return not (type_ == "table" and name is not None and name.startswith(QUEUE_TABLE_PREFIX))
+    if type_ != "table" or name is None:
+        return True
+    return not (name.startswith(QUEUE_TABLE_PREFIX) or name == QUEUE_MIGRATIONS_TABLE)
 
 
 def alembic_config(database_url: str | None = None, connection: Connection | None = None) -> Config:

@@ -6,6 +6,8 @@ import asyncio
 
 import typer
 
+from agentkeep.cli_settings import EXIT_CONFIG, settings_or_exit
+
 providers_cli = typer.Typer(help="Maintain stored provider credentials.", no_args_is_help=True)
 
 EXIT_UNREADABLE = 1
@@ -24,12 +26,11 @@ def reencrypt() -> None:
 
     # Every model, so the providers table's foreign keys resolve outside the app.
     import agentkeep.db.models  # noqa: F401
-    from agentkeep.cli import EXIT_CONFIG, _settings
     from agentkeep.db.engine import create_engine, create_sessionmaker
     from agentkeep.providers.reencrypt import ReencryptReport, reencrypt_all
     from agentkeep.security.secretbox import secretbox_from_settings
 
-    settings = _settings()
+    settings = settings_or_exit()
     box = secretbox_from_settings(settings)
     if box is None:
         typer.echo("SECRETS_ENCRYPTION_KEYS is unset: there is no key to re-encrypt with.", err=True)

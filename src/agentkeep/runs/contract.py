@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from pydantic import JsonValue, SecretStr
 
 from agentkeep.runs.states import EventKind, RunStatus, StopReason
+from agentkeep.tools.netguard import EgressAllowlist
 from agentkeep.tools.registry import ToolConfig
 
 
@@ -54,10 +55,16 @@ class AgentSpec:
 
 @dataclass(frozen=True, slots=True)
 class ModelEndpoint:
-    """An OpenAI-compatible endpoint: the organization's provider, or the deployment's."""
+    """An OpenAI-compatible endpoint: the organization's provider, or the deployment's.
+
+    Every request to it passes the netguard address policy; `allowlist` names the private
+    hosts and networks it may reach (PROVIDER_ALLOWED_NETWORKS, plus the host of the
+    deployment's own OPENAI_BASE_URL for the deployment endpoint).
+    """
 
     base_url: str | None
     api_key: SecretStr | None
+    allowlist: EgressAllowlist = field(default_factory=EgressAllowlist)
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,6 +36,7 @@ from agentkeep.runs.contract import EventSink, RunOutcome, RunRequest, Usage
 from agentkeep.runs.models_factory import ModelUnavailable, open_model
 from agentkeep.runs.states import EventKind, RunStatus, StopReason
 from agentkeep.tools.context import ToolContext
+from agentkeep.tools.guarded_transport import EgressRefused
 
 logger = structlog.get_logger("agentkeep.runs")
 
@@ -162,7 +163,7 @@ async def _drive(request: RunRequest, progress: _Progress, tool_context: ToolCon
         total_tokens_limit=request.token_budget,
     )
     try:
-        async with open_model(request) as model:
+        async with open_model(request, deps.tool_context.resolve) as model:
             agent = Agent(
                 model,
                 output_type=str,
@@ -235,10 +236,25 @@ def _model_error_message(exc: Exception) -> str:
     if isinstance(exc, ModelHTTPError):
         return f"the model endpoint answered HTTP {exc.status_code}"
     if isinstance(exc, ModelConnectionError):
+        refusal = _egress_refusal(exc)
+        if refusal is not None:
+            return f"the model endpoint was refused: {refusal}"
         return "could not connect to the model endpoint"
     if isinstance(exc, ModelAPIError):
         return f"the model request failed ({type(exc).__name__})"
     return f"unexpected model behaviour: {exc}"
+
+
+def _egress_refusal(exc: BaseException) -> str | None:
+    """The network guard's reason, when it is what stopped the request (the SDKs wrap it)."""
+    seen: BaseException | None = exc
+    for _depth in range(10):
+        if seen is None:
+            return None
+        if isinstance(seen, EgressRefused):
+            return str(seen)
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _scrub(message: str, request: RunRequest) -> str:

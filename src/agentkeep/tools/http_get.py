@@ -16,7 +16,14 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue
 
 from agentkeep.tools.context import IPAddress, ToolContext
 from agentkeep.tools.errors import ToolError
-from agentkeep.tools.netguard import Target, check_allowlist_entry, checked_addresses, parse_target
+from agentkeep.tools.netguard import (
+    EgressAllowlist,
+    Target,
+    check_allowlist_entry,
+    checked_addresses,
+    parse_target,
+    pin,
+)
 
 KIB = 1024
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -62,19 +69,18 @@ def _is_text(content_type: str) -> bool:
 
 
 def _pinned_request(target: Target, address: IPAddress, timeout: float) -> httpx.Request:
+    pinned = pin(target, address)
     extensions: dict[str, object] = {
         "timeout": {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}
     }
-    if target.url.scheme == "https" and target.literal is None:
-        extensions["sni_hostname"] = target.host
+    if pinned.sni_hostname is not None:
+        extensions["sni_hostname"] = pinned.sni_hostname
     headers = {
-        "Host": target.url.netloc.decode("ascii"),
+        "Host": pinned.host_header,
         "Accept-Encoding": "identity",  # no decompression bombs: the size cap counts real bytes
         "User-Agent": USER_AGENT,
     }
-    return httpx.Request(
-        "GET", target.url.copy_with(host=str(address)), headers=headers, extensions=extensions
-    )
+    return httpx.Request("GET", pinned.url, headers=headers, extensions=extensions)
 
 
 async def _send(
@@ -136,7 +142,7 @@ def _result(target: Target, response: httpx.Response, body: bytes, truncated: bo
 
 
 async def _fetch(url: str, settings: HttpGetSettings, context: ToolContext) -> JsonValue:
-    allowed = frozenset(settings.allowed_hosts)
+    allowed = EgressAllowlist(hosts=frozenset(settings.allowed_hosts))
     target = parse_target(url)
     for _hop in range(settings.max_redirects + 1):
         addresses = await checked_addresses(target, allowed, settings.only_allowed_hosts, context.resolve)

@@ -3,15 +3,16 @@
 A target is checked on its resolved addresses, never on its spelling: a name is resolved and
 every address it resolves to must be public, and the caller then connects to one of those
 checked addresses (pinning), so a second DNS answer (rebinding) is never used. Hosts named
-in an agent's allowlist may resolve to private addresses; unspecified, multicast and cloud
-metadata targets are refused even then.
+in an agent's allowlist (or, for model endpoints, in PROVIDER_ALLOWED_NETWORKS) may resolve to
+private addresses; unspecified, multicast and cloud metadata targets are refused even then.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
 
 import httpx
 
@@ -32,6 +33,7 @@ HOSTNAME = re.compile(
 # A last label that is a number: "2130706433", "0x7f.1", "0177.0.0.1" spell IPv4 addresses that
 # resolvers accept and ipaddress does not; no real host name ends with a numeric label.
 NUMERIC_LABEL = re.compile(r"^(0x[0-9a-f]*|[0-9]+)$")
+IPNetwork = IPv4Network | IPv6Network
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +44,22 @@ class Target:
     host: str
     port: int
     literal: IPAddress | None
+
+
+@dataclass(frozen=True, slots=True)
+class Pin:
+    """How to send a request for a checked target to one of its checked addresses: the
+    address in the URL, the name kept as Host header and as TLS server name (the
+    certificate is still verified for the name), so DNS is never asked again."""
+
+    url: str
+    host_header: str
+    sni_hostname: str | None
+
+
+def pin(target: Target, address: IPAddress) -> Pin:
+    sni = target.host if target.url.scheme == "https" and target.literal is None else None
+    return Pin(str(target.url.copy_with(host=str(address))), target.url.netloc.decode("ascii"), sni)
 
 
 def _embedded_ipv4(address: IPv6Address) -> IPv4Address | None:
@@ -106,6 +124,39 @@ def check_allowlist_entry(entry: str) -> str:
     return host
 
 
+@dataclass(frozen=True, slots=True)
+class EgressAllowlist:
+    """Host names and networks exempt from the private-address refusal (never from the
+    metadata, unspecified or multicast one)."""
+
+    hosts: frozenset[str] = frozenset()
+    networks: tuple[IPNetwork, ...] = ()
+
+    @classmethod
+    def parse(cls, entries: Iterable[str]) -> EgressAllowlist:
+        """CIDR ranges, IP addresses and host names; ValueError naming the first bad entry."""
+        hosts: set[str] = set()
+        networks: list[IPNetwork] = []
+        for entry in entries:
+            if "/" in entry:
+                try:
+                    networks.append(ip_network(entry.strip()))
+                except ValueError:
+                    raise ValueError(
+                        f"{entry!r} is not a CIDR range (host bits zero, e.g. 10.0.0.0/8) "
+                        "nor a host name or IP address"
+                    ) from None
+            else:
+                hosts.add(check_allowlist_entry(entry))
+        return cls(frozenset(hosts), tuple(networks))
+
+    def with_host(self, host: str) -> EgressAllowlist:
+        return EgressAllowlist(self.hosts | {normalise_host(host)}, self.networks)
+
+    def exempts(self, host: str, address: IPAddress) -> bool:
+        return host in self.hosts or any(address in network for network in self.networks)
+
+
 def parse_target(raw: str | httpx.URL) -> Target:
     """Check the URL's form (scheme, credentials, host spelling); no network access."""
     try:
@@ -132,11 +183,10 @@ def parse_target(raw: str | httpx.URL) -> Target:
 
 
 async def checked_addresses(
-    target: Target, allowed_hosts: frozenset[str], only_allowed: bool, resolve: Resolver
+    target: Target, allowlist: EgressAllowlist, only_allowed: bool, resolve: Resolver
 ) -> list[IPAddress]:
     """The target's addresses, each one permitted; a `ToolError` before any connection otherwise."""
-    allowlisted = target.host in allowed_hosts
-    if only_allowed and not allowlisted:
+    if only_allowed and target.host not in allowlist.hosts:
         raise ToolError(f"refused: {target.host} is not in this agent's allowed hosts")
     if target.host in METADATA_HOSTNAMES:
         raise ToolError(f"refused: {target.host} is a cloud metadata host")
@@ -151,11 +201,20 @@ async def checked_addresses(
             raise ToolError(f"could not resolve host {target.host}")
     for address in addresses:
         refusal = refusal_reason(address)
-        if refusal is not None and not (allowlisted and refusal[1]):
+        if refusal is not None and not (refusal[1] and allowlist.exempts(target.host, address)):
             if target.literal is not None:
                 raise ToolError(f"refused: {address} is {refusal[0]}")
             raise ToolError(f"refused: {target.host} resolves to {address}, {refusal[0]}")
     return addresses
 
 
-__all__ = ["Target", "check_allowlist_entry", "checked_addresses", "parse_target", "refusal_reason"]
+__all__ = [
+    "EgressAllowlist",
+    "Pin",
+    "Target",
+    "check_allowlist_entry",
+    "checked_addresses",
+    "parse_target",
+    "pin",
+    "refusal_reason",
+]

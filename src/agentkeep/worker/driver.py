@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Protocol
 
+import httpx
 import structlog
 from pydantic import JsonValue
 from sqlalchemy.exc import SQLAlchemyError
@@ -45,6 +46,7 @@ from agentkeep.runs.repository import append_event
 from agentkeep.runs.states import EventKind, RunStatus, StopReason
 from agentkeep.security.secretbox import SecretBox, secretbox_from_settings
 from agentkeep.tools.context import ToolContext
+from agentkeep.tools.netguard import EgressAllowlist
 from agentkeep.worker import leases
 from agentkeep.worker.leases import Claim, LeaseLost
 from agentkeep.worker.reporting import audit_finished, count_finished
@@ -67,11 +69,23 @@ class Executor(Protocol):
 EndpointResolver = Callable[[AsyncSession, uuid.UUID], Awaitable[ModelEndpoint | None]]
 
 
+def provider_allowlist(settings: Settings) -> EgressAllowlist:
+    return EgressAllowlist.parse(settings.provider_allowed_networks)
+
+
 def deployment_endpoint(settings: Settings) -> EndpointResolver:
+    # The operator chose OPENAI_BASE_URL, so its host may be private (a model server beside
+    # the deployment); organizations' providers get PROVIDER_ALLOWED_NETWORKS only.
+    allowlist = provider_allowlist(settings)
+    if settings.openai_base_url is not None:
+        allowlist = allowlist.with_host(httpx.URL(settings.openai_base_url).host)
+
     async def endpoint_for(_session: AsyncSession, _org_id: uuid.UUID) -> ModelEndpoint | None:
         if settings.openai_base_url is None and settings.openai_api_key is None:
             return None
-        return ModelEndpoint(base_url=settings.openai_base_url, api_key=settings.openai_api_key)
+        return ModelEndpoint(
+            base_url=settings.openai_base_url, api_key=settings.openai_api_key, allowlist=allowlist
+        )
 
     return endpoint_for
 
@@ -83,10 +97,11 @@ def organization_endpoint(settings: Settings, secretbox: SecretBox | None) -> En
     another key.
     """
     deployment = deployment_endpoint(settings)
+    allowlist = provider_allowlist(settings)
 
     async def endpoint_for(session: AsyncSession, org_id: uuid.UUID) -> ModelEndpoint | None:
         try:
-            endpoint = await provider_endpoint(session, secretbox, org_id)
+            endpoint = await provider_endpoint(session, secretbox, org_id, allowlist=allowlist)
         except AppError as exc:
             raise RunSetupError(
                 "the organization's model provider key cannot be read", StopReason.MODEL_ERROR

@@ -17,11 +17,9 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-import psycopg
 import structlog
 from procrastinate import App, PsycopgConnector
 from procrastinate.exceptions import AlreadyEnqueued
-from procrastinate.schema import SchemaManager
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -35,8 +33,6 @@ logger = structlog.get_logger("agentkeep.worker")
 TASK_NAME = "agentkeep.execute_run"
 QUEUE_NAME = "runs"
 APPLICATION_NAME = "agentkeep-queue"
-# Serialises concurrent `agentkeep migrate` runs while the queue schema is created.
-SCHEMA_LOCK_KEY = 0x61676B71  # "agkq"
 
 
 def queue_conninfo(database_url: str) -> str:
@@ -118,23 +114,3 @@ class JobRunQueue:
                 await leases.mark_dispatched(session, run_id, now=datetime.now(UTC))
         except DB_ERRORS as exc:
             logger.warning("run_dispatch_mark_failed", run_id=str(run_id), error=type(exc).__name__)
-
-
-def queue_schema_present(connection: psycopg.Connection[Any]) -> bool:
-    row = connection.execute("SELECT to_regclass('procrastinate_jobs') IS NOT NULL").fetchone()
-    return bool(row and row[0])
-
-
-def apply_queue_schema(database_url: str) -> bool:
-    """Create procrastinate's tables when they are missing; True if it created them.
-
-    Idempotent and safe to run from several `agentkeep migrate` at once (advisory lock).
-    procrastinate's schema is its own, outside Alembic: migrations/env.py ignores it.
-    """
-    with psycopg.connect(queue_conninfo(database_url), autocommit=False) as connection:
-        connection.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
-        if queue_schema_present(connection):
-            return False
-        connection.execute(SchemaManager.get_schema())
-        connection.commit()
-    return True

@@ -248,7 +248,31 @@ async def test_a_failing_audit_table_is_a_503_and_no_user_is_created(broken_audi
             response = await http.post("/_test/users/carol")
         assert response.status_code == 503
         assert response.json()["type"] == "urn:agentkeep:problem:audit-unavailable"
+        # A missing table is a fault of the deployment, not an outage to wait out.
+        assert "retry-after" not in response.headers
         assert await _users(app.state.sessionmaker) == 0
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+async def test_an_audit_write_the_database_does_not_answer_is_a_503_with_retry_after(
+    database_url: str, make_settings: Callable[..., Settings]
+) -> None:
+    """A statement timeout on the audit insert is an outage: the client is told when to retry."""
+    app = _audited_app(make_settings(database_url=database_url, db_command_timeout=1))
+    locker = create_engine(make_settings(database_url=database_url))
+    try:
+        async with LifespanManager(app) as manager, locker.connect() as lock:
+            await lock.execute(text("LOCK TABLE audit_logs IN ACCESS EXCLUSIVE MODE"))
+            transport = httpx.ASGITransport(app=manager.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+                response = await http.post("/_test/users/dave")
+            await lock.rollback()
+            assert response.status_code == 503
+            assert response.json()["type"] == "urn:agentkeep:problem:audit-unavailable"
+            assert int(response.headers["retry-after"]) >= 1
+            assert await _users(app.state.sessionmaker) == 0
+    finally:
+        await locker.dispose()
 
 
 async def test_a_failure_after_a_record_in_one_request_is_written_after_it_without_deadlock(

@@ -33,6 +33,7 @@ from agentkeep.audit.redaction import UnserialisableDetail, clean_optional_text,
 from agentkeep.audit.repository import list_audit_logs
 from agentkeep.audit.schemas import AuditLogFilter, AuditLogPage, AuditLogRead
 from agentkeep.context import RequestContext, request_context
+from agentkeep.db.faults import classify
 from agentkeep.db.session import SessionDep, after_transaction, sessionmaker_of
 from agentkeep.errors import ServiceUnavailable
 from agentkeep.observability.metrics import Metrics
@@ -47,6 +48,13 @@ WRITE_ERRORS = (SQLAlchemyError, TimeoutError, OSError)
 class AuditUnavailable(ServiceUnavailable):
     type_slug = "audit-unavailable"
     title = "Audit log unavailable"
+
+    @classmethod
+    def caused_by(cls, exc: BaseException) -> AuditUnavailable:
+        """The write failed on `exc`: a database outage tells the client when to retry."""
+        fault = classify(exc)
+        headers = {"Retry-After": str(fault.retry_after)} if fault is not None else None
+        return cls("The audit record could not be written.", headers=headers)
 
 
 class EventFields(TypedDict, total=False):
@@ -92,7 +100,7 @@ async def _insert(session: AsyncSession, pending: PendingRecord) -> RecordedEven
     except WRITE_ERRORS as exc:
         # Only the exception type is logged: its text could carry the statement's values.
         logger.error("audit_write_failed", action=pending.action, error=type(exc).__name__)
-        raise AuditUnavailable("The audit record could not be written.") from exc
+        raise AuditUnavailable.caused_by(exc) from exc
     logger.debug("audit_recorded", action=pending.action, chain=recorded.chain)
     return recorded
 
@@ -135,7 +143,7 @@ async def record_failure(
             return await _insert(session, pending)
     except WRITE_ERRORS as exc:  # the commit itself failed
         logger.error("audit_write_failed", action=pending.action, error=type(exc).__name__)
-        raise AuditUnavailable("The audit record could not be written.") from exc
+        raise AuditUnavailable.caused_by(exc) from exc
 
 
 class AuditService:

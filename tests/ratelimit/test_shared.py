@@ -18,6 +18,7 @@ import pytest
 from agentkeep.config import Settings
 from tests.ratelimit.conftest import limited_app
 from tests.support.databases import REDIS_URL, unavailable
+from tests.support.processes import run_agentkeep
 from tests.support.throwaway import free_port
 
 pytestmark = pytest.mark.redis
@@ -73,9 +74,8 @@ def _environment(tmp_path: Path, **extra: str) -> dict[str, str]:
             **extra,
         }
     )
-    subprocess.run(
-        [str(AGENTKEEP), "migrate"], env=env, cwd=tmp_path, check=True, capture_output=True, timeout=60
-    )
+    migrated = run_agentkeep("migrate", env=env, cwd=tmp_path, timeout=60)
+    assert migrated.returncode == 0, migrated.stderr
     return env
 
 

@@ -26,6 +26,7 @@ from tests.support.databases import (
     unavailable,
 )
 from tests.support.secret_scan import current_scan, scan_database
+from tests.support.throwaway import ThrowawayRedis, running_redis
 
 # The local-server fixtures of the tool tests, shared with the agent-loop tests; the secret scan.
 pytest_plugins = ["tests.tools.fixtures", "tests.support.scan_plugin", "pytester"]
@@ -155,3 +156,10 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
             yield http
+
+
+@pytest.fixture
+def throwaway_redis() -> Iterator[ThrowawayRedis]:
+    """A redis-server of the test's own, which it may stop or freeze (SIGSTOP)."""
+    with running_redis() as server:
+        yield server

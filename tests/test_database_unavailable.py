@@ -15,6 +15,7 @@ from agentkeep.app import create_app
 from agentkeep.config import Settings
 from agentkeep.db.session import SessionDep
 from tests.support.throwaway import free_port
+from tests.support.timing import SCHEDULING_MARGIN_SECONDS
 
 
 @pytest.fixture
@@ -26,10 +27,9 @@ def silent_port() -> Iterator[int]:
         yield int(server.getsockname()[1])
 
 
+# The bound is the configured connect timeout plus the scheduling margin, checked on the
+# duration the app measured itself (its request-duration histogram).
 CONNECT_TIMEOUT_SECONDS = 2.0
-# The bound is the configured connect timeout plus a margin for a loaded host's scheduling,
-# checked on the duration the app measured itself (its request-duration histogram).
-SCHEDULING_MARGIN_SECONDS = 2.0
 
 
 def _served_seconds(app: FastAPI, route: str) -> float:

@@ -20,13 +20,12 @@ from tests.support import throwaway
 from tests.support.access_log import ACCESS_LOG_ENV, Served, served_request
 from tests.support.server import Server, running_server
 from tests.support.throwaway import ThrowawayPostgres, ThrowawayRedis, running_postgres, running_redis
+from tests.support.timing import SCHEDULING_MARGIN_SECONDS
 
 pytestmark = pytest.mark.slow
 
 # docs/OPERATIONS.md: "within about DB_CONNECT_TIMEOUT seconds" (a silent server; a stopped
-# one refuses at once). Checked on the server's own measured duration, with a margin for
-# the scheduling delays of a loaded host.
-SCHEDULING_MARGIN_SECONDS = 2.0
+# one refuses at once). Checked on the server's own measured duration.
 DATABASE_FAULT_BOUND_SECONDS = Settings.model_fields["db_connect_timeout"].default + SCHEDULING_MARGIN_SECONDS
 RECOVERY_POLLS = 60
 POLL_PAUSE_SECONDS = 0.25
@@ -35,12 +34,6 @@ POLL_PAUSE_SECONDS = 0.25
 @pytest.fixture
 def throwaway_postgres() -> Iterator[ThrowawayPostgres]:
     with running_postgres() as server:
-        yield server
-
-
-@pytest.fixture
-def throwaway_redis() -> Iterator[ThrowawayRedis]:
-    with running_redis() as server:
         yield server
 
 

@@ -24,6 +24,7 @@ from tests.support.databases import REDIS_URL, unavailable
 from tests.support.load import Answer, MixedLoad
 from tests.support.server import Server, running_server
 from tests.support.throwaway import ThrowawayPostgres, running_postgres
+from tests.support.timing import SCHEDULING_MARGIN_SECONDS
 
 pytestmark = pytest.mark.slow
 
@@ -31,8 +32,6 @@ pytestmark = pytest.mark.slow
 # requests (unique agent names, rate limits far above the load).
 ALLOWED_STATUSES = {200, 201, 503}
 DOWN_SECONDS = 3.0
-# A loaded 2-core host can delay any step by a second or two.
-SCHEDULING_MARGIN_SECONDS = 3.0
 # After PostgreSQL accepts connections again: the pool replaces its dead connections on first
 # use, so a few seconds; generous for a loaded host.
 RECOVERY_SECONDS = 30.0

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -21,8 +19,7 @@ from agentkeep.ratelimit.dependency import LoginThrottleDep, principal_key, rate
 from agentkeep.ratelimit.errors import RateLimitDecision
 from agentkeep.ratelimit.limiter import RateLimitedEvent, RateLimiter
 from agentkeep.ratelimit.rules import RuleName
-from tests.support.databases import truncate_all, unavailable
-from tests.support.throwaway import ThrowawayRedis
+from tests.support.databases import truncate_all
 
 
 @dataclass(frozen=True)
@@ -108,20 +105,6 @@ async def _empty_the_shared_sqlite_file(request: pytest.FixtureRequest) -> Async
     yield
     if "sqlite_url" in request.fixturenames:
         await truncate_all(request.getfixturevalue("sqlite_url"))
-
-
-@pytest.fixture
-def throwaway_redis() -> Iterator[ThrowawayRedis]:
-    """A redis-server of the test's own, which it may stop or freeze (SIGSTOP)."""
-    server = ThrowawayRedis()
-    try:
-        server.start()
-    except AssertionError:
-        unavailable("redis-server")
-    yield server
-    if server.process is not None:
-        os.kill(server.process.pid, signal.SIGCONT)  # never leave a frozen server behind
-    server.stop()
 
 
 @pytest.fixture

@@ -187,6 +187,8 @@ class ThrowawayRedis:
 
     def stop(self) -> None:
         if self.process is not None:
+            # A server a test froze (SIGSTOP) would never act on the SIGTERM.
+            self.process.send_signal(signal.SIGCONT)
             self.process.terminate()
             self.process.wait(timeout=10)
             self.process = None

@@ -21,6 +21,12 @@ class ApiKey(UUIDPrimaryKey, Base):
 
     org_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), index=True)
     created_by: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    # The key that created this one (NULL: created by a user through a login session).
+    # Revoking a key revokes its descendants; a deleted key (its creator or organization
+    # deleted) takes them with it, as they share both.
+    parent_key_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("api_keys.id", ondelete="CASCADE"), index=True
+    )
     name: Mapped[str] = mapped_column(String(API_KEY_NAME_MAX))
     # Non-secret start of the key, shown in listings so people can tell keys apart.
     prefix: Mapped[str] = mapped_column(String(API_KEY_PREFIX_MAX))

@@ -48,6 +48,10 @@ class ApiKeyRead(BaseModel):
     scopes: list[Permission]
     allowed_cidrs: list[str] | None
     created_by: uuid.UUID
+    parent_key_id: uuid.UUID | None = Field(
+        description="The key that created this one; null when a user created it. Revoking a "
+        "key revokes every key created through it."
+    )
     created_at: datetime
     expires_at: datetime | None
     last_used_at: datetime | None

@@ -1,6 +1,6 @@
 """API key rules: create (scopes within what the creator effectively holds, rbac.grants),
-list, revoke, and the two-gate authentication of every request that presents a key. Never
-commits."""
+list, revoke (with every key created through the revoked one), and the two-gate
+authentication of every request that presents a key. Never commits."""
 
 from __future__ import annotations
 
@@ -78,6 +78,11 @@ class ApiKeyService:
             if expires_at <= now:
                 raise InvalidInput("expires_at must be in the future.")
         expires_at, allowed_cidrs = grants.bound_key_limits(creator, expires_at, allowed_cidrs)
+        # See the repository: this write orders the child against a revocation of its parent.
+        if creator.api_key_id is not None and not await self.repository.use_if_live(
+            creator.org_id, creator.api_key_id, now
+        ):
+            raise InvalidAccessToken("api_key_revoked")
         secret = new_api_key()
         key = ApiKey(
             id=uuid.uuid4(),
@@ -90,9 +95,11 @@ class ApiKeyService:
             allowed_cidrs=sorted(set(allowed_cidrs)) if allowed_cidrs else None,
             created_at=now,
             expires_at=expires_at,
+            parent_key_id=creator.api_key_id,
         )
         await self.repository.add(key)
-        await self._record(AuditAction.API_KEY_CREATED, creator, key)
+        parent = {"parent_key_id": str(key.parent_key_id)} if key.parent_key_id else {}
+        await self._record(AuditAction.API_KEY_CREATED, creator, key, parent)
         return key, secret
 
     async def page(
@@ -101,16 +108,36 @@ class ApiKeyService:
         return await self.repository.page_in_org(org_id, limit, cursor)
 
     async def revoke(self, actor: Grantor, key_id: uuid.UUID) -> None:
+        """Revoke the key and every key created through it (children, grandchildren...), one
+        `api_key_revoked` record each. Revoking a revoked key only catches descendants still
+        live, so it stays a no-op once everything is revoked."""
         assert actor.org_id is not None
-        key = await self.repository.get_in_org(actor.org_id, key_id)
+        key = await self.repository.lock_in_org(actor.org_id, key_id)
         if key is None:
             raise ApiKeyNotFound("No such API key.")
-        if key.revoked_at is not None:
-            return
-        key.revoked_at = datetime.now(UTC)
-        await self._record(AuditAction.API_KEY_REVOKED, actor, key)
+        now = datetime.now(UTC)
+        if key.revoked_at is None:
+            key.revoked_at = now
+            await self._record(AuditAction.API_KEY_REVOKED, actor, key)
+        # One generation at a time, each written before the next is read (see the repository).
+        generation = [key.id]
+        while generation:
+            await self.repository.flush()
+            children = await self.repository.children(actor.org_id, generation)
+            for child in children:
+                if child.revoked_at is None:
+                    child.revoked_at = now
+                    cascade = {
+                        "reason": "parent_revoked",
+                        "parent_key_id": str(child.parent_key_id),
+                        "cascaded_from": str(key.id),
+                    }
+                    await self._record(AuditAction.API_KEY_REVOKED, actor, child, cascade)
+            generation = [child.id for child in children]
 
-    async def _record(self, action: AuditAction, actor: Grantor, key: ApiKey) -> None:
+    async def _record(
+        self, action: AuditAction, actor: Grantor, key: ApiKey, extra: dict[str, str] | None = None
+    ) -> None:
         assert self.audit is not None
         await self.audit.record(
             action,
@@ -119,7 +146,7 @@ class ApiKeyService:
             actor_type=actor.actor_type,
             resource_type="api_key",
             resource_id=key.id,
-            details={"name": key.name, "prefix": key.prefix, "scopes": key.scopes},
+            details={"name": key.name, "prefix": key.prefix, "scopes": key.scopes, **(extra or {})},
         )
 
     async def authenticate(self, raw: str, client_ip: str | None) -> AuthenticatedKey:

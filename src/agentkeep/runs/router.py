@@ -11,6 +11,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 from fastapi.sse import EventSourceResponse, ServerSentEvent
+from pydantic import WithJsonSchema
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agentkeep.audit.service import AuditDep
@@ -136,8 +137,17 @@ async def streamed_run(run_id: uuid.UUID, principal: RunsReader, service: RunSer
     return StreamedRun(org_id=run.org_id, run_id=run.id)
 
 
+# Documented as what clients send (an event id, 0 to 2**31 - 1); read as text so that an empty
+# header counts as absent and only plain ASCII digits pass (int() would take "+5" or "1_0").
+LastEventId = Annotated[
+    str | None,
+    WithJsonSchema({"type": "integer", "minimum": 0, "maximum": MAX_EVENT_SEQ}),
+    Header(alias="Last-Event-ID", description="The id of the last event received; resume after it."),
+]
+
+
 async def resume_after(
-    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+    last_event_id: LastEventId = None,
     after: Annotated[
         int | None, Query(ge=0, le=MAX_EVENT_SEQ, description="Resume after this event id.")
     ] = None,

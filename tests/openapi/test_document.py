@@ -6,6 +6,7 @@ docs/ARCHITECTURE.md), not read from the module that completes the document.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import httpx
@@ -147,3 +148,54 @@ async def test_method_not_allowed_lists_every_method_of_the_path(client: httpx.A
     answer = await client.request("PUT", "/api/agents/00000000-0000-0000-0000-000000000000")
     assert answer.status_code == 405
     assert {m.strip() for m in answer.headers["allow"].split(",")} == {"GET", "PATCH", "DELETE"}
+
+
+def _parameter(document: dict[str, Any], method: str, path: str, name: str) -> dict[str, Any]:
+    found = [p for p in document["paths"][path][method]["parameters"] if p["name"] == name]
+    assert len(found) == 1, name
+    schema: dict[str, Any] = found[0]["schema"]
+    # An optional query parameter is `anyOf: [<its schema>, null]`.
+    return next((s for s in schema.get("anyOf", []) if s.get("type") != "null"), schema)
+
+
+# The documented inputs' rules, as the docs state them (docs/runs.md, docs/agents.md, README):
+# a schema that says them lets generated clients and fuzzers send only what is accepted.
+LAST_EVENT_ID = {"type": "integer", "minimum": 0, "maximum": 2**31 - 1}
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_last_event_id_is_a_32_bit_event_id(document: dict[str, Any]) -> None:
+    schema = _parameter(document, "get", "/api/runs/{run_id}/events", "Last-Event-ID")
+    assert {key: schema[key] for key in LAST_EVENT_ID} == LAST_EVENT_ID
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_usage_month_states_years_0001_to_9999(document: dict[str, Any]) -> None:
+    pattern = _parameter(document, "get", "/api/usage", "month")["pattern"]
+    # No lookaround: not every validator and generator reads it.
+    assert not re.search(r"\(\?<?[=!]", pattern)
+    for month in ("0001-01", "0999-12", "1970-01", "9999-12"):
+        assert re.fullmatch(pattern, month), month
+    for month in ("0000-01", "2024-00", "2024-13", "10000-01", "2024-1", "\u0662\u0660\u0662\u0664-01"):
+        assert not re.fullmatch(pattern, month), month
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_version_cursors_are_their_own_format(document: dict[str, Any]) -> None:
+    """A (time, id) cursor of another list is refused by the versions list: its format says so."""
+    versions = _parameter(document, "get", "/api/agents/{agent_id}/versions", "cursor")
+    assert versions["format"] == "version-cursor"
+    for path in ("/api/agents", "/api/runs", "/api/api-keys"):
+        assert _parameter(document, "get", path, "cursor")["format"] == "cursor", path
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_agent_names_are_printable_lines(document: dict[str, Any]) -> None:
+    schemas = document["components"]["schemas"]
+    names = [
+        _parameter(document, "get", "/api/agents", "name"),
+        schemas["AgentCreate"]["properties"]["name"],
+        schemas["AgentUpdate"]["properties"]["name"],
+    ]
+    for name in names:
+        assert (name["format"], name["minLength"], name["maxLength"]) == ("printable-line", 1, 100)

@@ -164,14 +164,15 @@ def _parameter(document: dict[str, Any], method: str, path: str, name: str) -> d
 
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 async def test_last_event_id_is_a_32_bit_event_id(document: dict[str, Any]) -> None:
-    """docs/runs.md: an event id, 0 to 2**31 - 1, in plain ASCII digits (headers are text)."""
+    """docs/runs.md: an event id, 0 to 2**31 - 1, in plain ASCII digits (headers are text); an
+    empty header counts as absent."""
     schema = _parameter(document, "get", "/api/runs/{run_id}/events", "Last-Event-ID")
     assert schema["type"] == "string"
     pattern = schema["pattern"]
     assert not re.search(r"\(\?<?[=!]", pattern)
-    for event_id in ("0", "7", "0000000007", "999999999", "1999999999", "2147483639", "2147483647"):
+    for event_id in ("", "0", "7", "0000000007", "999999999", "1999999999", "2147483639", "2147483647"):
         assert re.fullmatch(pattern, event_id), event_id
-    refused = ("", "-1", "+5", "1_0", "2147483648", "2200000000", "9999999999", "00000000007", "\u0665")
+    refused = (" ", "-1", "+5", "1_0", "2147483648", "2200000000", "9999999999", "00000000007", "\u0665")
     for event_id in refused:
         assert not re.fullmatch(pattern, event_id), event_id
 

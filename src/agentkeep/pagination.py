@@ -22,14 +22,23 @@ DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 
 
+def _cursor_field(format_name: str, description: str) -> Any:
+    return Field(
+        max_length=CURSOR_MAX_LENGTH, json_schema_extra={"format": format_name}, description=description
+    )
+
+
 # `format: cursor` tells clients (and API fuzzers) that only a `next_cursor` this API
 # returned is valid: an opaque value no schema can describe further.
-CursorParam = Annotated[
+CursorParam = Annotated[str, _cursor_field("cursor", "The `next_cursor` of the previous page, unchanged.")]
+# A list keyed on a number of its own (an agent's versions) has cursors of another kind,
+# `format: version-cursor`: a `cursor` from a (time, id) list is not one of them.
+VersionCursorParam = Annotated[
     str,
-    Field(
-        max_length=CURSOR_MAX_LENGTH,
-        json_schema_extra={"format": "cursor"},
-        description="The `next_cursor` of the previous page, unchanged.",
+    _cursor_field(
+        "version-cursor",
+        "The `next_cursor` of the previous page of this list, unchanged (a position among "
+        "versions; cursors of other lists are refused).",
     ),
 ]
 

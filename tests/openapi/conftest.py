@@ -1,5 +1,6 @@
 """A live `agentkeep serve` on SQLite, an organization owner logged in through the API, and
-the string formats the document names that a generator cannot guess on its own."""
+the string formats the document names that a generator cannot guess on its own (README: "The
+OpenAPI document is the contract")."""
 
 from __future__ import annotations
 
@@ -98,6 +99,25 @@ cursors = st.builds(
     st.uuids(),
 )
 
+
+def _version_cursor(before: int) -> str:
+    # The shape the versions list issues: base64url JSON of the version to continue below.
+    raw = json.dumps({"v": before}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+# A versions cursor: a version below which more remain, so 2 up to the largest 32-bit one.
+version_cursors = st.integers(min_value=2, max_value=2**31 - 1).map(_version_cursor)
+
+# One line of printable text (docs/agents.md): any character outside Unicode's Other (C*) and
+# Separator (Z*) categories, or the ASCII space; surrounding spaces are trimmed, so not blank.
+_PRINTABLE = st.characters(
+    exclude_categories=("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp", "Zs"), include_characters=" "
+)
+printable_lines = st.text(_PRINTABLE, min_size=1, max_size=100).filter(lambda text: text.strip(" ") != "")
+
 schemathesis.openapi.format("password", passwords)
 schemathesis.openapi.format("cidr", cidrs)
 schemathesis.openapi.format("cursor", cursors)
+schemathesis.openapi.format("version-cursor", version_cursors)
+schemathesis.openapi.format("printable-line", printable_lines)

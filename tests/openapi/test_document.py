@@ -6,6 +6,7 @@ docs/ARCHITECTURE.md), not read from the module that completes the document.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import httpx
@@ -147,3 +148,61 @@ async def test_method_not_allowed_lists_every_method_of_the_path(client: httpx.A
     answer = await client.request("PUT", "/api/agents/00000000-0000-0000-0000-000000000000")
     assert answer.status_code == 405
     assert {m.strip() for m in answer.headers["allow"].split(",")} == {"GET", "PATCH", "DELETE"}
+
+
+def _parameter(document: dict[str, Any], method: str, path: str, name: str) -> dict[str, Any]:
+    found = [p for p in document["paths"][path][method]["parameters"] if p["name"] == name]
+    assert len(found) == 1, name
+    schema: dict[str, Any] = found[0]["schema"]
+    # An optional query parameter is `anyOf: [<its schema>, null]`.
+    return next((s for s in schema.get("anyOf", []) if s.get("type") != "null"), schema)
+
+
+# The documented inputs' rules, as the docs state them (docs/runs.md, docs/agents.md, README):
+# a schema that says them lets generated clients and fuzzers send only what is accepted.
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_last_event_id_is_a_32_bit_event_id(document: dict[str, Any]) -> None:
+    """docs/runs.md: an event id, 0 to 2**31 - 1, in plain ASCII digits (headers are text); an
+    empty header counts as absent."""
+    schema = _parameter(document, "get", "/api/runs/{run_id}/events", "Last-Event-ID")
+    assert schema["type"] == "string"
+    pattern = schema["pattern"]
+    assert not re.search(r"\(\?<?[=!]", pattern)
+    for event_id in ("", "0", "7", "0000000007", "999999999", "1999999999", "2147483639", "2147483647"):
+        assert re.fullmatch(pattern, event_id), event_id
+    refused = (" ", "-1", "+5", "1_0", "2147483648", "2200000000", "9999999999", "00000000007", "\u0665")
+    for event_id in refused:
+        assert not re.fullmatch(pattern, event_id), event_id
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_usage_month_states_years_0001_to_9999(document: dict[str, Any]) -> None:
+    pattern = _parameter(document, "get", "/api/usage", "month")["pattern"]
+    assert not re.search(r"\(\?<?[=!]", pattern)  # no lookaround: not every generator reads it
+    for month in ("0001-01", "0999-12", "1970-01", "9999-12"):
+        assert re.fullmatch(pattern, month), month
+    for month in ("0000-01", "2024-00", "2024-13", "10000-01", "2024-1", "\u0662\u0660\u0662\u0664-01"):
+        assert not re.fullmatch(pattern, month), month
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_version_cursors_are_their_own_format(document: dict[str, Any]) -> None:
+    """A (time, id) cursor of another list is refused by the versions list: its format says so."""
+    versions = _parameter(document, "get", "/api/agents/{agent_id}/versions", "cursor")
+    assert versions["format"] == "version-cursor"
+    for path in ("/api/agents", "/api/runs", "/api/api-keys"):
+        assert _parameter(document, "get", path, "cursor")["format"] == "cursor", path
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_agent_names_are_printable_lines(document: dict[str, Any]) -> None:
+    schemas = document["components"]["schemas"]
+    names = [
+        _parameter(document, "get", "/api/agents", "name"),
+        schemas["AgentCreate"]["properties"]["name"],
+        schemas["AgentUpdate"]["properties"]["name"],
+    ]
+    for name in names:
+        assert (name["format"], name["minLength"], name["maxLength"]) == ("printable-line", 1, 100)

@@ -94,13 +94,18 @@ async def test_bad_resume_points_and_foreign_runs_are_refused_before_streaming(
     other = await make_team(client, slug="globex", owner="gloria")
     run_id = await seed_run(app, team.org_id, await seed_agent(app, team.org_id), status=RunStatus.COMPLETED)
     path = f"/api/runs/{run_id}/events"
-    for extra in ({"Last-Event-ID": "abc"}, {"Last-Event-ID": "-1"}, {"Last-Event-ID": "99999999999"}):
+    # The documented bound: an event id is at most 2**31 - 1; "+5" and "1_0" are no ids either.
+    beyond = ("abc", "-1", "99999999999", str(2**31), "+5", "1_0")
+    for extra in ({"Last-Event-ID": value} for value in beyond):
         response = await client.get(path, headers={**team.headers(Role.VIEWER), **extra})
         assert response.status_code == 422, extra
         assert response.headers["content-type"] == "application/problem+json"
     assert (
         await client.get(path, params={"after": -1}, headers=team.headers(Role.VIEWER))
     ).status_code == 422
+    # The largest id the document allows is a resume point (past the end: the stream just ends).
+    largest = await client.get(path, headers={**team.headers(Role.VIEWER), "Last-Event-ID": str(2**31 - 1)})
+    assert largest.status_code == 200
     foreign = await client.get(path, headers=other.headers(Role.OWNER))
     assert foreign.status_code == 404
     assert foreign.headers["content-type"] == "application/problem+json"

@@ -20,7 +20,7 @@ from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 
 from agentkeep.agents.models import AGENT_DESCRIPTION_MAX, AGENT_NAME_MAX, SYSTEM_PROMPT_MAX
-from agentkeep.pagination import DEFAULT_LIMIT, MAX_LIMIT, CursorParam
+from agentkeep.pagination import DEFAULT_LIMIT, MAX_LIMIT, CursorParam, VersionCursorParam
 from agentkeep.tools.registry import ToolConfig
 
 TEST_MODEL = "test"
@@ -77,9 +77,13 @@ def _storable_json(value: Any) -> None:
             _storable_json(item)
 
 
+# `format: printable-line` names the rule JSON Schema cannot state without Unicode property
+# classes: printable characters only (no category C* or Z* other than the ASCII space),
+# surrounding whitespace trimmed, not blank.
 AgentName = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=AGENT_NAME_MAX),
+    Field(json_schema_extra={"format": "printable-line"}),
     AfterValidator(storable),
     AfterValidator(_single_line),
 ]
@@ -238,4 +242,4 @@ class AgentVersionListQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     limit: int = Field(default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
-    cursor: CursorParam | None = None
+    cursor: VersionCursorParam | None = None

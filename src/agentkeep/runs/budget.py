@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, and_, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agentkeep.orgs.models import Organization
@@ -31,10 +31,24 @@ def next_month_start(now: datetime) -> datetime:
     )
 
 
+def month_end(now: datetime) -> datetime | None:
+    """Where the month of `now` ends (exclusive); None for 9999-12, the last month a datetime
+    can hold, whose end is past every instant."""
+    start = month_start(now)
+    return None if (start.year, start.month) == (datetime.max.year, 12) else next_month_start(start)
+
+
+def created_in_month(now: datetime) -> ColumnElement[bool]:
+    """Runs created in the calendar month (UTC) of `now`."""
+    end = month_end(now)
+    after_start = Run.created_at >= month_start(now)
+    return after_start if end is None else and_(after_start, Run.created_at < end)
+
+
 async def tokens_used_this_month(session: AsyncSession, org_id: uuid.UUID, now: datetime) -> int:
     total = await session.scalar(
         select(func.coalesce(func.sum(Run.input_tokens + Run.output_tokens), 0)).where(
-            Run.org_id == org_id, Run.created_at >= month_start(now), Run.created_at < next_month_start(now)
+            Run.org_id == org_id, created_in_month(now)
         )
     )
     return int(total or 0)

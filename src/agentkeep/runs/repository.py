@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from agentkeep.agents.models import Agent
 from agentkeep.pagination import keyset_page
+from agentkeep.runs.budget import created_in_month
 from agentkeep.runs.models import Run, RunEvent
 from agentkeep.runs.states import EventKind, RunStatus, StopReason
 
@@ -107,8 +108,9 @@ class RunRepository:
         )
         return _rowcount(result) == 1
 
-    async def usage_by_agent(self, org_id: uuid.UUID, start: datetime, end: datetime) -> list[AgentUsage]:
-        """Runs and usage per agent for runs created in [start, end), archived agents included."""
+    async def usage_by_agent(self, org_id: uuid.UUID, month: datetime) -> list[AgentUsage]:
+        """Runs and usage per agent for runs created in the month (UTC) of `month`, archived
+        agents included."""
         statement = (
             select(
                 Run.agent_id,
@@ -119,7 +121,7 @@ class RunRepository:
                 func.coalesce(func.sum(Run.output_tokens), 0),
             )
             .join(Agent, Agent.id == Run.agent_id)
-            .where(Run.org_id == org_id, Run.created_at >= start, Run.created_at < end)
+            .where(Run.org_id == org_id, created_in_month(month))
             .group_by(Run.agent_id, Agent.name)
             .order_by(Agent.name, Run.agent_id)
         )

@@ -11,6 +11,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 from fastapi.sse import EventSourceResponse, ServerSentEvent
+from pydantic import WithJsonSchema
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agentkeep.audit.service import AuditDep
@@ -136,8 +137,27 @@ async def streamed_run(run_id: uuid.UUID, principal: RunsReader, service: RunSer
     return StreamedRun(org_id=run.org_id, run_id=run.id)
 
 
+# 0 to 2**31 - 1 in ASCII digits, or empty (as if absent), as the header travels (a string: an
+# integer schema would be checked against the text by validators). Ten digits only up to
+# 2147483647; written without lookahead so that every validator and generator reads it.
+EVENT_ID_PATTERN = (
+    r"^(?:[0-9]{1,9}|[01][0-9]{9}|20[0-9]{8}|21[0-3][0-9]{7}|214[0-6][0-9]{6}|2147[0-3][0-9]{5}"
+    r"|21474[0-7][0-9]{4}|214748[0-2][0-9]{3}|2147483[0-5][0-9]{2}|21474836[0-3][0-9]|214748364[0-7])?$"
+)
+# Read as text and checked by hand, so that an empty header counts as absent (the schema
+# only documents the pattern: int() would also take "+5" or "1_0").
+LastEventId = Annotated[
+    str | None,
+    WithJsonSchema({"type": "string", "pattern": EVENT_ID_PATTERN}),
+    Header(
+        alias="Last-Event-ID",
+        description="The id of the last event received (0 to 2**31 - 1); the stream resumes after it.",
+    ),
+]
+
+
 async def resume_after(
-    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+    last_event_id: LastEventId = None,
     after: Annotated[
         int | None, Query(ge=0, le=MAX_EVENT_SEQ, description="Resume after this event id.")
     ] = None,

@@ -6,14 +6,18 @@ import uuid
 
 from pydantic import BaseModel, ConfigDict, Field
 
-MONTH_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
+# Years 0001 to 9999 (a datetime's range), ASCII digits only; written without lookahead so
+# that every JSON Schema validator and generator reads it.
+MONTH_PATTERN = r"^(?:[1-9][0-9]{3}|0[1-9][0-9]{2}|00[1-9][0-9]|000[1-9])-(?:0[1-9]|1[0-2])$"
 
 
 class UsageQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     month: str | None = Field(
-        default=None, pattern=MONTH_PATTERN, description="`YYYY-MM` (UTC); the current month by default."
+        default=None,
+        pattern=MONTH_PATTERN,
+        description="`YYYY-MM` (UTC), 0001-01 to 9999-12; the current month by default.",
     )
 
 

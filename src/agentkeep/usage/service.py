@@ -7,22 +7,17 @@ from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from agentkeep.errors import InvalidInput
-from agentkeep.runs.budget import monthly_budget, next_month_start, tokens_used_this_month
+from agentkeep.runs.budget import monthly_budget, tokens_used_this_month
 from agentkeep.runs.repository import RunRepository
 from agentkeep.usage.schemas import AgentUsageRead, UsageRead
 
-# A month whose successor still fits in a datetime.
-LAST_YEAR = 9998
-
 
 def parse_month(month: str | None, now: datetime) -> datetime:
-    """The first instant (UTC) of `YYYY-MM`, or of the current month."""
+    """The first instant (UTC) of `YYYY-MM` (already matched against MONTH_PATTERN), or of
+    the current month."""
     if month is None:
         return datetime(now.year, now.month, 1, tzinfo=UTC)
     year, number = (int(part) for part in month.split("-"))
-    if not 1 <= year <= LAST_YEAR or not 1 <= number <= 12:
-        raise InvalidInput(f"month must be YYYY-MM with a year from 0001 to {LAST_YEAR}.")
     return datetime(year, number, 1, tzinfo=UTC)
 
 
@@ -36,7 +31,7 @@ class UsageService:
         start = parse_month(month, datetime.now(UTC))
         budget = await monthly_budget(self.session, org_id, self.default_budget)
         used = await tokens_used_this_month(self.session, org_id, start)
-        agents = await self.runs.usage_by_agent(org_id, start, next_month_start(start))
+        agents = await self.runs.usage_by_agent(org_id, start)
         return UsageRead(
             month=f"{start.year:04d}-{start.month:02d}",
             budget=budget,

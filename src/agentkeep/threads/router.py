@@ -7,8 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Response, status
 
-from agentkeep.agents.router import IdempotencyKeyHeader
-from agentkeep.agents.service import AgentActor
+from agentkeep.agents.router import IdempotencyKeyHeader, actor_of
 from agentkeep.audit.service import AuditDep
 from agentkeep.auth.dependencies import Principal
 from agentkeep.db.session import SessionDep
@@ -34,11 +33,6 @@ async def get_thread_service(session: SessionDep, audit: AuditDep) -> ThreadServ
 
 
 ThreadServiceDep = Annotated[ThreadService, Depends(get_thread_service)]
-
-
-def _actor(principal: Principal) -> AgentActor:
-    assert principal.org_id is not None  # require(...) passed: the caller is a member there
-    return AgentActor(user_id=principal.user_id, org_id=principal.org_id, api_key_id=principal.api_key_id)
 
 
 def _viewer(principal: Principal) -> Viewer:
@@ -69,7 +63,7 @@ async def create_thread(
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> ThreadRead:
     """Start a conversation with an agent. With `Idempotency-Key`, a retry answers the same thread."""
-    thread, replayed = await service.create(_actor(principal), _viewer(principal), body, idempotency_key)
+    thread, replayed = await service.create(actor_of(principal), _viewer(principal), body, idempotency_key)
     response.headers["Location"] = f"{router.prefix}/{thread.id}"
     if replayed:
         response.headers["Idempotent-Replayed"] = "true"
@@ -105,4 +99,4 @@ async def update_thread(
 @router.delete("/{thread_id}", status_code=status.HTTP_204_NO_CONTENT, responses=NOT_VISIBLE)
 async def delete_thread(thread_id: uuid.UUID, principal: ThreadsWrite, service: ThreadServiceDep) -> None:
     """Delete a thread; the audit trail keeps the fact."""
-    await service.delete(_actor(principal), _viewer(principal), thread_id)
+    await service.delete(actor_of(principal), _viewer(principal), thread_id)

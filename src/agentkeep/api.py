@@ -13,6 +13,7 @@ from agentkeep.observability.router import router as observability_router
 from agentkeep.orgs.router import router as orgs_router
 from agentkeep.providers.router import router as providers_router
 from agentkeep.runs.router import router as runs_router
+from agentkeep.threads.router import router as threads_router
 from agentkeep.usage.router import router as usage_router
 from agentkeep.users.router import router as users_router
 
@@ -28,4 +29,5 @@ def mount_routers(app: FastAPI) -> None:
     app.include_router(providers_router)
     app.include_router(agents_router)
     app.include_router(runs_router)
+    app.include_router(threads_router)
     app.include_router(usage_router)

@@ -144,6 +144,28 @@ async def _cancel_run(world: World, caller: Caller, allowed: bool) -> Call:
     return Call(f"/api/runs/{run_id}/cancel", caller.headers)
 
 
+async def _create_thread(world: World, caller: Caller, allowed: bool) -> Call:
+    agent_id = world.ids["agent_id"]
+    if caller.kind in ("outsider", "superuser"):
+        # They act in their own organization, where the team's agent is unknown.
+        agent_id = await world.fresh_agent(caller.headers)
+    return Call("/api/threads", caller.headers, json={"agent_id": agent_id})
+
+
+def _own_thread(body: dict[str, Any] | None = None) -> Builder:
+    """A call on a thread the caller started: each role sees its own threads."""
+
+    async def build(world: World, caller: Caller, allowed: bool) -> Call:
+        return Call(f"/api/threads/{await world.fresh_thread(caller)}", caller.headers, json=body)
+
+    return build
+
+
+async def _delete_thread(world: World, caller: Caller, allowed: bool) -> Call:
+    thread_id = await world.fresh_thread(caller) if allowed else world.ids["spare_thread_id"]
+    return Call(f"/api/threads/{thread_id}", caller.headers)
+
+
 CALLS: dict[tuple[str, str], Builder] = {
     ("GET", "/health"): _fixed("/health"),
     ("GET", "/health/ready"): _fixed("/health/ready"),
@@ -192,6 +214,11 @@ CALLS: dict[tuple[str, str], Builder] = {
     ("POST", "/api/runs/{run_id}/cancel"): _cancel_run,
     ("GET", "/api/runs/{run_id}/events"): _fixed("/api/runs/{run_id}/events"),
     ("GET", "/api/usage"): _fixed("/api/usage"),
+    ("GET", "/api/threads"): _fixed("/api/threads"),
+    ("POST", "/api/threads"): _create_thread,
+    ("GET", "/api/threads/{thread_id}"): _own_thread(),
+    ("PATCH", "/api/threads/{thread_id}"): _own_thread({"title": "renamed"}),
+    ("DELETE", "/api/threads/{thread_id}"): _delete_thread,
     ("GET", "/api/audit-logs"): _fixed("/api/audit-logs"),
 }
 

@@ -72,13 +72,24 @@ OPERATIONS: dict[tuple[str, str], str] = {
     ("POST", "/api/runs/{run_id}/cancel"): "runs:cancel",
     ("GET", "/api/runs/{run_id}/events"): "runs:read",
     ("GET", "/api/usage"): "usage:read",
+    # Threads (docs/threads.md: reading needs runs:read, changing runs:create; which threads
+    # a caller sees is narrowed further, tested in tests/threads).
+    ("GET", "/api/threads"): "runs:read",
+    ("POST", "/api/threads"): "runs:create",
+    ("GET", "/api/threads/{thread_id}"): "runs:read",
+    ("PATCH", "/api/threads/{thread_id}"): "runs:create",
+    ("DELETE", "/api/threads/{thread_id}"): "runs:create",
     # The audit trail (README: the current organization's records).
     ("GET", "/api/audit-logs"): "audit:read",
 }
 
+# Permissions no route requires: they widen what a route answers (docs/threads.md: holders of
+# threads:read_all see every thread of the organization, others only their own).
+WIDENING = frozenset({"threads:read_all"})
+
 _READ = {"agents:read", "runs:read", "usage:read", "members:read"}
 _WORK = _READ | {"agents:write", "runs:create", "runs:cancel"}
-_ADMINISTER = _WORK | {"audit:read", "members:manage", "apikeys:manage"}
+_ADMINISTER = _WORK | {"audit:read", "members:manage", "apikeys:manage", "threads:read_all"}
 
 # docs/SECURITY.md "Roles and permissions", restated.
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
@@ -86,7 +97,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     "admin": frozenset(_ADMINISTER),
     "member": frozenset(_WORK),
     "viewer": frozenset(_READ),
-    "auditor": frozenset(_READ | {"audit:read"}),
+    "auditor": frozenset(_READ | {"audit:read", "threads:read_all"}),
 }
 
 SECURITY_MD = Path(__file__).resolve().parents[2] / "docs" / "SECURITY.md"

@@ -32,6 +32,7 @@ ADMIN = [
     "audit:read",
     "members:manage",
     "apikeys:manage",
+    "threads:read_all",
 ]
 EVERYTHING = [*ADMIN, "org:manage"]
 

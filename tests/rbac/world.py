@@ -3,7 +3,7 @@
 A team organization with one user per role (tests.orgs.helpers.make_team), an outsider (a
 user of another organization: their own personal one), an instance superuser who belongs to
 no team, and an owner's API key scoped to `agents:read` only. The team holds one of each
-object (agent, finished run, provider, API key, members), and `fresh_*` makes a new one when
+object (agent, finished run, provider, API key, members, thread), and `fresh_*` makes a new one when
 a call is expected to succeed and would consume it (a delete, a removal, a revocation), so
 every allowed call reaches its handler with a valid target.
 """
@@ -24,6 +24,7 @@ from agentkeep.runs.states import EventKind, RunStatus
 from tests.auth.helpers import bearer, register
 from tests.orgs.helpers import Team, create_key, key_header, login_in, make_team
 from tests.runs.seeding import seed_run
+from tests.threads.seeding import seed_thread
 
 CallerKind = Literal["role", "outsider", "superuser", "anonymous", "api_key"]
 
@@ -77,9 +78,10 @@ class World:
         assert added.status_code == 201, added.text
         return user_id
 
-    async def fresh_agent(self) -> str:
+    async def fresh_agent(self, headers: dict[str, str] | None = None) -> str:
+        """A new agent of the team, or of the organization `headers` act in."""
         created = await self.http.post(
-            "/api/agents", json={"name": self.unique("agent"), "model": "test"}, headers=self.owner
+            "/api/agents", json={"name": self.unique("agent"), "model": "test"}, headers=headers or self.owner
         )
         assert created.status_code == 201, created.text
         return str(created.json()["id"])
@@ -99,6 +101,13 @@ class World:
         )
         assert created.status_code == 201, created.text
         return str(created.json()["id"])
+
+    async def fresh_thread(self, caller: Caller) -> str:
+        """A thread the caller started, as each role must see its own; for callers outside
+        the team's roles, one the owner started. Inserted directly: viewers and auditors
+        cannot start threads, yet a member demoted to them keeps seeing their own."""
+        role = Role(caller.name) if caller.kind == "role" else Role.OWNER
+        return await seed_thread(self.app, self.team.org_id, self.ids["agent_id"], self.team.user_ids[role])
 
     async def fresh_running_run(self) -> str:
         return await seed_run(self.app, self.team.org_id, self.ids["agent_id"], status=RunStatus.RUNNING)
@@ -160,4 +169,5 @@ async def build_world(app: FastAPI, http: httpx.AsyncClient) -> World:
         "spare_provider_id": await world.fresh_provider(),
         "spare_run_id": await world.fresh_running_run(),
     }
+    world.ids["spare_thread_id"] = await world.fresh_thread(callers[0])
     return world

@@ -59,7 +59,7 @@ ETAG = {
 LOCATION = {"Location": {"description": "The created agent.", "schema": {"type": "string"}}}
 
 
-def _actor(principal: Principal) -> AgentActor:
+def actor_of(principal: Principal) -> AgentActor:
     assert principal.org_id is not None  # require(...) passed: the caller is a member there
     return AgentActor(user_id=principal.user_id, org_id=principal.org_id, api_key_id=principal.api_key_id)
 
@@ -86,7 +86,7 @@ async def create_agent(
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> AgentRead:
     """Create an agent (version 1). With `Idempotency-Key`, a retry answers the same agent."""
-    created = await service.create(_actor(principal), body, idempotency_key)
+    created = await service.create(actor_of(principal), body, idempotency_key)
     response.headers["Location"] = f"{router.prefix}/{created.agent.id}"
     if created.replayed:
         response.headers["Idempotent-Replayed"] = "true"
@@ -99,7 +99,7 @@ async def list_agents(
 ) -> AgentPage:
     """The organization's agents, newest first, cursor-paginated; filters `status`, `name`."""
     agents, next_cursor = await service.page(
-        _actor(principal), query.limit, query.cursor, status=query.status, name=query.name
+        actor_of(principal), query.limit, query.cursor, status=query.status, name=query.name
     )
     return AgentPage(items=[AgentRead.model_validate(agent) for agent in agents], next_cursor=next_cursor)
 
@@ -109,7 +109,7 @@ async def get_agent(
     agent_id: uuid.UUID, principal: AgentsRead, service: AgentServiceDep, response: Response
 ) -> AgentRead:
     """One agent with its current configuration; the ETag is its version."""
-    return _read(await service.get(_actor(principal), agent_id), response)
+    return _read(await service.get(actor_of(principal), agent_id), response)
 
 
 @router.patch(
@@ -129,7 +129,7 @@ async def update_agent(
     if_match: IfMatchHeader = None,
 ) -> AgentRead:
     """Change some fields; a real change makes a new version. `If-Match` guards against lost updates."""
-    return _read(await service.update(_actor(principal), agent_id, body, if_match), response)
+    return _read(await service.update(actor_of(principal), agent_id, body, if_match), response)
 
 
 @router.delete("/{agent_id}", status_code=status.HTTP_204_NO_CONTENT)
@@ -137,7 +137,7 @@ async def delete_agent(
     agent_id: uuid.UUID, principal: AgentsWrite, service: AgentServiceDep, if_match: IfMatchHeader = None
 ) -> None:
     """Archive an agent: gone from the API, its name free again; its versions and runs stay."""
-    await service.archive(_actor(principal), agent_id, if_match)
+    await service.archive(actor_of(principal), agent_id, if_match)
 
 
 @router.get("/{agent_id}/versions", response_model=AgentVersionPage)
@@ -148,7 +148,7 @@ async def list_agent_versions(
     service: AgentServiceDep,
 ) -> AgentVersionPage:
     """Every configuration the agent has had, newest version first, cursor-paginated."""
-    versions, next_cursor = await service.versions(_actor(principal), agent_id, query.limit, query.cursor)
+    versions, next_cursor = await service.versions(actor_of(principal), agent_id, query.limit, query.cursor)
     return AgentVersionPage(
         items=[AgentVersionRead.model_validate(version) for version in versions], next_cursor=next_cursor
     )

@@ -53,7 +53,7 @@ def storable(value: str) -> str:
     return value
 
 
-def _single_line(value: str) -> str:
+def single_line(value: str) -> str:
     if not value.isprintable():
         raise PydanticCustomError("control_character", "must be one line without control characters")
     return value
@@ -65,16 +65,16 @@ def _model(value: str) -> str:
     return value
 
 
-def _storable_json(value: Any) -> None:
+def storable_json(value: Any) -> None:
     if isinstance(value, str):
         storable(value)
     elif isinstance(value, dict):
         for key, item in value.items():
-            _storable_json(key)
-            _storable_json(item)
+            storable_json(key)
+            storable_json(item)
     elif isinstance(value, list):
         for item in value:
-            _storable_json(item)
+            storable_json(item)
 
 
 # `format: printable-line` names the rule JSON Schema cannot state without Unicode property
@@ -85,7 +85,7 @@ AgentName = Annotated[
     StringConstraints(strip_whitespace=True, min_length=1, max_length=AGENT_NAME_MAX),
     Field(json_schema_extra={"format": "printable-line"}),
     AfterValidator(storable),
-    AfterValidator(_single_line),
+    AfterValidator(single_line),
 ]
 Description = Annotated[str, Field(max_length=AGENT_DESCRIPTION_MAX), AfterValidator(storable)]
 SystemPrompt = Annotated[str, Field(max_length=SYSTEM_PROMPT_MAX), AfterValidator(storable)]
@@ -109,7 +109,7 @@ def _tools(tools: list[ToolConfig]) -> list[ToolConfig]:
             "duplicate_tool", "each tool may appear once; repeated: {names}", {"names": ", ".join(duplicates)}
         )
     for tool in tools:
-        _storable_json(tool.settings)
+        storable_json(tool.settings)
     return tools
 
 
@@ -145,7 +145,7 @@ class AgentLimitsPatch(BaseModel):
 
     @model_validator(mode="after")
     def _no_nulls(self) -> Self:
-        _refuse_explicit_nulls(self)
+        refuse_explicit_nulls(self)
         return self
 
 
@@ -161,7 +161,7 @@ class AgentCreate(BaseModel):
     status: AgentStatus = "active"
 
 
-def _refuse_explicit_nulls(model: BaseModel) -> None:
+def refuse_explicit_nulls(model: BaseModel) -> None:
     # Fields are optional in a PATCH, but none of them may be set to null: `null` would
     # mean "remove", and every field of an agent always has a value.
     nulls = sorted(name for name in model.model_fields_set if getattr(model, name) is None)
@@ -188,7 +188,7 @@ class AgentUpdate(BaseModel):
 
     @model_validator(mode="after")
     def _no_nulls(self) -> Self:
-        _refuse_explicit_nulls(self)
+        refuse_explicit_nulls(self)
         return self
 
 

@@ -32,6 +32,9 @@ class AuditAction(StrEnum):
     RUN_CANCELLED = "run_cancelled"
     RUN_COMPLETED = "run_completed"
     RUN_FAILED = "run_failed"
+    # Threads.
+    THREAD_CREATED = "thread_created"
+    THREAD_DELETED = "thread_deleted"
     # API keys.
     API_KEY_CREATED = "api_key_created"
     API_KEY_REVOKED = "api_key_revoked"

@@ -9,6 +9,7 @@ from agentkeep.idempotency.models import IdempotencyKey
 from agentkeep.orgs.models import Membership, Organization
 from agentkeep.providers.models import Provider
 from agentkeep.runs.models import Run, RunEvent
+from agentkeep.threads.models import Thread
 from agentkeep.users.models import User
 
 __all__ = [
@@ -26,5 +27,6 @@ __all__ = [
     "RefreshToken",
     "Run",
     "RunEvent",
+    "Thread",
     "User",
 ]

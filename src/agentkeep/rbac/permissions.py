@@ -11,6 +11,7 @@ class Permission(StrEnum):
     RUNS_CREATE = "runs:create"
     RUNS_READ = "runs:read"
     RUNS_CANCEL = "runs:cancel"
+    THREADS_READ_ALL = "threads:read_all"
     USAGE_READ = "usage:read"
     AUDIT_READ = "audit:read"
     MEMBERS_READ = "members:read"
@@ -31,7 +32,12 @@ _READ = frozenset(
     {Permission.AGENTS_READ, Permission.RUNS_READ, Permission.MEMBERS_READ, Permission.USAGE_READ}
 )
 _WORK = _READ | {Permission.AGENTS_WRITE, Permission.RUNS_CREATE, Permission.RUNS_CANCEL}
-_ADMINISTER = _WORK | {Permission.AUDIT_READ, Permission.MEMBERS_MANAGE, Permission.APIKEYS_MANAGE}
+_ADMINISTER = _WORK | {
+    Permission.AUDIT_READ,
+    Permission.MEMBERS_MANAGE,
+    Permission.APIKEYS_MANAGE,
+    Permission.THREADS_READ_ALL,
+}
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.OWNER: frozenset(Permission),
@@ -39,7 +45,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.MEMBER: frozenset(_WORK),
     Role.VIEWER: frozenset(_READ),
     # Auditors read everything, the audit trail included, and change nothing.
-    Role.AUDITOR: frozenset(_READ | {Permission.AUDIT_READ}),
+    Role.AUDITOR: frozenset(_READ | {Permission.AUDIT_READ, Permission.THREADS_READ_ALL}),
 }
 
 PERMISSION_DESCRIPTIONS: dict[Permission, str] = {
@@ -48,6 +54,7 @@ PERMISSION_DESCRIPTIONS: dict[Permission, str] = {
     Permission.RUNS_CREATE: "Start runs",
     Permission.RUNS_READ: "List and read runs and their events",
     Permission.RUNS_CANCEL: "Cancel runs",
+    Permission.THREADS_READ_ALL: "See every thread of the organization, not only one's own",
     Permission.USAGE_READ: "Read token usage and budgets",
     Permission.AUDIT_READ: "Read and export the organization's audit log",
     Permission.MEMBERS_READ: "List the organization's members",

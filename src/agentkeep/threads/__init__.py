@@ -1,0 +1,1 @@
+"""Threads: multi-turn conversations with an agent."""

@@ -29,6 +29,7 @@ SAMPLE_BODIES: dict[tuple[str, str], dict[str, Any]] = {
     },
     ("PATCH", "/api/orgs/{org_id}/providers/{provider_id}"): {"api_key": "placeholder-key"},
     ("PATCH", "/api/agents/{agent_id}"): {"description": "taken over"},
+    ("PATCH", "/api/threads/{thread_id}"): {"title": "taken over"},
 }
 
 
@@ -49,12 +50,19 @@ async def test_every_object_route_answers_404_for_another_organizations_ids(
         "/api/agents", json={"name": "their agent", "model": "test"}, headers=theirs.headers(Role.OWNER)
     )
     assert their_agent.status_code == 201, their_agent.text
+    their_thread = await client.post(
+        "/api/threads",
+        json={"agent_id": their_agent.json()["id"], "title": "their thread"},
+        headers=theirs.headers(Role.OWNER),
+    )
+    assert their_thread.status_code == 201, their_thread.text
     their_ids = {
         "org_id": theirs.org_id,
         "user_id": theirs.user_ids[Role.MEMBER],
         "key_id": their_key["id"],
         "agent_id": their_agent.json()["id"],
         "run_id": await seed_run(app, theirs.org_id, their_agent.json()["id"], status=RunStatus.QUEUED),
+        "thread_id": their_thread.json()["id"],
     }
     before = await _members(client, theirs)
     routes, _ = api_routes(app)
@@ -74,6 +82,9 @@ async def test_every_object_route_answers_404_for_another_organizations_ids(
     still = await client.get(f"/api/agents/{their_ids['agent_id']}", headers=theirs.headers(Role.OWNER))
     assert still.status_code == 200
     assert (still.json()["version"], still.json()["description"]) == (1, "")
+    thread = await client.get(f"/api/threads/{their_ids['thread_id']}", headers=theirs.headers(Role.OWNER))
+    assert thread.status_code == 200
+    assert thread.json()["title"] == "their thread"
     assert (
         await client.get(f"/api/orgs/{theirs.org_id}/members", headers=key_header(their_key))
     ).status_code == 200

@@ -20,6 +20,7 @@ from agentkeep.audit.models import AuditLog
 from agentkeep.runs.models import Run
 from agentkeep.runs.repository import append_event
 from agentkeep.runs.states import EventKind, RunStatus
+from tests.audit.conftest import wait_until_sealed
 
 LIMITS = {"max_steps": 5, "max_output_tokens": 1000, "timeout_seconds": 60}
 
@@ -110,6 +111,9 @@ async def append(app: FastAPI, run_id: str, kind: EventKind, data: dict[str, Any
 
 
 async def audit_rows(app: FastAPI, action: str) -> list[AuditLog]:
+    """The `action` records in chain order, once the app's sealer has chained them all (an
+    unsealed record has no sequence yet, so it would sort anywhere)."""
+    await wait_until_sealed(app.state.sessionmaker)
     async with app.state.sessionmaker() as session:
         statement = select(AuditLog).where(AuditLog.action == action).order_by(AuditLog.sequence)
         return list((await session.scalars(statement)).all())

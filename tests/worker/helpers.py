@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agentkeep.agents.models import Agent, AgentVersion
 from agentkeep.orgs.models import Organization
-from agentkeep.runs.contract import EventSink, RunOutcome, RunRequest, Usage
+from agentkeep.runs.contract import EventSink, RunOutcome, RunRequest, Transcript, Usage
 from agentkeep.runs.models import Run, RunEvent
 from agentkeep.runs.states import EventKind, RunStatus, StopReason
 from agentkeep.tools.context import ToolContext
@@ -140,7 +140,12 @@ class ScriptedExecutor:
         self.calls = 0
 
     async def __call__(
-        self, request: RunRequest, sink: EventSink, *, tool_context: ToolContext | None = None
+        self,
+        request: RunRequest,
+        sink: EventSink,
+        *,
+        tool_context: ToolContext | None = None,
+        transcript: Transcript | None = None,
     ) -> RunOutcome:
         self.calls += 1
         await sink.emit(EventKind.MODEL_REQUEST, {"step": 1})

@@ -35,6 +35,8 @@ MAX_TOOLS = 16
 MAX_STEPS = (1, 50)
 MAX_OUTPUT_TOKENS = (1, 100_000)
 TIMEOUT_SECONDS = (1, 3600)
+# Estimated tokens of history a thread turn sends (see runs.tokens); null: no trimming.
+MAX_CONTEXT_TOKENS = (256, 2_000_000)
 DEFAULT_MAX_STEPS = 10
 DEFAULT_MAX_OUTPUT_TOKENS = 4096
 DEFAULT_TIMEOUT_SECONDS = 120
@@ -128,6 +130,16 @@ class AgentLimits(BaseModel):
     timeout_seconds: int = Field(
         default=DEFAULT_TIMEOUT_SECONDS, ge=TIMEOUT_SECONDS[0], le=TIMEOUT_SECONDS[1], strict=True
     )
+    max_context_tokens: int | None = Field(
+        default=None,
+        ge=MAX_CONTEXT_TOKENS[0],
+        le=MAX_CONTEXT_TOKENS[1],
+        strict=True,
+        description=(
+            "In threads, the history sent with a turn is trimmed to this many estimated tokens "
+            "(oldest turns first); null sends the whole history."
+        ),
+    )
 
 
 class AgentLimitsPatch(BaseModel):
@@ -142,10 +154,17 @@ class AgentLimitsPatch(BaseModel):
     timeout_seconds: int | None = Field(
         default=None, ge=TIMEOUT_SECONDS[0], le=TIMEOUT_SECONDS[1], strict=True
     )
+    max_context_tokens: int | None = Field(
+        default=None,
+        ge=MAX_CONTEXT_TOKENS[0],
+        le=MAX_CONTEXT_TOKENS[1],
+        strict=True,
+        description="null turns trimming off.",
+    )
 
     @model_validator(mode="after")
     def _no_nulls(self) -> Self:
-        refuse_explicit_nulls(self)
+        refuse_explicit_nulls(self, nullable=NULLABLE_LIMITS)
         return self
 
 
@@ -161,10 +180,16 @@ class AgentCreate(BaseModel):
     status: AgentStatus = "active"
 
 
-def refuse_explicit_nulls(model: BaseModel) -> None:
+# Limits whose null is a value ("no limit"), so a PATCH may set them to null.
+NULLABLE_LIMITS = frozenset({"max_context_tokens"})
+
+
+def refuse_explicit_nulls(model: BaseModel, nullable: frozenset[str] = frozenset()) -> None:
     # Fields are optional in a PATCH, but none of them may be set to null: `null` would
-    # mean "remove", and every field of an agent always has a value.
-    nulls = sorted(name for name in model.model_fields_set if getattr(model, name) is None)
+    # mean "remove", and every field of an agent always has a value (but `nullable` ones).
+    nulls = sorted(
+        name for name in model.model_fields_set if getattr(model, name) is None and name not in nullable
+    )
     if nulls:
         raise PydanticCustomError(
             "null_not_allowed",

@@ -9,7 +9,7 @@ from agentkeep.idempotency.models import IdempotencyKey
 from agentkeep.orgs.models import Membership, Organization
 from agentkeep.providers.models import Provider
 from agentkeep.runs.models import Run, RunEvent
-from agentkeep.threads.models import Thread
+from agentkeep.threads.models import Thread, ThreadMessage
 from agentkeep.users.models import User
 
 __all__ = [
@@ -28,5 +28,6 @@ __all__ = [
     "Run",
     "RunEvent",
     "Thread",
+    "ThreadMessage",
     "User",
 ]

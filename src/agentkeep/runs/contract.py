@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from pydantic import JsonValue, SecretStr
+from pydantic_ai.messages import ModelMessage
 
 from agentkeep.runs.states import EventKind, RunStatus, StopReason
 from agentkeep.tools.netguard import EgressAllowlist
@@ -26,6 +27,8 @@ class AgentLimits:
     max_steps: int
     max_output_tokens: int
     timeout_seconds: float
+    # A thread's history is trimmed to this many (estimated) tokens; None: sent whole.
+    max_context_tokens: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,8 +52,13 @@ class AgentSpec:
                 max_steps=int(limits["max_steps"]),
                 max_output_tokens=int(limits["max_output_tokens"]),
                 timeout_seconds=float(limits["timeout_seconds"]),
+                max_context_tokens=_optional_int(limits.get("max_context_tokens")),
             ),
         )
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +88,19 @@ class RunRequest:
     endpoint: ModelEndpoint | None = None
     request_timeout_seconds: float = 60.0
     max_retries: int = 2
+    # A thread turn: the thread's earlier messages, sent before `input` (pydantic-ai objects).
+    history: tuple[ModelMessage, ...] = ()
+
+
+@dataclass(slots=True)
+class Transcript:
+    """The messages a run has exchanged with the model so far, kept current by the executor.
+
+    The driver owns it and stores it with a thread turn's outcome; kept as the run goes, it
+    still holds what an interrupted (cancelled) turn said.
+    """
+
+    messages: list[ModelMessage] = field(default_factory=list)
 
 
 @dataclass(slots=True)

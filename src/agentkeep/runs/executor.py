@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import structlog
 from pydantic import JsonValue
 from pydantic_ai import Agent
+from pydantic_ai.capabilities.process_history import ProcessHistory
 from pydantic_ai.exceptions import (
     ModelAPIError,
     ModelConnectionError,
@@ -32,7 +33,8 @@ from pydantic_ai.usage import UsageLimits
 
 from agentkeep.db.faults import classify
 from agentkeep.runs.agent_tools import RunDeps, build_tools
-from agentkeep.runs.contract import EventSink, RunOutcome, RunRequest, Usage
+from agentkeep.runs.context_window import context_window
+from agentkeep.runs.contract import EventSink, RunOutcome, RunRequest, Transcript, Usage
 from agentkeep.runs.models_factory import ModelUnavailable, open_model
 from agentkeep.runs.states import EventKind, RunStatus, StopReason
 from agentkeep.tools.context import ToolContext
@@ -58,6 +60,7 @@ class _Progress:
 
     sink: EventSink
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    transcript: Transcript = field(default_factory=Transcript)
     run: AgentRun[RunDeps, str] | None = None
     steps: int = 0
     responses_emitted: int = 0
@@ -113,10 +116,15 @@ def _args(part: ToolCallPart) -> JsonValue:
 
 
 async def execute(
-    request: RunRequest, sink: EventSink, *, tool_context: ToolContext | None = None
+    request: RunRequest,
+    sink: EventSink,
+    *,
+    tool_context: ToolContext | None = None,
+    transcript: Transcript | None = None,
 ) -> RunOutcome:
-    """Run the agent on `request.input`, emitting each step to `sink`; never raises but on cancellation."""
-    progress = _Progress(sink)
+    """Run the agent on `request.input` after `request.history`, emitting each step to `sink`
+    and keeping `transcript` current; never raises but on cancellation."""
+    progress = _Progress(sink, transcript=transcript or Transcript())
     limits = request.spec.limits
     try:
         if request.token_budget is not None and request.token_budget <= 0:
@@ -162,6 +170,11 @@ async def _drive(request: RunRequest, progress: _Progress, tool_context: ToolCon
         output_tokens_limit=spec.limits.max_output_tokens,
         total_tokens_limit=request.token_budget,
     )
+    max_context = spec.limits.max_context_tokens
+    # The history processor runs before every model request (pydantic-ai's ProcessHistory).
+    capabilities = (
+        [ProcessHistory(context_window(max_context, spec.system_prompt or None))] if max_context else []
+    )
     try:
         async with open_model(request, deps.tool_context.resolve) as model:
             agent = Agent(
@@ -171,25 +184,40 @@ async def _drive(request: RunRequest, progress: _Progress, tool_context: ToolCon
                 instructions=spec.system_prompt or None,
                 tools=tools,
                 model_settings=model_settings,
+                capabilities=capabilities,
             )
-            async with agent.iter(request.input, deps=deps, usage_limits=usage_limits) as run:
+            async with agent.iter(
+                request.input,
+                deps=deps,
+                usage_limits=usage_limits,
+                message_history=list(request.history) or None,
+            ) as run:
                 progress.run = run
-                async for node in run:
-                    if Agent.is_model_request_node(node) and progress.steps < spec.limits.max_steps:
-                        progress.steps += 1
-                        await progress.emit(EventKind.MODEL_REQUEST, {"step": progress.steps})
-                    elif Agent.is_call_tools_node(node):
-                        await progress.emit_response(node.model_response)
-                        if node.model_response.finish_reason == "length":
-                            # Cut off at max_tokens: neither a usable answer nor complete tool calls.
-                            raise _Failed(StopReason.MAX_TOKENS, _output_limit_message(request))
-                if run.result is None:  # pragma: no cover - iteration ends at the End node
-                    raise RuntimeError("the agent run ended without a result")
-                return run.result.output
+                try:
+                    return await _iterate(run, request, progress)
+                finally:
+                    # Also on cancellation: an interrupted turn keeps what it said so far.
+                    progress.transcript.messages = run.new_messages()
     except Exception:
         if deps.crashed_tool is not None:
             raise _Failed(StopReason.TOOL_ERROR, f"tool {deps.crashed_tool} failed unexpectedly") from None
         raise
+
+
+async def _iterate(run: AgentRun[RunDeps, str], request: RunRequest, progress: _Progress) -> str:
+    spec = request.spec
+    async for node in run:
+        if Agent.is_model_request_node(node) and progress.steps < spec.limits.max_steps:
+            progress.steps += 1
+            await progress.emit(EventKind.MODEL_REQUEST, {"step": progress.steps})
+        elif Agent.is_call_tools_node(node):
+            await progress.emit_response(node.model_response)
+            if node.model_response.finish_reason == "length":
+                # Cut off at max_tokens: neither a usable answer nor complete tool calls.
+                raise _Failed(StopReason.MAX_TOKENS, _output_limit_message(request))
+    if run.result is None:  # pragma: no cover - iteration ends at the End node
+        raise RuntimeError("the agent run ended without a result")
+    return run.result.output
 
 
 def _classify(exc: Exception, request: RunRequest, progress: _Progress) -> tuple[StopReason, str]:

@@ -29,6 +29,8 @@ class Run(UUIDPrimaryKey, Base):
         Index("ix_runs_org_id_created_at", "org_id", "created_at", "id"),
         Index("ix_runs_agent_id_created_at", "agent_id", "created_at"),
         Index("ix_runs_status_lease_expires_at", "status", "lease_expires_at"),
+        # A thread's turns, in order; a turn number is taken once per thread.
+        Index("ix_runs_thread_id_thread_turn", "thread_id", "thread_turn", unique=True),
     )
 
     org_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
@@ -37,6 +39,10 @@ class Run(UUIDPrimaryKey, Base):
     agent_version: Mapped[int]
     created_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     api_key_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("api_keys.id", ondelete="SET NULL"))
+    # A turn of a thread: its thread and its place in the thread (1, 2, ...). None for a
+    # single-shot run. A deleted thread leaves its runs (usage, status, timings) without it.
+    thread_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("threads.id", ondelete="SET NULL"))
+    thread_turn: Mapped[int | None]
     input: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(RUN_STATUS_MAX), default="queued")
     stop_reason: Mapped[str | None] = mapped_column(String(STOP_REASON_MAX))

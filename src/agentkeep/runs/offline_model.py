@@ -8,13 +8,19 @@ It plays a small, predictable agent so runs, limits and budgets work on a fresh 
 - once tool results are in: it answers with one line per result, `calculator: 20`;
 - no tools (or none it can call): it answers `echo: <the input, whitespace collapsed>`;
 - an input containing `#loop` makes it call its tools again on every request and never
-  answer, so the agent's step limit ends the run.
+  answer, so the agent's step limit ends the run;
+- an input containing `#recall` makes it answer from the conversation instead: the user
+  messages said before this one (the thread's earlier turns, as far as the history sent
+  holds them), numbered, `recall: 1. <first> | 2. <second>`, or `recall: nothing earlier`.
+
+"The input" is the latest user message: in a thread, earlier turns are history, and tools
+are called for what the user says now.
 
 Token usage is counted, not estimated: one token per started group of four characters of
-every text the request carries (instructions, the input, earlier responses and tool results)
-plus `REQUEST_OVERHEAD_TOKENS`, and of the response's text and tool calls. Like a real model
-it honours the `max_tokens` setting: a text answer longer than that is cut to `max_tokens`
-tokens and finishes with the reason `length`.
+every text the request carries (instructions, the input, earlier responses and tool results;
+see `runs.tokens`) plus `REQUEST_OVERHEAD_TOKENS`, and of the response's text and tool
+calls. Like a real model it honours the `max_tokens` setting: a text answer longer than
+that is cut to `max_tokens` tokens and finishes with the reason `length`.
 """
 
 from __future__ import annotations
@@ -29,7 +35,6 @@ from pydantic_ai.messages import (
     ModelRequest,
     ModelResponse,
     ModelResponsePart,
-    SystemPromptPart,
     TextPart,
     ToolCallPart,
     ToolReturnPart,
@@ -38,10 +43,14 @@ from pydantic_ai.messages import (
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 from pydantic_ai.usage import RequestUsage
 
+from agentkeep.runs.tokens import CHARS_PER_TOKEN, count_tokens, part_text
+
+__all__ = ["CHARS_PER_TOKEN", "LOOP_MARKER", "MODEL_NAME", "count_tokens", "offline_model", "reply"]
+
 MODEL_NAME = "test"
 LOOP_MARKER = "#loop"
+RECALL_MARKER = "#recall"
 REQUEST_OVERHEAD_TOKENS = 10
-CHARS_PER_TOKEN = 4
 ECHO_MAX_CHARS = 200
 
 # Runs of digits, operators, parentheses and spaces that start and end like an expression.
@@ -49,11 +58,6 @@ _EXPRESSION = re.compile(r"[\d(.][\d\s+\-*/%().]*[\d)]|\d")
 _OPERATOR = re.compile(r"[+\-*/%]")
 _URL = re.compile(r"https?://[^\s<>\"']+")
 _URL_TRAILING = ".,;:!?)]}"
-
-
-def count_tokens(text: str) -> int:
-    """Tokens the offline model charges for `text`: one per started group of four characters."""
-    return -(-len(text) // CHARS_PER_TOKEN)
 
 
 def find_expression(text: str) -> str | None:
@@ -82,31 +86,30 @@ def planned_calls(text: str, tool_names: list[str]) -> list[tuple[str, dict[str,
     return calls
 
 
-def _user_input(messages: list[ModelMessage]) -> str:
-    parts = [
-        part.content
-        for message in messages
-        if isinstance(message, ModelRequest)
-        for part in message.parts
-        if isinstance(part, UserPromptPart) and isinstance(part.content, str)
-    ]
-    return "\n".join(parts)
+def _user_messages(messages: list[ModelMessage]) -> list[str]:
+    """Every user message in the history sent, oldest first (one per request that has any)."""
+    said: list[str] = []
+    for message in messages:
+        if not isinstance(message, ModelRequest):
+            continue
+        parts = [part.content for part in message.parts if isinstance(part, UserPromptPart)]
+        if parts:
+            said.append("\n".join(part if isinstance(part, str) else str(part) for part in parts))
+    return said
 
 
-def _part_text(part: object) -> str:
-    if isinstance(part, SystemPromptPart | TextPart):
-        return part.content
-    if isinstance(part, UserPromptPart):
-        return part.content if isinstance(part.content, str) else str(part.content)
-    if isinstance(part, ToolReturnPart):
-        return part.model_response_str()
-    if isinstance(part, ToolCallPart):
-        return part.tool_name + part.args_as_json_str()
-    return ""
+def _collapsed(text: str) -> str:
+    return " ".join(text.split())[:ECHO_MAX_CHARS]
+
+
+def _recall(earlier: list[str]) -> str:
+    if not earlier:
+        return "recall: nothing earlier"
+    return "recall: " + " | ".join(f"{index}. {_collapsed(text)}" for index, text in enumerate(earlier, 1))
 
 
 def _input_tokens(messages: list[ModelMessage], instructions: str | None) -> int:
-    texts = [instructions or ""] + [_part_text(part) for message in messages for part in message.parts]
+    texts = [instructions or ""] + [part_text(part) for message in messages for part in message.parts]
     return REQUEST_OVERHEAD_TOKENS + sum(count_tokens(text) for text in texts if text)
 
 
@@ -126,13 +129,16 @@ def _latest_results(messages: list[ModelMessage]) -> list[ToolReturnPart]:
 
 def reply(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
     """The offline model's answer to one request (see the module docstring)."""
-    text = _user_input(messages)
+    said = _user_messages(messages)
+    text = said[-1] if said else ""
     tool_names = [tool.name for tool in info.function_tools]
     results = _latest_results(messages)
     calls = planned_calls(text, tool_names)
     if LOOP_MARKER in text and not calls and tool_names:
         calls = [(tool_names[0], {})]
     parts: list[ModelResponsePart]
+    if RECALL_MARKER in text and LOOP_MARKER not in text:
+        calls = []
     if calls and (not results or LOOP_MARKER in text):
         step = sum(isinstance(message, ModelResponse) for message in messages) + 1
         parts = [
@@ -142,8 +148,10 @@ def reply(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
         answer = None
     elif results:
         answer = "\n".join(_format_result(part) for part in results)
+    elif RECALL_MARKER in text:
+        answer = _recall(said[:-1])
     else:
-        answer = "echo: " + " ".join(text.split())[:ECHO_MAX_CHARS]
+        answer = "echo: " + _collapsed(text)
     finish_reason: FinishReason = "tool_call" if answer is None else "stop"
     if answer is not None:
         limit = (info.model_settings or {}).get("max_tokens")
@@ -151,7 +159,7 @@ def reply(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
             answer = answer[: max(limit, 0) * CHARS_PER_TOKEN]
             finish_reason = "length"
         parts = [TextPart(answer)]
-    output_tokens = sum(count_tokens(_part_text(part)) for part in parts)
+    output_tokens = sum(count_tokens(part_text(part)) for part in parts)
     return ModelResponse(
         parts=parts,
         usage=RequestUsage(

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Select, func, select, update
+from sqlalchemy import CursorResult, Select, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agentkeep.agents.models import Agent
@@ -22,6 +22,7 @@ from agentkeep.pagination import keyset_page
 from agentkeep.runs.budget import created_in_month
 from agentkeep.runs.models import Run, RunEvent
 from agentkeep.runs.states import EventKind, RunStatus, StopReason
+from agentkeep.threads.repository import Viewer, visible_thread_ids
 
 EVENT_BATCH = 500
 
@@ -30,6 +31,7 @@ EVENT_BATCH = 500
 class RunFilters:
     agent_id: uuid.UUID | None = None
     status: RunStatus | None = None
+    thread_id: uuid.UUID | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,24 +55,31 @@ class RunRepository:
     def _in_org(self, org_id: uuid.UUID) -> Select[Run]:
         return select(Run).where(Run.org_id == org_id)
 
+    def _visible(self, viewer: Viewer) -> Select[Run]:
+        """The organization's runs `viewer` may see: single-shot runs, and turns of its threads."""
+        return self._in_org(viewer.org_id).where(
+            or_(Run.thread_id.is_(None), Run.thread_id.in_(visible_thread_ids(viewer)))
+        )
+
+    async def get_visible(self, viewer: Viewer, run_id: uuid.UUID) -> Run | None:
+        return (await self.session.scalars(self._visible(viewer).where(Run.id == run_id))).first()
+
     async def add(self, run: Run) -> None:
         self.session.add(run)
         await self.session.flush()
-
-    async def get_in_org(self, org_id: uuid.UUID, run_id: uuid.UUID) -> Run | None:
-        statement = self._in_org(org_id).where(Run.id == run_id)
-        return (await self.session.scalars(statement)).first()
 
     async def reload(self, run: Run) -> Run:
         """The row as committed or updated by set-based statements since it was loaded."""
         await self.session.refresh(run)
         return run
 
-    async def page_in_org(
-        self, org_id: uuid.UUID, filters: RunFilters, limit: int, cursor: str | None
+    async def page_visible(
+        self, viewer: Viewer, filters: RunFilters, limit: int, cursor: str | None
     ) -> tuple[list[Run], str | None]:
         """Newest first, keyed on (created_at, id)."""
-        statement = self._in_org(org_id)
+        statement = self._visible(viewer)
+        if filters.thread_id is not None:
+            statement = statement.where(Run.thread_id == filters.thread_id)
         if filters.agent_id is not None:
             statement = statement.where(Run.agent_id == filters.agent_id)
         if filters.status is not None:
@@ -189,3 +198,15 @@ async def run_status(session: AsyncSession, org_id: uuid.UUID, run_id: uuid.UUID
     """The run's current status, or None if the organization has no such run."""
     value = await session.scalar(select(Run.status).where(Run.org_id == org_id, Run.id == run_id))
     return RunStatus(value) if value is not None else None
+
+
+async def next_turn(session: AsyncSession, thread_id: uuid.UUID) -> uuid.UUID | None:
+    """The thread's oldest queued turn, if any: the one to dispatch when a turn finishes."""
+    statement = (
+        select(Run.id)
+        .where(Run.thread_id == thread_id, Run.status == RunStatus.QUEUED, Run.cancel_requested_at.is_(None))
+        .order_by(Run.thread_turn)
+        .limit(1)
+    )
+    value: uuid.UUID | None = await session.scalar(statement)
+    return value

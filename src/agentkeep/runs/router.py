@@ -53,9 +53,14 @@ async def get_run_service(session: SessionDep, audit: AuditDep, settings: Settin
 RunServiceDep = Annotated[RunService, Depends(get_run_service)]
 
 
-def _actor(principal: Principal) -> RunActor:
+def run_actor(principal: Principal) -> RunActor:
     assert principal.org_id is not None  # require(...) passed: the caller is a member there
-    return RunActor(user_id=principal.user_id, org_id=principal.org_id, api_key_id=principal.api_key_id)
+    return RunActor(
+        user_id=principal.user_id,
+        org_id=principal.org_id,
+        api_key_id=principal.api_key_id,
+        read_all_threads=principal.can(Permission.THREADS_READ_ALL),
+    )
 
 
 def _located(response: Response, run: RunRead) -> RunRead:
@@ -88,7 +93,7 @@ async def create_run(
     """Queue a run of the agent's current version on `input`; follow it at `Location`.
     With an `Idempotency-Key`, a retry of the same request answers the same run."""
     created = await service.create(
-        _actor(principal), agent_id, body.input, queue=queue, idempotency_key=idempotency_key
+        run_actor(principal), agent_id, body.input, queue=queue, idempotency_key=idempotency_key
     )
     if created.replayed:
         response.headers["Idempotent-Replayed"] = "true"
@@ -99,16 +104,17 @@ async def create_run(
 async def list_runs(
     principal: RunsReader, query: Annotated[RunListQuery, Query()], service: RunServiceDep
 ) -> RunPage:
-    """The organization's runs, newest first, cursor-paginated; filter by agent and status."""
-    filters = RunFilters(agent_id=query.agent_id, status=query.status)
-    runs, next_cursor = await service.page(_actor(principal), filters, query.limit, query.cursor)
+    """The organization's runs the caller may see, newest first, cursor-paginated; filter by
+    agent, status and thread (a thread's runs are its turns)."""
+    filters = RunFilters(agent_id=query.agent_id, status=query.status, thread_id=query.thread_id)
+    runs, next_cursor = await service.page(run_actor(principal), filters, query.limit, query.cursor)
     return RunPage(items=[RunRead.from_run(run) for run in runs], next_cursor=next_cursor)
 
 
 @router.get("/runs/{run_id}", response_model=RunRead)
 async def get_run(run_id: uuid.UUID, principal: RunsReader, service: RunServiceDep) -> RunRead:
     """One run: status, output or error, usage."""
-    return RunRead.from_run(await service.get(_actor(principal), run_id))
+    return RunRead.from_run(await service.get(run_actor(principal), run_id))
 
 
 @router.post(
@@ -118,11 +124,15 @@ async def get_run(run_id: uuid.UUID, principal: RunsReader, service: RunServiceD
     responses={202: {"headers": LOCATION}, 409: {"description": "The run has already finished."}},
 )
 async def cancel_run(
-    run_id: uuid.UUID, principal: RunsCanceller, service: RunServiceDep, response: Response
+    run_id: uuid.UUID,
+    principal: RunsCanceller,
+    service: RunServiceDep,
+    queue: RunQueueDep,
+    response: Response,
 ) -> RunRead:
     """Cancel a run: a queued run at once, a running one within about a second (its
     `cancel_requested_at` is set meanwhile). A finished run answers 409."""
-    return _located(response, RunRead.from_run(await service.cancel(_actor(principal), run_id)))
+    return _located(response, RunRead.from_run(await service.cancel(run_actor(principal), run_id, queue)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +143,7 @@ class StreamedRun:
 
 async def streamed_run(run_id: uuid.UUID, principal: RunsReader, service: RunServiceDep) -> StreamedRun:
     """Authorize before the stream starts: another organization's run is a plain 404."""
-    run = await service.get(_actor(principal), run_id)
+    run = await service.get(run_actor(principal), run_id)
     return StreamedRun(org_id=run.org_id, run_id=run.id)
 
 

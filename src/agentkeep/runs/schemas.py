@@ -31,6 +31,8 @@ class RunRead(BaseModel):
     agent_version: int
     status: RunStatus
     stop_reason: StopReason | None
+    thread_id: uuid.UUID | None = Field(description="The thread, when the run is one of its turns.")
+    thread_turn: int | None = Field(description="The turn's number in its thread (1, 2, ...).")
     input: str
     output: str | None
     error: str | None
@@ -48,6 +50,8 @@ class RunRead(BaseModel):
             org_id=run.org_id,
             agent_id=run.agent_id,
             agent_version=run.agent_version,
+            thread_id=run.thread_id,
+            thread_turn=run.thread_turn,
             status=RunStatus(run.status),
             stop_reason=StopReason(run.stop_reason) if run.stop_reason else None,
             input=run.input,
@@ -74,5 +78,6 @@ class RunListQuery(BaseModel):
 
     agent_id: uuid.UUID | None = None
     status: RunStatus | None = None
+    thread_id: uuid.UUID | None = None
     limit: int = Field(default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
     cursor: CursorParam | None = None

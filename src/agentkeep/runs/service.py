@@ -10,17 +10,20 @@ from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from agentkeep.agents.models import Agent
 from agentkeep.agents.repository import AgentRepository
 from agentkeep.agents.service import AgentNotFound
 from agentkeep.audit.actions import ActorType, AuditAction
 from agentkeep.audit.service import AuditService
+from agentkeep.db.faults import classify
 from agentkeep.db.session import after_commit
 from agentkeep.errors import AppError, Conflict, NotFound
 from agentkeep.idempotency.service import IdempotencyScope, IdempotencyStore, fingerprint
 from agentkeep.runs.budget import next_month_start, remaining_tokens
 from agentkeep.runs.models import Run
-from agentkeep.runs.repository import RunFilters, RunRepository, append_event
+from agentkeep.runs.repository import RunFilters, RunRepository, append_event, next_turn
 from agentkeep.runs.states import TERMINAL_STATUSES, EventKind, RunStatus, StopReason
+from agentkeep.threads.repository import Viewer
 from agentkeep.worker.queue import RunQueue
 
 AGENT_DISABLED = "disabled"
@@ -48,11 +51,20 @@ class BudgetExceeded(AppError):
 
 @dataclass(frozen=True, slots=True)
 class RunActor:
-    """Who acts, in which organization: a user, or an API key acting for its creator."""
+    """Who acts, in which organization: a user, or an API key acting for its creator.
+
+    Runs of threads are as private as their threads: only those who may see the thread see
+    its runs (`read_all_threads`: every thread of the organization).
+    """
 
     user_id: uuid.UUID
     org_id: uuid.UUID
     api_key_id: uuid.UUID | None = None
+    read_all_threads: bool = False
+
+    @property
+    def viewer(self) -> Viewer:
+        return Viewer(self.org_id, self.user_id, self.api_key_id, read_all=self.read_all_threads)
 
     @property
     def principal(self) -> str:
@@ -68,6 +80,14 @@ class RunActor:
 class CreatedRun:
     run: Run
     replayed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """Where a run belongs in a thread."""
+
+    thread_id: uuid.UUID
+    number: int
 
 
 class RunService:
@@ -106,6 +126,21 @@ class RunService:
             earlier = await IdempotencyStore(self.session).claim(scope, idempotency_key, request, run_id)
             if earlier is not None:
                 return CreatedRun(run=await self.get(actor, earlier), replayed=True)
+        run = await self.queue_run(actor, agent, agent.version, input_text, queue, run_id=run_id)
+        return CreatedRun(run=run, replayed=False)
+
+    async def queue_run(
+        self,
+        actor: RunActor,
+        agent: Agent,
+        version: int,
+        input_text: str,
+        queue: RunQueue,
+        *,
+        turn: Turn | None = None,
+        run_id: uuid.UUID | None = None,
+    ) -> Run:
+        """Queue a run of `version` of `agent` (a live one) once the agent and the budget allow it."""
         if agent.status == AGENT_DISABLED:
             raise AgentDisabled("This agent is disabled; enable it before starting runs.")
         now = datetime.now(UTC)
@@ -117,12 +152,14 @@ class RunService:
                 extra={"retry_after": retry_after},
             )
         run = Run(
-            id=run_id,
+            id=run_id or uuid.uuid4(),
             org_id=actor.org_id,
             agent_id=agent.id,
-            agent_version=agent.version,
+            agent_version=version,
             created_by=actor.user_id,
             api_key_id=actor.api_key_id,
+            thread_id=turn.thread_id if turn else None,
+            thread_turn=turn.number if turn else None,
             input=input_text,
             status=RunStatus.QUEUED.value,
             created_at=now,
@@ -132,6 +169,9 @@ class RunService:
         await append_event(
             self.session, run.id, EventKind.STATUS, {"status": RunStatus.QUEUED.value}, now=now
         )
+        details: dict[str, object] = {"agent_id": str(agent.id), "agent_version": version}
+        if turn is not None:
+            details.update(thread_id=str(turn.thread_id), turn=turn.number)
         await self.audit.record(
             AuditAction.RUN_CREATED,
             user_id=actor.user_id,
@@ -139,10 +179,10 @@ class RunService:
             actor_type=actor.actor_type,
             resource_type="run",
             resource_id=run.id,
-            details={"agent_id": str(agent.id), "agent_version": agent.version},
+            details=details,
         )
         self._dispatch_after_commit(queue, run.id)
-        return CreatedRun(run=run, replayed=False)
+        return run
 
     def _dispatch_after_commit(self, queue: RunQueue, run_id: uuid.UUID) -> None:
         async def dispatch() -> None:
@@ -152,7 +192,7 @@ class RunService:
         after_commit(self.session, dispatch)
 
     async def get(self, actor: RunActor, run_id: uuid.UUID) -> Run:
-        run = await self.repository.get_in_org(actor.org_id, run_id)
+        run = await self.repository.get_visible(actor.viewer, run_id)
         if run is None:
             raise RunNotFound("No such run.")
         return run
@@ -160,12 +200,26 @@ class RunService:
     async def page(
         self, actor: RunActor, filters: RunFilters, limit: int, cursor: str | None
     ) -> tuple[list[Run], str | None]:
-        return await self.repository.page_in_org(actor.org_id, filters, limit, cursor)
+        return await self.repository.page_visible(actor.viewer, filters, limit, cursor)
 
-    async def cancel(self, actor: RunActor, run_id: uuid.UUID) -> Run:
+    async def cancel(self, actor: RunActor, run_id: uuid.UUID, queue: RunQueue) -> Run:
         """Queued: cancelled now. Running: its runner is asked to stop (it records the end).
         Asking again while the runner stops is a no-op; a finished run is a 409."""
         run = await self.get(actor, run_id)
+        if not await self.stop(actor, run):
+            run = await self.repository.reload(run)
+            if RunStatus(run.status) in TERMINAL_STATUSES:
+                raise RunAlreadyFinished(
+                    f"This run has already finished ({run.status}).", extra={"run_status": run.status}
+                )
+            return run  # running, and its cancellation was already requested
+        if run.thread_id is not None:
+            self._dispatch_next_turn_after_commit(queue, run.thread_id)
+        return await self.repository.reload(run)
+
+    async def stop(self, actor: RunActor, run: Run) -> bool:
+        """Cancel a queued run or ask a running one's runner to stop, audited; False when the
+        run had finished or its runner was already asked."""
         now = datetime.now(UTC)
         if await self.repository.cancel_if_queued(actor.org_id, run.id, now):
             previous = RunStatus.QUEUED
@@ -179,12 +233,7 @@ class RunService:
         elif await self.repository.request_cancel_if_running(actor.org_id, run.id, now):
             previous = RunStatus.RUNNING
         else:
-            run = await self.repository.reload(run)
-            if RunStatus(run.status) in TERMINAL_STATUSES:
-                raise RunAlreadyFinished(
-                    f"This run has already finished ({run.status}).", extra={"run_status": run.status}
-                )
-            return run  # running, and its cancellation was already requested
+            return False
         await self.audit.record(
             AuditAction.RUN_CANCELLED,
             user_id=actor.user_id,
@@ -194,4 +243,19 @@ class RunService:
             resource_id=run.id,
             details={"agent_id": str(run.agent_id), "from_status": previous.value},
         )
-        return await self.repository.reload(run)
+        return True
+
+    def _dispatch_next_turn_after_commit(self, queue: RunQueue, thread_id: uuid.UUID) -> None:
+        """A queued turn cancelled: the one after it may start (its runner ends a running one)."""
+
+        async def dispatch() -> None:
+            try:
+                run_id = await next_turn(self.session, thread_id)
+            except Exception as exc:
+                if classify(exc) is None:
+                    raise
+                return  # the recovery sweep dispatches it
+            if run_id is not None:
+                await queue.dispatch(run_id)
+
+        after_commit(self.session, dispatch)

@@ -17,6 +17,8 @@ class RunStatus(StrEnum):
 TERMINAL_STATUSES = frozenset(
     {RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.TIMED_OUT}
 )
+# Not finished: a thread with such a run has a turn in progress (multitask policies).
+ACTIVE_STATUSES = frozenset(set(RunStatus) - TERMINAL_STATUSES)
 
 
 class StopReason(StrEnum):
@@ -38,3 +40,6 @@ class EventKind(StrEnum):
     TOOL_CALL = "tool_call"  # {"tool": name, "tool_call_id": ..., "args": {...}}
     TOOL_RESULT = "tool_result"  # {"tool": name, "tool_call_id": ..., "result"?: ..., "error"?: ...}
     OUTPUT = "output"  # {"text": ...}
+    # {"dropped_turns": n, "dropped_messages": n, "estimated_tokens_before": n,
+    #  "estimated_tokens": n, "max_context_tokens": n, "fits": bool}
+    CONTEXT_TRIMMED = "context_trimmed"

@@ -6,14 +6,16 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, Self
+from enum import StrEnum
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 
 from agentkeep.agents.schemas import refuse_explicit_nulls, single_line, storable, storable_json
-from agentkeep.pagination import DEFAULT_LIMIT, MAX_LIMIT, CursorParam
+from agentkeep.pagination import CURSOR_MAX_LENGTH, DEFAULT_LIMIT, MAX_LIMIT, CursorParam
+from agentkeep.runs.models import RUN_INPUT_MAX
 from agentkeep.threads.models import THREAD_METADATA_MAX_BYTES, THREAD_TITLE_MAX
 
 METADATA_MAX_KEYS = 64
@@ -111,3 +113,70 @@ class ThreadListQuery(BaseModel):
     cursor: CursorParam | None = None
     agent_id: uuid.UUID | None = Field(default=None, description="Only this agent's threads.")
     created_by: uuid.UUID | None = Field(default=None, description="Only threads this user started.")
+
+
+class Multitask(StrEnum):
+    """What a new turn does while another turn of the thread is queued or running."""
+
+    REJECT = "reject"  # 409 thread-busy
+    ENQUEUE = "enqueue"  # wait, then run after the turns before it, in order
+    INTERRUPT = "interrupt"  # cancel the unfinished turns (they keep what they said), then run
+
+
+class TurnCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    input: str = Field(min_length=1, max_length=RUN_INPUT_MAX, description="What the user says this turn.")
+    multitask: Multitask = Field(
+        default=Multitask.REJECT,
+        description=(
+            "While another turn of the thread is queued or running: `reject` answers 409, "
+            "`enqueue` runs this turn after it, `interrupt` cancels it and runs this one."
+        ),
+    )
+
+
+class ToolCallRead(BaseModel):
+    id: str
+    name: str
+    args: Any = Field(description="The arguments as the model sent them (an object, or the raw text).")
+
+
+class ToolResultRead(BaseModel):
+    tool_call_id: str
+    name: str
+    content: Any = Field(description="What the tool returned, or why it failed.")
+    error: bool
+
+
+class ThreadMessageRead(BaseModel):
+    seq: int = Field(description="The message's position in the thread, from 1.")
+    run_id: uuid.UUID = Field(description="The turn (run) the message belongs to.")
+    role: Literal["user", "assistant", "tool"]
+    content: str | None = Field(description="What the user said, or the assistant's text.")
+    tool_calls: list[ToolCallRead]
+    tool_results: list[ToolResultRead]
+    created_at: datetime
+
+
+class ThreadMessagePage(BaseModel):
+    items: list[ThreadMessageRead]
+    next_cursor: str | None
+
+
+# A position among a thread's messages: only a `next_cursor` of that list is valid.
+MessageCursorParam = Annotated[
+    str,
+    Field(
+        max_length=CURSOR_MAX_LENGTH,
+        json_schema_extra={"format": "message-cursor"},
+        description="The `next_cursor` of the previous page of this list, unchanged.",
+    ),
+]
+
+
+class MessageListQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    limit: int = Field(default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
+    cursor: MessageCursorParam | None = None

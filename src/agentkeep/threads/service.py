@@ -16,7 +16,8 @@ from agentkeep.audit.actions import AuditAction
 from agentkeep.audit.service import AuditService
 from agentkeep.errors import Conflict, InvalidInput, NotFound
 from agentkeep.idempotency.service import IdempotencyScope, IdempotencyStore, fingerprint
-from agentkeep.threads.models import Thread
+from agentkeep.threads.erasure import erase_thread_content
+from agentkeep.threads.models import Thread, ThreadMessage
 from agentkeep.threads.repository import ThreadRepository, Viewer
 from agentkeep.threads.schemas import ThreadCreate, ThreadUpdate
 
@@ -92,6 +93,12 @@ class ThreadService:
     ) -> tuple[list[Thread], str | None]:
         return await self.repository.page(viewer, limit, cursor, agent_id=agent_id, created_by=created_by)
 
+    async def messages(
+        self, viewer: Viewer, thread_id: uuid.UUID, limit: int, cursor: str | None
+    ) -> tuple[list[ThreadMessage], str | None]:
+        thread = await self.get(viewer, thread_id)
+        return await self.repository.messages(thread.id, limit, cursor)
+
     async def update(self, viewer: Viewer, thread_id: uuid.UUID, patch: ThreadUpdate) -> Thread:
         """Apply the fields sent; a change that changes nothing writes nothing."""
         thread = await self._locked(viewer, thread_id)
@@ -108,8 +115,19 @@ class ThreadService:
         return thread
 
     async def delete(self, actor: AgentActor, viewer: Viewer, thread_id: uuid.UUID) -> None:
+        """Delete the thread and erase its conversation (see threads.erasure)."""
         thread = await self._locked(viewer, thread_id)
-        await self._record(AuditAction.THREAD_DELETED, actor, thread)
+        erased = await erase_thread_content(self.session, thread.id, datetime.now(UTC))
+        await self._record(
+            AuditAction.THREAD_DELETED,
+            actor,
+            thread,
+            {
+                "turns": erased.runs,
+                "turns_cancelled": erased.runs_cancelled,
+                "messages_erased": erased.messages,
+            },
+        )
         await self.repository.delete(thread)
 
     async def _locked(self, viewer: Viewer, thread_id: uuid.UUID) -> Thread:
@@ -141,11 +159,14 @@ class ThreadService:
             )
         return thread
 
-    async def _record(self, action: AuditAction, actor: AgentActor, thread: Thread) -> None:
+    async def _record(
+        self, action: AuditAction, actor: AgentActor, thread: Thread, extra: dict[str, Any] | None = None
+    ) -> None:
         details: dict[str, Any] = {
             "agent_id": str(thread.agent_id),
             "agent_version": thread.agent_version,
             "created_by_user_id": str(thread.created_by_user_id),
+            **(extra or {}),
         }
         if actor.api_key_id is not None:
             details["key_id"] = str(actor.api_key_id)  # "api_key_id" would be redacted by name

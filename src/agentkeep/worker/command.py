@@ -50,6 +50,7 @@ async def run_worker(
     job_app = create_job_app(settings, max_size=settings.run_concurrency + QUEUE_CONNECTIONS_OVERHEAD)
     register_run_task(job_app, driver.drive)
     queue = JobRunQueue(job_app, sessionmaker)
+    driver.dispatch = queue.dispatch
     sweep = RecoverySweep(sessionmaker, settings, queue.hand_over, metrics=metrics, executing=driver.active)
 
     loop = asyncio.get_running_loop()

@@ -13,6 +13,8 @@ How an attempt ends:
 - the driver itself is cancelled (worker shutdown past its grace period): the run is handed
   back to the queue (status queued, lease cleared, the attempt not counted) and
   CancelledError propagates;
+- a thread turn records the messages it exchanged with the model (`threads.history`) in
+  the outcome's transaction, then dispatches the thread's next queued turn;
 - the database became unavailable (agentkeep.db.faults) while the attempt read, wrote an
   event or recorded its outcome: the attempt is abandoned, never recorded as a failure of
   the run. It is handed back if the database answers again at once; otherwise its lease
@@ -41,10 +43,19 @@ from agentkeep.errors import AppError
 from agentkeep.observability.metrics import Metrics
 from agentkeep.providers.endpoint import endpoint_for as provider_endpoint
 from agentkeep.runs.budget import remaining_tokens
-from agentkeep.runs.contract import AgentSpec, EventSink, ModelEndpoint, RunOutcome, RunRequest, Usage
-from agentkeep.runs.repository import append_event
+from agentkeep.runs.contract import (
+    AgentSpec,
+    EventSink,
+    ModelEndpoint,
+    RunOutcome,
+    RunRequest,
+    Transcript,
+    Usage,
+)
+from agentkeep.runs.repository import append_event, next_turn
 from agentkeep.runs.states import EventKind, RunStatus, StopReason
 from agentkeep.security.secretbox import SecretBox, secretbox_from_settings
+from agentkeep.threads.history import ThreadHistory, complete
 from agentkeep.tools.context import ToolContext
 from agentkeep.tools.netguard import EgressAllowlist
 from agentkeep.worker import leases
@@ -61,8 +72,17 @@ DB_ERRORS = (SQLAlchemyError, OSError, TimeoutError)
 
 class Executor(Protocol):
     async def __call__(
-        self, request: RunRequest, sink: EventSink, *, tool_context: ToolContext | None = None
+        self,
+        request: RunRequest,
+        sink: EventSink,
+        *,
+        tool_context: ToolContext | None = None,
+        transcript: Transcript | None = None,
     ) -> RunOutcome: ...
+
+
+# Hands a queued run to the queue this driver's process executes from (never raises).
+Dispatch = Callable[[uuid.UUID], Awaitable[None]]
 
 
 # Which model endpoint an organization's runs use (default: `organization_endpoint`).
@@ -191,6 +211,8 @@ class RunDriver:
         self.endpoint_for = endpoint_for or organization_endpoint(settings, secretbox_from_settings(settings))
         self.metrics = metrics
         self.cancel_poll_seconds = cancel_poll_seconds
+        # Set by whoever runs this driver: where the next turn of a thread goes when one ends.
+        self.dispatch: Dispatch | None = None
         self.lease_seconds = float(settings.run_lease_seconds)
         # Runs this driver is executing right now. The sweep of the same process leaves them
         # alone: a stalled event loop may let their leases lapse before the heartbeat runs,
@@ -273,6 +295,7 @@ class RunDriver:
                 raise RunSetupError("the agent version's configuration is not valid") from exc
             budget = await remaining_tokens(session, claim.org_id, self.settings.org_monthly_token_budget)
             endpoint = await self.endpoint_for(session, claim.org_id)
+            history = await ThreadHistory(session, claim.thread_id).load() if claim.thread_id else []
         return RunRequest(
             run_id=claim.run_id,
             org_id=claim.org_id,
@@ -283,7 +306,23 @@ class RunDriver:
             endpoint=endpoint,
             request_timeout_seconds=self.settings.model_request_timeout_seconds,
             max_retries=self.settings.model_max_retries,
+            history=tuple(history),
         )
+
+    async def dispatch_next_turn(self, thread_id: uuid.UUID) -> None:
+        """Hand the thread's next queued turn to the queue, now that the previous one ended."""
+        if self.dispatch is None:
+            return  # the recovery sweep dispatches it (REDISPATCH_AFTER)
+        try:
+            async with self.sessionmaker() as session:
+                run_id = await next_turn(session, thread_id)
+        except Exception as exc:
+            if (fault := classify(exc)) is None:
+                raise
+            logger.warning("run_next_turn_unknown", thread_id=str(thread_id), fault=fault.kind)
+            return
+        if run_id is not None:
+            await self.dispatch(run_id)
 
     async def _count(self, run_id: uuid.UUID) -> None:
         if self.metrics is None:
@@ -304,6 +343,7 @@ class _Attempt:
         self.driver = driver
         self.claim = claim
         self.sink = FencedEventSink(driver.sessionmaker, claim, driver.owner)
+        self.transcript = Transcript()
         self.stop: _Stop | None = None
         loop = asyncio.get_running_loop()
         self.lease_valid_until = loop.time() + driver.lease_seconds
@@ -324,7 +364,9 @@ class _Attempt:
         except RunSetupError as exc:
             return await self._finish(RunOutcome(RunStatus.FAILED, exc.stop_reason, error=str(exc)))
         tool_context = ToolContext(run_id=self.claim.run_id, agent_id=self.claim.agent_id)
-        work = asyncio.create_task(self.driver.executor(request, self.sink, tool_context=tool_context))
+        work = asyncio.create_task(
+            self.driver.executor(request, self.sink, tool_context=tool_context, transcript=self.transcript)
+        )
         heartbeat = asyncio.create_task(self._heartbeat(work))
         try:
             outcome = await work
@@ -416,10 +458,16 @@ class _Attempt:
             if not await leases.finish(session, run_id, self.driver.owner, outcome, now=_now()):
                 self.log.warning("run_lease_lost_before_outcome", status=outcome.status)
                 return None
+            thread_id = self.claim.thread_id
+            if thread_id is not None:
+                messages = complete(self.transcript.messages)
+                await ThreadHistory(session, thread_id).append(run_id, messages, _now())
             data: dict[str, JsonValue] = {"status": outcome.status, "stop_reason": outcome.stop_reason}
             await append_event(session, run_id, EventKind.STATUS, data)
             await audit_finished(session, run_id)
         await self.driver._count(run_id)
+        if thread_id is not None:
+            await self.driver.dispatch_next_turn(thread_id)
         return outcome.status
 
     async def _hand_back(self) -> None:

@@ -14,14 +14,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, and_, func, literal, or_, select, update
+from sqlalchemy import CursorResult, and_, exists, func, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import ColumnElement
 
 from agentkeep.runs.contract import RunOutcome, Usage
 from agentkeep.runs.models import Run
 from agentkeep.runs.repository import append_event
-from agentkeep.runs.states import EventKind, RunStatus, StopReason
+from agentkeep.runs.states import ACTIVE_STATUSES, EventKind, RunStatus, StopReason
 
 
 class LeaseLost(Exception):
@@ -38,6 +39,8 @@ class Claim:
     agent_version: int
     input: str
     attempt: int
+    # The thread when the run is one of its turns.
+    thread_id: uuid.UUID | None
     started_at: datetime
     # The seq the next event of this run gets (events are appended under the lease only).
     next_seq: int
@@ -55,9 +58,25 @@ def lease_expired(now: datetime) -> ColumnElement[bool]:
     return and_(Run.status == RunStatus.RUNNING, Run.lease_expires_at < now)
 
 
+def turn_is_next() -> ColumnElement[bool]:
+    """A single-shot run, or the thread's oldest unfinished turn.
+
+    Turns of one thread run one at a time, in order: a turn is claimable only when every
+    earlier turn of its thread has finished. Only the oldest unfinished turn satisfies this,
+    and it stays so until it finishes, so two claims racing on one thread cannot both win.
+    """
+    earlier = aliased(Run)
+    unfinished_before = select(earlier.id).where(
+        earlier.thread_id == Run.thread_id,
+        earlier.thread_turn < Run.thread_turn,
+        earlier.status.in_(sorted(ACTIVE_STATUSES)),
+    )
+    return or_(Run.thread_id.is_(None), ~exists(unfinished_before))
+
+
 def _claimable(now: datetime) -> ColumnElement[bool]:
     queued = and_(Run.status == RunStatus.QUEUED, Run.cancel_requested_at.is_(None))
-    return or_(queued, lease_expired(now))
+    return and_(or_(queued, lease_expired(now)), turn_is_next())
 
 
 def _held_by(run_id: uuid.UUID, owner: str) -> ColumnElement[bool]:
@@ -97,7 +116,13 @@ async def claim(
     row = (
         await session.execute(
             select(
-                Run.org_id, Run.agent_id, Run.agent_version, Run.input, Run.attempts, Run.started_at
+                Run.org_id,
+                Run.agent_id,
+                Run.agent_version,
+                Run.input,
+                Run.attempts,
+                Run.started_at,
+                Run.thread_id,
             ).where(Run.id == run_id)
         )
     ).one()
@@ -111,6 +136,7 @@ async def claim(
         agent_version=row.agent_version,
         input=row.input,
         attempt=row.attempts,
+        thread_id=row.thread_id,
         started_at=row.started_at or now,
         next_seq=running.seq + 1,
     )

@@ -87,6 +87,7 @@ class RunExecution:
         # Loaded in the background: serve is up at once, and the first run does not wait for it.
         self._preparing = asyncio.create_task(driver.prepare(), name="run-executor-import")
         self.runner = InProcessRunQueue(driver, self.sessionmaker, self.settings.run_concurrency)
+        driver.dispatch = self.runner.dispatch
         await self.runner.start()
         sweep = RecoverySweep(
             self.sessionmaker,

@@ -1,0 +1,99 @@
+"""Turns of a thread with the offline model: history carried from turn to turn, the
+conversation listed as users see it, tool calls and results kept with their turn."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from agentkeep.config import Settings
+from tests.agents.helpers import create_agent, owner
+from tests.support.databases import REDIS_URL
+from tests.threads.helpers import THREADS, create_thread
+
+FINISHED = {"completed", "failed", "cancelled", "timed_out"}
+
+
+@pytest.fixture
+def settings(backend: str, database_url: str, make_settings: Callable[..., Settings]) -> Settings:
+    # Turns execute in this process on both backends (the in-process runner is a product mode).
+    redis_url = REDIS_URL if backend == "postgres" else None
+    return make_settings(
+        database_url=database_url,
+        redis_url=redis_url,
+        rate_limit_auth="1000/minute",
+        run_execution="inprocess",
+    )
+
+
+async def say(http: httpx.AsyncClient, headers: dict[str, str], thread_id: str, text: str, **extra: Any) -> Any:
+    response = await http.post(f"{THREADS}/{thread_id}/runs", json={"input": text, **extra}, headers=headers)
+    assert response.status_code == 202, response.text
+    return response.json()
+
+
+async def finished(http: httpx.AsyncClient, headers: dict[str, str], run_id: str) -> dict[str, Any]:
+    for _ in range(400):
+        run: dict[str, Any] = (await http.get(f"/api/runs/{run_id}", headers=headers)).json()
+        if run["status"] in FINISHED:
+            return run
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"run {run_id} did not finish")
+
+
+async def messages(http: httpx.AsyncClient, headers: dict[str, str], thread_id: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        params = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+        page = await http.get(f"{THREADS}/{thread_id}/messages", params=params, headers=headers)
+        assert page.status_code == 200, page.text
+        items += page.json()["items"]
+        cursor = page.json()["next_cursor"]
+        if cursor is None:
+            return items
+
+
+async def test_the_third_answer_depends_on_the_first_turn(client: httpx.AsyncClient) -> None:
+    headers = await owner(client)
+    agent = await create_agent(client, headers)
+    thread = await create_thread(client, headers, agent["id"])
+    outputs = []
+    for text in ["My name is Ada.", "I like tea.", "#recall what did I say?"]:
+        run = await say(client, headers, thread["id"], text)
+        assert run["thread_id"] == thread["id"]
+        done = await finished(client, headers, run["id"])
+        assert done["status"] == "completed", done
+        outputs.append(done["output"])
+    assert outputs[0] == "echo: My name is Ada."
+    assert outputs[2] == "recall: 1. My name is Ada. | 2. I like tea."
+    listed = await messages(client, headers, thread["id"])
+    assert [(m["role"], m["content"]) for m in listed] == [
+        ("user", "My name is Ada."),
+        ("assistant", "echo: My name is Ada."),
+        ("user", "I like tea."),
+        ("assistant", "echo: I like tea."),
+        ("user", "#recall what did I say?"),
+        ("assistant", outputs[2]),
+    ]
+    assert [m["seq"] for m in listed] == [1, 2, 3, 4, 5, 6]
+
+
+async def test_tool_calls_and_results_are_part_of_the_conversation(client: httpx.AsyncClient) -> None:
+    headers = await owner(client)
+    agent = await create_agent(client, headers, tools=[{"name": "calculator"}])
+    thread = await create_thread(client, headers, agent["id"])
+    run = await say(client, headers, thread["id"], "what is 6 * 7")
+    assert (await finished(client, headers, run["id"]))["output"] == "calculator: 42"
+    listed = await messages(client, headers, thread["id"])
+    assert [m["role"] for m in listed] == ["user", "assistant", "tool", "assistant"]
+    call = listed[1]["tool_calls"][0]
+    assert (call["name"], call["args"]) == ("calculator", {"expression": "6 * 7"})
+    result = listed[2]["tool_results"][0]
+    assert result["tool_call_id"] == call["id"]
+    assert result["error"] is False
+    assert {m["run_id"] for m in listed} == {run["id"]}

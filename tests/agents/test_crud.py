@@ -21,7 +21,7 @@ FULL: dict[str, Any] = {
     "model": "openai:gpt-4o-mini",
     "system_prompt": "You are careful.\nCite sources.",
     "tools": [{"name": "calculator"}, {"name": "http_get", "settings": {"allowed_hosts": ["example.com"]}}],
-    "limits": {"max_steps": 5, "max_output_tokens": 1000, "timeout_seconds": 60},
+    "limits": {"max_steps": 5, "max_output_tokens": 1000, "timeout_seconds": 60, "max_context_tokens": 8000},
     "status": "disabled",
 }
 
@@ -55,7 +55,12 @@ async def test_defaults_fill_what_a_minimal_body_leaves_out(client: httpx.AsyncC
     assert agent["description"] == ""
     assert agent["system_prompt"] == ""
     assert agent["tools"] == []
-    assert agent["limits"] == {"max_steps": 10, "max_output_tokens": 4096, "timeout_seconds": 120}
+    assert agent["limits"] == {
+        "max_steps": 10,
+        "max_output_tokens": 4096,
+        "timeout_seconds": 120,
+        "max_context_tokens": None,
+    }
     assert agent["status"] == "active"
 
 
@@ -101,7 +106,12 @@ async def test_a_patch_makes_a_new_version_and_keeps_the_old_config(client: http
     assert body["version"] == 2
     assert body["system_prompt"] == "Be brief."
     # limits merge key by key; everything not named stays.
-    assert body["limits"] == {"max_steps": 7, "max_output_tokens": 1000, "timeout_seconds": 60}
+    assert body["limits"] == {
+        "max_steps": 7,
+        "max_output_tokens": 1000,
+        "timeout_seconds": 60,
+        "max_context_tokens": 8000,
+    }
     assert body["tools"] == agent["tools"]
     assert body["name"] == "researcher"
     history = await versions(client, headers, agent["id"])

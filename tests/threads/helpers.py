@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -38,3 +39,39 @@ async def listed_ids(http: httpx.AsyncClient, headers: dict[str, str], **params:
 
 async def an_agent(http: httpx.AsyncClient, headers: dict[str, str], name: str = "helper") -> str:
     return str((await create_agent(http, headers, name=name))["id"])
+
+
+FINISHED = {"completed", "failed", "cancelled", "timed_out"}
+
+
+async def say(
+    http: httpx.AsyncClient, headers: dict[str, str], thread_id: str, text: str, **extra: Any
+) -> dict[str, Any]:
+    """Start a turn (202) and answer the run."""
+    response = await http.post(f"{THREADS}/{thread_id}/runs", json={"input": text, **extra}, headers=headers)
+    assert response.status_code == 202, response.text
+    run: dict[str, Any] = response.json()
+    return run
+
+
+async def finished(http: httpx.AsyncClient, headers: dict[str, str], run_id: str) -> dict[str, Any]:
+    for _ in range(400):
+        run: dict[str, Any] = (await http.get(f"/api/runs/{run_id}", headers=headers)).json()
+        if run["status"] in FINISHED:
+            return run
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"run {run_id} did not finish")
+
+
+async def messages(http: httpx.AsyncClient, headers: dict[str, str], thread_id: str) -> list[dict[str, Any]]:
+    """The whole conversation, walked two messages a page."""
+    items: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        params = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+        page = await http.get(f"{THREADS}/{thread_id}/messages", params=params, headers=headers)
+        assert page.status_code == 200, page.text
+        items += page.json()["items"]
+        cursor = page.json()["next_cursor"]
+        if cursor is None:
+            return items

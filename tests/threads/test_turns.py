@@ -3,9 +3,7 @@ conversation listed as users see it, tool calls and results kept with their turn
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
-from typing import Any
 
 import httpx
 import pytest
@@ -13,9 +11,7 @@ import pytest
 from agentkeep.config import Settings
 from tests.agents.helpers import create_agent, owner
 from tests.support.databases import REDIS_URL
-from tests.threads.helpers import THREADS, create_thread
-
-FINISHED = {"completed", "failed", "cancelled", "timed_out"}
+from tests.threads.helpers import create_thread, finished, messages, say
 
 
 @pytest.fixture
@@ -28,34 +24,6 @@ def settings(backend: str, database_url: str, make_settings: Callable[..., Setti
         rate_limit_auth="1000/minute",
         run_execution="inprocess",
     )
-
-
-async def say(http: httpx.AsyncClient, headers: dict[str, str], thread_id: str, text: str, **extra: Any) -> Any:
-    response = await http.post(f"{THREADS}/{thread_id}/runs", json={"input": text, **extra}, headers=headers)
-    assert response.status_code == 202, response.text
-    return response.json()
-
-
-async def finished(http: httpx.AsyncClient, headers: dict[str, str], run_id: str) -> dict[str, Any]:
-    for _ in range(400):
-        run: dict[str, Any] = (await http.get(f"/api/runs/{run_id}", headers=headers)).json()
-        if run["status"] in FINISHED:
-            return run
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"run {run_id} did not finish")
-
-
-async def messages(http: httpx.AsyncClient, headers: dict[str, str], thread_id: str) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
-    cursor = None
-    while True:
-        params = {"limit": 2, **({"cursor": cursor} if cursor else {})}
-        page = await http.get(f"{THREADS}/{thread_id}/messages", params=params, headers=headers)
-        assert page.status_code == 200, page.text
-        items += page.json()["items"]
-        cursor = page.json()["next_cursor"]
-        if cursor is None:
-            return items
 
 
 async def test_the_third_answer_depends_on_the_first_turn(client: httpx.AsyncClient) -> None:

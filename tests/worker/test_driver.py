@@ -20,8 +20,9 @@ from agentkeep.runs.states import EventKind, RunStatus, StopReason
 from agentkeep.security.secretbox import SecretBox, generate_key
 from agentkeep.tools.netguard import EgressAllowlist
 from agentkeep.worker import leases
-from agentkeep.worker.driver import FencedEventSink, RunDriver
+from agentkeep.worker.driver import RunDriver
 from agentkeep.worker.leases import LeaseLost
+from agentkeep.worker.sink import FencedEventSink
 from tests.worker.helpers import (
     ScriptedExecutor,
     Sessionmaker,

@@ -26,11 +26,10 @@ from __future__ import annotations
 import asyncio
 import enum
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Protocol
 
-import httpx
 import structlog
 from pydantic import JsonValue
 from sqlalchemy.exc import SQLAlchemyError
@@ -39,28 +38,25 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from agentkeep.agents.repository import AgentRepository
 from agentkeep.config import Settings
 from agentkeep.db.faults import DatabaseFault, classify
-from agentkeep.errors import AppError
 from agentkeep.observability.metrics import Metrics
-from agentkeep.providers.endpoint import endpoint_for as provider_endpoint
 from agentkeep.runs.budget import remaining_tokens
 from agentkeep.runs.contract import (
     AgentSpec,
     EventSink,
-    ModelEndpoint,
     RunOutcome,
     RunRequest,
     Transcript,
-    Usage,
 )
 from agentkeep.runs.repository import append_event, next_turn
 from agentkeep.runs.states import EventKind, RunStatus, StopReason
-from agentkeep.security.secretbox import SecretBox, secretbox_from_settings
+from agentkeep.security.secretbox import secretbox_from_settings
 from agentkeep.threads.history import ThreadHistory, complete
 from agentkeep.tools.context import ToolContext
-from agentkeep.tools.netguard import EgressAllowlist
 from agentkeep.worker import leases
+from agentkeep.worker.endpoints import EndpointResolver, RunSetupError, organization_endpoint
 from agentkeep.worker.leases import Claim, LeaseLost
 from agentkeep.worker.reporting import audit_finished, count_finished
+from agentkeep.worker.sink import FencedEventSink
 
 logger = structlog.get_logger("agentkeep.worker")
 
@@ -85,52 +81,6 @@ class Executor(Protocol):
 Dispatch = Callable[[uuid.UUID], Awaitable[None]]
 
 
-# Which model endpoint an organization's runs use (default: `organization_endpoint`).
-EndpointResolver = Callable[[AsyncSession, uuid.UUID], Awaitable[ModelEndpoint | None]]
-
-
-def provider_allowlist(settings: Settings) -> EgressAllowlist:
-    return EgressAllowlist.parse(settings.provider_allowed_networks)
-
-
-def deployment_endpoint(settings: Settings) -> EndpointResolver:
-    # The operator chose OPENAI_BASE_URL, so its host may be private (a model server beside
-    # the deployment); organizations' providers get PROVIDER_ALLOWED_NETWORKS only.
-    allowlist = provider_allowlist(settings)
-    if settings.openai_base_url is not None:
-        allowlist = allowlist.with_host(httpx.URL(settings.openai_base_url).host)
-
-    async def endpoint_for(_session: AsyncSession, _org_id: uuid.UUID) -> ModelEndpoint | None:
-        if settings.openai_base_url is None and settings.openai_api_key is None:
-            return None
-        return ModelEndpoint(
-            base_url=settings.openai_base_url, api_key=settings.openai_api_key, allowlist=allowlist
-        )
-
-    return endpoint_for
-
-
-def organization_endpoint(settings: Settings, secretbox: SecretBox | None) -> EndpointResolver:
-    """The organization's provider (docs/providers.md), else the deployment's endpoint.
-
-    A provider whose key cannot be read fails the run (model_error); it never falls back to
-    another key.
-    """
-    deployment = deployment_endpoint(settings)
-    allowlist = provider_allowlist(settings)
-
-    async def endpoint_for(session: AsyncSession, org_id: uuid.UUID) -> ModelEndpoint | None:
-        try:
-            endpoint = await provider_endpoint(session, secretbox, org_id, allowlist=allowlist)
-        except AppError as exc:
-            raise RunSetupError(
-                "the organization's model provider key cannot be read", StopReason.MODEL_ERROR
-            ) from exc
-        return endpoint if endpoint is not None else await deployment(session, org_id)
-
-    return endpoint_for
-
-
 def default_executor() -> Executor:
     from agentkeep.runs.executor import execute
 
@@ -142,52 +92,8 @@ class _Stop(enum.Enum):
     LEASE_LOST = "lease_lost"
 
 
-class RunSetupError(Exception):
-    """The run cannot start at all (its pinned agent version is gone, say)."""
-
-    def __init__(self, message: str, stop_reason: StopReason = StopReason.INTERNAL_ERROR) -> None:
-        super().__init__(message)
-        self.stop_reason = stop_reason
-
-
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-class FencedEventSink:
-    """Appends events under the lease, each in its own short transaction (streams see them live)."""
-
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], claim: Claim, owner: str) -> None:
-        self.sessionmaker = sessionmaker
-        self.run_id = claim.run_id
-        self.owner = owner
-        self.next_seq = claim.next_seq
-        # Usage seen in model responses, kept for attempts that end without an outcome.
-        self.usage = Usage()
-        # Set when an event could not be written for want of a database: the executor turns
-        # every exception into an outcome, and this one must not become the run's result.
-        self.database_fault: DatabaseFault | None = None
-
-    async def emit(self, kind: EventKind, data: Mapping[str, JsonValue]) -> None:
-        try:
-            async with self.sessionmaker() as session, session.begin():
-                await leases.fence(session, self.run_id, self.owner, _now())
-                await append_event(session, self.run_id, kind, data, seq=self.next_seq)
-        except Exception as exc:
-            self.database_fault = self.database_fault or classify(exc)
-            raise
-        self.next_seq += 1
-        if kind == EventKind.MODEL_RESPONSE:
-            self._count_usage(data.get("usage"))
-
-    def _count_usage(self, usage: JsonValue) -> None:
-        if not isinstance(usage, dict):
-            return
-        self.usage.requests += 1
-        for field in ("input_tokens", "output_tokens"):
-            value = usage.get(field)
-            if isinstance(value, int):
-                setattr(self.usage, field, getattr(self.usage, field) + value)
 
 
 class RunDriver:

@@ -20,6 +20,8 @@ from agentkeep.db.engine import create_engine, create_sessionmaker
 from agentkeep.errors import install_error_handlers
 from agentkeep.heap import freeze_after
 from agentkeep.idempotency.purge import IdempotencyPurger
+from agentkeep.notify.announce import hub_of_engine
+from agentkeep.notify.listener import listen_for
 from agentkeep.observability.metrics import Metrics, MetricsMiddleware
 from agentkeep.observability.middleware import RequestIdMiddleware, UnhandledErrorMiddleware
 from agentkeep.observability.tracing import Tracing
@@ -57,6 +59,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     engine = create_engine(settings)
     app.state.engine = engine
     app.state.sessionmaker = create_sessionmaker(engine)
+    app.state.hub = hub_of_engine(engine)
+    notify_listener = listen_for(engine, settings)
     tracing: Tracing | None = app.state.tracing
     if tracing is not None:
         tracing.start()
@@ -102,6 +106,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await app.state.idempotency_purger.stop()
         await execution.stop()  # running runs finish or are handed back first
         await app.state.audit_sealer.stop()  # then the last audit records are sealed
+        if notify_listener is not None:
+            await notify_listener.stop()
         app.state.password_hasher.close()
         await app.state.rate_limiter.close()
         if app.state.redis is not None:

@@ -20,7 +20,7 @@ from agentkeep.runs.stream import StreamTiming
 from tests.orgs.helpers import Team, make_team
 from tests.runs.seeding import append, seed_agent, seed_run
 
-FAST = StreamTiming(poll_seconds=0.05, keepalive_seconds=0.3)
+FAST = StreamTiming(keepalive_seconds=0.3)
 HISTORY: list[tuple[EventKind, dict[str, Any]]] = [
     (EventKind.STATUS, {"status": "queued"}),
     (EventKind.STATUS, {"status": "running", "attempt": 1}),

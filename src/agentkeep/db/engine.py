@@ -15,6 +15,7 @@ from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
 from agentkeep.audit.keys import attach_keyring
 from agentkeep.config import Settings
+from agentkeep.notify.announce import attach_hub
 
 APPLICATION_NAME = "agentkeep"
 SQLITE_BUSY_TIMEOUT_MS = 5000
@@ -106,7 +107,17 @@ def create_engine(settings: Settings) -> AsyncEngine:
     engine = _sqlite_engine(settings) if settings.is_sqlite else _postgres_engine(settings)
     # Every process that writes or seals audit records (API, worker, CLI) uses the same keys.
     attach_keyring(engine, settings)
+    # Announcements of committed changes reach this process's waiters (agentkeep.notify).
+    attach_hub(engine)
     return engine
+
+
+def libpq_url(database_url: str) -> str:
+    """DATABASE_URL as libpq (psycopg) takes it: without the `+asyncpg` driver name."""
+    url = make_url(database_url)
+    if not url.drivername.startswith("postgresql"):
+        raise ValueError("not a PostgreSQL URL")
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -18,6 +18,8 @@ from sqlalchemy import CursorResult, Select, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agentkeep.agents.models import Agent
+from agentkeep.notify import topics
+from agentkeep.notify.announce import announce
 from agentkeep.pagination import keyset_page
 from agentkeep.runs.budget import created_in_month
 from agentkeep.runs.models import Run, RunEvent
@@ -177,6 +179,7 @@ async def append_event(
         event.created_at = now
     session.add(event)
     await session.flush()
+    await announce(session, topics.run_events(run_id))  # streams of the run read again
     return event
 
 

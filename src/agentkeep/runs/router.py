@@ -20,6 +20,7 @@ from agentkeep.db.session import SessionDep, get_sessionmaker
 from agentkeep.dependencies import SettingsDep
 from agentkeep.errors import InvalidInput
 from agentkeep.idempotency.models import IDEMPOTENCY_KEY_PATTERN
+from agentkeep.notify.hub import Hub
 from agentkeep.ratelimit.dependency import principal_key, rate_limit
 from agentkeep.ratelimit.errors import RateLimitDecision
 from agentkeep.ratelimit.rules import RuleName
@@ -183,6 +184,12 @@ async def resume_after(
     return after or 0
 
 
+async def get_hub(request: Request) -> Hub:
+    """This process's notification hub (created with the engine by the lifespan)."""
+    hub: Hub = request.app.state.hub
+    return hub
+
+
 async def get_stream_timing(request: Request) -> StreamTiming:
     timing: StreamTiming | None = getattr(request.app.state, "run_stream_timing", None)
     return timing or StreamTiming()
@@ -198,8 +205,9 @@ async def stream_run_events(
     after: Annotated[int, Depends(resume_after)],
     sessionmaker: Annotated[async_sessionmaker[AsyncSession], Depends(get_sessionmaker)],
     timing: Annotated[StreamTiming, Depends(get_stream_timing)],
+    hub: Annotated[Hub, Depends(get_hub)],
 ) -> AsyncIterator[ServerSentEvent]:
     """The run's events as Server-Sent Events: history first, then live, until it ends.
     Resumable: reconnect with `Last-Event-ID` (or `?after=`) to continue after that event."""
-    async for event in follow_run_events(sessionmaker, run.org_id, run.run_id, after, timing):
+    async for event in follow_run_events(sessionmaker, hub, run.org_id, run.run_id, after, timing):
         yield event

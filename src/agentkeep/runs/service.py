@@ -19,6 +19,8 @@ from agentkeep.db.faults import classify
 from agentkeep.db.session import after_commit
 from agentkeep.errors import AppError, Conflict, NotFound
 from agentkeep.idempotency.service import IdempotencyScope, IdempotencyStore, fingerprint
+from agentkeep.notify import topics
+from agentkeep.notify.announce import announce
 from agentkeep.runs.budget import next_month_start, remaining_tokens
 from agentkeep.runs.models import Run
 from agentkeep.runs.repository import RunFilters, RunRepository, append_event, next_turn
@@ -232,6 +234,7 @@ class RunService:
             )
         elif await self.repository.request_cancel_if_running(actor.org_id, run.id, now):
             previous = RunStatus.RUNNING
+            await announce(self.session, topics.run_cancel(run.id))  # its runner stops at once
         else:
             return False
         await self.audit.record(

@@ -17,6 +17,8 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from agentkeep.notify import topics
+from agentkeep.notify.announce import announce
 from agentkeep.runs.models import Run, RunEvent
 from agentkeep.runs.repository import append_event
 from agentkeep.runs.states import ACTIVE_STATUSES, EventKind, RunStatus, StopReason
@@ -71,6 +73,7 @@ async def erase_thread_content(session: AsyncSession, thread_id: uuid.UUID, now:
         .execution_options(synchronize_session=False)
     )
     for run_id in unfinished:
+        await announce(session, topics.run_cancel(run_id))  # its runner finds its lease gone
         await append_event(
             session,
             run_id,

@@ -18,6 +18,7 @@ from prometheus_client import start_http_server
 
 from agentkeep.config import Settings
 from agentkeep.db.engine import create_engine, create_sessionmaker
+from agentkeep.notify.listener import listen_for
 from agentkeep.observability.metrics import Metrics
 from agentkeep.worker.driver import Executor, RunDriver
 from agentkeep.worker.jobqueue import JobRunQueue, create_job_app, register_run_task
@@ -43,6 +44,7 @@ async def run_worker(
     """Run until SIGTERM/SIGINT (or `stop` is set), then shut down gracefully."""
     engine = create_engine(settings)
     sessionmaker = create_sessionmaker(engine)
+    notify_listener = listen_for(engine, settings)  # cancel requests wake their runs
     metrics = Metrics()
     owner = new_worker_id("worker")
     driver = RunDriver(sessionmaker, settings, owner=owner, executor=executor, metrics=metrics)
@@ -74,5 +76,7 @@ async def run_worker(
             loop.remove_signal_handler(signum)
         if metrics_server is not None:
             metrics_server.shutdown()
+        if notify_listener is not None:
+            await notify_listener.stop()
         await engine.dispose()
         logger.info("worker_stopped", worker=owner)

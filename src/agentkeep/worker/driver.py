@@ -7,8 +7,9 @@ append an event nor record an outcome once another runner has taken the run over
 
 How an attempt ends:
 - the executor returns an outcome: recorded with the final status event and audit record;
-- a user asked to cancel (the heartbeat sees `cancel_requested_at`): the executor task is
-  cancelled and the run ends `cancelled`/`cancelled` within about a second;
+- a user asked to cancel (announced on the run's cancel topic, agentkeep.notify; the lease
+  keeper's renewal reports it too, should the announcement be missed): the executor task is
+  cancelled and the run ends `cancelled`/`cancelled`;
 - the lease was lost: the attempt stops without writing anything; the new holder owns it;
 - the driver itself is cancelled (worker shutdown past its grace period): the run is handed
   back to the queue (status queued, lease cleared, the attempt not counted) and
@@ -24,7 +25,6 @@ How an attempt ends:
 from __future__ import annotations
 
 import asyncio
-import enum
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -38,6 +38,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from agentkeep.agents.repository import AgentRepository
 from agentkeep.config import Settings
 from agentkeep.db.faults import DatabaseFault, classify
+from agentkeep.notify import topics
+from agentkeep.notify.announce import hub_of_engine
 from agentkeep.observability.metrics import Metrics
 from agentkeep.runs.budget import remaining_tokens
 from agentkeep.runs.contract import (
@@ -54,13 +56,13 @@ from agentkeep.threads.history import ThreadHistory, complete
 from agentkeep.tools.context import ToolContext
 from agentkeep.worker import leases
 from agentkeep.worker.endpoints import EndpointResolver, RunSetupError, organization_endpoint
+from agentkeep.worker.lease_keeper import LeaseKeeper, Stop
 from agentkeep.worker.leases import Claim, LeaseLost
 from agentkeep.worker.reporting import audit_finished, count_finished
 from agentkeep.worker.sink import FencedEventSink
 
 logger = structlog.get_logger("agentkeep.worker")
 
-CANCEL_POLL_SECONDS = 0.5
 HAND_BACK_WAIT_SECONDS = 5.0
 # Transient database trouble: the heartbeat keeps trying until the lease would have expired.
 DB_ERRORS = (SQLAlchemyError, OSError, TimeoutError)
@@ -87,11 +89,6 @@ def default_executor() -> Executor:
     return execute
 
 
-class _Stop(enum.Enum):
-    CANCEL_REQUESTED = "cancel_requested"
-    LEASE_LOST = "lease_lost"
-
-
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -108,7 +105,6 @@ class RunDriver:
         executor: Executor | None = None,
         endpoint_for: EndpointResolver | None = None,
         metrics: Metrics | None = None,
-        cancel_poll_seconds: float = CANCEL_POLL_SECONDS,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.settings = settings
@@ -116,10 +112,11 @@ class RunDriver:
         self._executor = executor
         self.endpoint_for = endpoint_for or organization_endpoint(settings, secretbox_from_settings(settings))
         self.metrics = metrics
-        self.cancel_poll_seconds = cancel_poll_seconds
         # Set by whoever runs this driver: where the next turn of a thread goes when one ends.
         self.dispatch: Dispatch | None = None
         self.lease_seconds = float(settings.run_lease_seconds)
+        self.hub = hub_of_engine(sessionmaker.kw["bind"])
+        self.keeper = LeaseKeeper(sessionmaker, owner, self.lease_seconds)
         # Runs this driver is executing right now. The sweep of the same process leaves them
         # alone: a stalled event loop may let their leases lapse before the heartbeat runs,
         # and this process knows they are alive. Other processes still take them over.
@@ -250,7 +247,8 @@ class _Attempt:
         self.claim = claim
         self.sink = FencedEventSink(driver.sessionmaker, claim, driver.owner)
         self.transcript = Transcript()
-        self.stop: _Stop | None = None
+        self.stop: Stop | None = None
+        self._wake: Callable[[], None] | None = None
         loop = asyncio.get_running_loop()
         self.lease_valid_until = loop.time() + driver.lease_seconds
         self.log = logger.bind(run_id=str(claim.run_id), attempt=claim.attempt, worker=driver.owner)
@@ -278,12 +276,12 @@ class _Attempt:
             outcome = await work
         except asyncio.CancelledError:
             interrupted = _being_cancelled()
-            if self.stop is _Stop.CANCEL_REQUESTED:
+            if self.stop is Stop.CANCEL_REQUESTED:
                 status = await self._finish(self._cancelled())
                 if interrupted:
                     raise
                 return status
-            if self.stop is _Stop.LEASE_LOST and not interrupted:
+            if self.stop is Stop.LEASE_LOST and not interrupted:
                 self.log.warning("run_lease_lost")
                 return None
             # Let the executor unwind first, so it stops emitting before the run changes hands.
@@ -316,45 +314,47 @@ class _Attempt:
     def _cancelled(self) -> RunOutcome:
         return RunOutcome(RunStatus.CANCELLED, StopReason.CANCELLED, usage=self.sink.usage)
 
-    async def _heartbeat(self, work: asyncio.Task[RunOutcome]) -> None:
-        """Poll for a cancel request and renew the lease (every lease/3) until `work` ends."""
-        loop = asyncio.get_running_loop()
-        renew_every = self.driver.lease_seconds / 3
-        next_renewal = loop.time() + renew_every
-        while not work.done():
-            await asyncio.sleep(self.driver.cancel_poll_seconds)
-            try:
-                stop = await self._check(loop.time() >= next_renewal)
-            except Exception as exc:  # never die silently: a dead heartbeat loses the lease
-                self.log.warning("run_heartbeat_failed", error=type(exc).__name__)
-                stop = _Stop.LEASE_LOST if loop.time() >= self.lease_valid_until else None
-            else:
-                if loop.time() >= next_renewal:
-                    next_renewal = loop.time() + renew_every
-            if stop is not None:
-                self.stop = stop
-                work.cancel()
-                return
+    def halt(self, reason: Stop) -> None:
+        """Stop the attempt (the lease keeper's verdict, or a cancel request seen)."""
+        if self.stop is None:
+            self.stop = reason
+        if self._wake is not None:
+            self._wake()
 
-    async def _check(self, renew: bool) -> _Stop | None:
-        loop = asyncio.get_running_loop()
-        async with self.driver.sessionmaker() as session, session.begin():
-            if renew:
-                started = loop.time()
-                held = await leases.renew(
-                    session,
-                    self.claim.run_id,
-                    self.driver.owner,
-                    now=_now(),
-                    lease_seconds=self.driver.lease_seconds,
-                )
-                if held:
-                    self.lease_valid_until = started + self.driver.lease_seconds
+    async def _heartbeat(self, work: asyncio.Task[RunOutcome]) -> None:
+        """Until `work` ends: wake on a cancel announcement (or the hub's safety poll while
+        delivery is not guaranteed) and check the run; the lease keeper renews the lease and
+        may halt the attempt. Cancels `work` when the attempt must stop."""
+        run_id = self.claim.run_id
+        with self.driver.hub.subscribe(topics.run_cancel(run_id)) as waiter:
+            self._wake = waiter.wake
+            work.add_done_callback(lambda _task: waiter.wake())
+            self.driver.keeper.keep(run_id, self)
+            try:
+                while not work.done() and self.stop is None:
+                    await waiter.wait(None)
+                    if work.done() or self.stop is not None:
+                        break
+                    try:
+                        stop = await self._check()
+                    except Exception as exc:  # the keeper decides when the lease is lost
+                        self.log.warning("run_cancel_check_failed", error=type(exc).__name__)
+                        continue
+                    if stop is not None:
+                        self.halt(stop)
+            finally:
+                self.driver.keeper.release(run_id)
+                self._wake = None
+        if self.stop is not None and not work.done():
+            work.cancel()
+
+    async def _check(self) -> Stop | None:
+        async with self.driver.sessionmaker() as session:
             state = await leases.lease_state(session, self.claim.run_id, self.driver.owner)
         if not state.held:
-            return _Stop.LEASE_LOST
+            return Stop.LEASE_LOST
         if state.cancel_requested:
-            return _Stop.CANCEL_REQUESTED
+            return Stop.CANCEL_REQUESTED
         return None
 
     async def _finish(self, outcome: RunOutcome) -> RunStatus | None:

@@ -223,6 +223,27 @@ async def renew(
     return _rows(result) == 1
 
 
+async def renew_all(
+    session: AsyncSession, run_ids: list[uuid.UUID], owner: str, *, now: datetime, lease_seconds: float
+) -> dict[uuid.UUID, bool]:
+    """Renew every lease this runner still holds among `run_ids`, in one statement.
+
+    Returns the runs renewed, each with whether a cancel was requested; a run missing from
+    the answer is no longer held by this runner.
+    """
+    if not run_ids:
+        return {}
+    statement = (
+        update(Run)
+        .where(Run.id.in_(run_ids), Run.lease_owner == owner, Run.status == RunStatus.RUNNING)
+        .values(lease_expires_at=now + timedelta(seconds=lease_seconds), heartbeat_at=now, updated_at=now)
+        .returning(Run.id, Run.cancel_requested_at)
+        .execution_options(synchronize_session=False)
+    )
+    rows = (await session.execute(statement)).all()
+    return {row.id: row.cancel_requested_at is not None for row in rows}
+
+
 @dataclass(frozen=True, slots=True)
 class LeaseState:
     held: bool

@@ -1,0 +1,1 @@
+"""Notifications between the writers of the database and the processes waiting on them."""

@@ -1,0 +1,71 @@
+"""Announcing a change from inside the transaction that makes it.
+
+`announce(session, topic)` delivers `topic` when the session's transaction commits, and
+never if it rolls back: to this process's hub at once (an after-commit hook), and on
+PostgreSQL to every other process too, through `pg_notify` in the same transaction
+(PostgreSQL delivers it at commit to every listener; identical payloads of one transaction
+are delivered once).
+
+The hub is attached to the engine (`attach_hub`), like the audit keys: every session of an
+engine announces to the hub of the process that owns it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import event, func, select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.orm import Session
+
+from agentkeep.notify.hub import Hub
+
+CHANNEL = "agentkeep"
+HUB_OPTION = "agentkeep_notify_hub"
+_PENDING_KEY = "agentkeep_announced"
+
+
+def attach_hub(engine: AsyncEngine) -> Hub:
+    """Give the engine its hub: cross-process on PostgreSQL, in-process on SQLite."""
+    hub = Hub(cross_process=engine.dialect.name == "postgresql")
+    engine.update_execution_options(**{HUB_OPTION: hub})
+    return hub
+
+
+def hub_of_engine(engine: AsyncEngine) -> Hub:
+    hub = engine.sync_engine.get_execution_options().get(HUB_OPTION)
+    if not isinstance(hub, Hub):
+        raise RuntimeError("the engine has no notification hub (create it with db.engine.create_engine)")
+    return hub
+
+
+def hub_of(session: AsyncSession) -> Hub | None:
+    hub = session.get_bind().get_execution_options().get(HUB_OPTION)
+    return hub if isinstance(hub, Hub) else None
+
+
+async def announce(session: AsyncSession, topic: str) -> None:
+    """Deliver `topic` to every waiter once the session's transaction commits."""
+    hub = hub_of(session)
+    if hub is None:
+        return
+    pending: tuple[Hub, set[str]] = session.info.setdefault(_PENDING_KEY, (hub, set()))
+    if topic in pending[1]:
+        return
+    pending[1].add(topic)
+    if hub.cross_process:
+        await session.execute(select(func.pg_notify(CHANNEL, topic)))
+
+
+@event.listens_for(Session, "after_commit")
+def _deliver(session: Session) -> None:
+    pending: tuple[Hub, set[str]] | None = session.info.pop(_PENDING_KEY, None)
+    if pending is not None:
+        hub, topics = pending
+        for topic in topics:
+            hub.deliver(topic)
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget(session: Session, *_args: Any) -> None:
+    session.info.pop(_PENDING_KEY, None)

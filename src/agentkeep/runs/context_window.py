@@ -23,7 +23,7 @@ from pydantic_ai.messages import ModelMessage, ModelRequest, SystemPromptPart, U
 
 from agentkeep.runs.agent_tools import RunDeps
 from agentkeep.runs.states import EventKind
-from agentkeep.runs.tokens import history_tokens, message_tokens
+from agentkeep.runs.tokens import count_tokens, history_tokens, part_text
 
 HistoryTrimmer = Callable[[RunContext[RunDeps], list[ModelMessage]], Awaitable[list[ModelMessage]]]
 
@@ -49,11 +49,18 @@ def trim(
     # before the first start belongs to the first turn), the current turn's included.
     cut, dropped_turns = 0, 0
     for boundary in starts[1:]:
-        total -= sum(message_tokens(message) for message in messages[cut:boundary])
+        total -= sum(_dropped_tokens(message) for message in messages[cut:boundary])
         cut, dropped_turns = boundary, dropped_turns + 1
         if total <= max_tokens:
             break
     return _keep_system_prompt(messages[:cut], messages[cut:]), dropped_turns
+
+
+def _dropped_tokens(message: ModelMessage) -> int:
+    """What dropping `message` saves: its system prompt parts move on to the first kept one."""
+    return sum(
+        count_tokens(part_text(part)) for part in message.parts if not isinstance(part, SystemPromptPart)
+    )
 
 
 def _keep_system_prompt(dropped: list[ModelMessage], kept: list[ModelMessage]) -> list[ModelMessage]:

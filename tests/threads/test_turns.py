@@ -64,4 +64,6 @@ async def test_tool_calls_and_results_are_part_of_the_conversation(client: httpx
     result = listed[2]["tool_results"][0]
     assert result["tool_call_id"] == call["id"]
     assert result["error"] is False
+    # docs/tools.md: the calculator returns its result as text (repr); shown as returned.
+    assert (result["name"], result["content"]) == ("calculator", "42")
     assert {m["run_id"] for m in listed} == {run["id"]}

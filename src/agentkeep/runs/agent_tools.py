@@ -40,14 +40,14 @@ class RunDeps:
     crashed_tool: str | None = None
 
 
-def _as_json(value: Any) -> JsonValue:
+def as_json(value: Any) -> JsonValue:
     """`value` when it is JSON already; otherwise its text (tools return JSON; this is a guard)."""
     if value is None or isinstance(value, str | int | float | bool):
         return value
     if isinstance(value, list):
-        return [_as_json(item) for item in value]
+        return [as_json(item) for item in value]
     if isinstance(value, dict):
-        return {str(key): _as_json(item) for key, item in value.items()}
+        return {str(key): as_json(item) for key, item in value.items()}
     return str(value)
 
 
@@ -58,7 +58,7 @@ def as_pydantic_ai_tool(spec: ToolSpec[Any, Any]) -> Tool[RunDeps]:
         deps = ctx.deps
         call_id = ctx.tool_call_id or ""
         identity: dict[str, JsonValue] = {"tool": spec.name, "tool_call_id": call_id}
-        await deps.emit(EventKind.TOOL_CALL, {**identity, "args": _as_json(raw_args)})
+        await deps.emit(EventKind.TOOL_CALL, {**identity, "args": as_json(raw_args)})
         try:
             result = await spec.call(raw_args, deps.settings[spec.name], deps.tool_context)
         except ToolError as exc:
@@ -75,7 +75,7 @@ def as_pydantic_ai_tool(spec: ToolSpec[Any, Any]) -> Tool[RunDeps]:
             )
             await deps.emit(EventKind.TOOL_RESULT, {**identity, "error": UNEXPECTED_TOOL_FAILURE})
             raise
-        result = _as_json(result)
+        result = as_json(result)
         await deps.emit(EventKind.TOOL_RESULT, {**identity, "result": result})
         return result
 

@@ -21,6 +21,7 @@ from pydantic_ai.messages import (
     UserPromptPart,
 )
 
+from agentkeep.runs.agent_tools import as_json
 from agentkeep.threads.history import load_messages
 from agentkeep.threads.models import ThreadMessage
 from agentkeep.threads.schemas import ThreadMessageRead, ToolCallRead, ToolResultRead
@@ -84,6 +85,7 @@ def _result(part: ToolReturnPart | RetryPromptPart) -> ToolResultRead:
     return ToolResultRead(
         tool_call_id=part.tool_call_id,
         name=part.tool_name,
-        content=part.model_response_object() if part.outcome == "success" else part.model_response_str(),
+        content=as_json(part.content) if part.outcome == "success" else part.model_response_str(),
         error=part.outcome != "success",
     )
+

@@ -12,9 +12,12 @@ from starlette.middleware.cors import CORSMiddleware
 
 from agentkeep import __version__
 from agentkeep.api import mount_routers
+from agentkeep.apikeys.repository import KeyState
 from agentkeep.apikeys.secret import ApiKeyHasher
 from agentkeep.audit.listeners import rate_limited_recorder
 from agentkeep.audit.sealing import AuditSealer
+from agentkeep.auth.principal_cache import PrincipalCache
+from agentkeep.auth.repository import SessionState
 from agentkeep.config import Settings
 from agentkeep.db.engine import create_engine, create_sessionmaker
 from agentkeep.errors import install_error_handlers
@@ -60,6 +63,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.engine = engine
     app.state.sessionmaker = create_sessionmaker(engine)
     app.state.hub = hub_of_engine(engine)
+    # Callers resolved in the last second; any revocation empties them on every instance.
+    app.state.session_cache = PrincipalCache[SessionState]()
+    app.state.session_cache.watch(app.state.hub)
+    app.state.key_cache = PrincipalCache[KeyState]()
+    app.state.key_cache.watch(app.state.hub)
     notify_listener = listen_for(engine, settings)
     tracing: Tracing | None = app.state.tracing
     if tracing is not None:

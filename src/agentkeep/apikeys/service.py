@@ -10,13 +10,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from agentkeep.apikeys.models import ApiKey
-from agentkeep.apikeys.repository import ApiKeyRepository
+from agentkeep.apikeys.repository import ApiKeyRepository, KeyState
 from agentkeep.apikeys.secret import ApiKeyHasher, display_prefix, is_well_formed, new_api_key
 from agentkeep.audit.actions import AuditAction
 from agentkeep.audit.service import AuditService
 from agentkeep.auth.errors import InvalidAccessToken
+from agentkeep.auth.principal_cache import PrincipalCache, snapshot
 from agentkeep.errors import InvalidInput, NotFound
 from agentkeep.rbac.grants import GrantGuard, Grantor, KeyLimits
 from agentkeep.rbac.permissions import Permission, Role
@@ -149,14 +151,25 @@ class ApiKeyService:
             details={"name": key.name, "prefix": key.prefix, "scopes": key.scopes, **(extra or {})},
         )
 
-    async def authenticate(self, raw: str, client_ip: str | None) -> AuthenticatedKey:
+    async def authenticate(
+        self, raw: str, client_ip: str | None, cache: PrincipalCache[KeyState] | None = None
+    ) -> AuthenticatedKey:
         """Every failure is the same 401: malformed, unknown, revoked, expired, outside the
-        allowed ranges, creator disabled or no longer a member of the key's organization."""
+        allowed ranges, creator disabled or no longer a member of the key's organization.
+        `cache` may answer the lookup (auth/principal_cache.py); the checks are made anyway."""
         if not is_well_formed(raw):
             raise InvalidAccessToken("api_key_malformed")
-        state = await self.repository.state_by_hash(self.hasher.hash(raw))
+        key_hash = self.hasher.hash(raw)
+        cache_key = f"api_key:{key_hash}"
+        state = cache.get(cache_key) if cache is not None else None
         if state is None:
-            raise InvalidAccessToken("api_key_unknown")
+            state = await self.repository.state_by_hash(key_hash)
+            if state is None:
+                raise InvalidAccessToken("api_key_unknown")
+            if cache is not None:
+                cache.put(
+                    cache_key, KeyState(snapshot(state.key), snapshot(state.creator), state.creator_role)
+                )
         key, now = state.key, datetime.now(UTC)
         if key.revoked_at is not None:
             raise InvalidAccessToken("api_key_revoked")
@@ -170,6 +183,8 @@ class ApiKeyService:
             raise InvalidAccessToken("api_key_ip_refused")
         if key.last_used_at is None or key.last_used_at < now - LAST_USED_RESOLUTION:
             await self.repository.touch(key.id, now, now - LAST_USED_RESOLUTION)
+            # The remembered row too (it is detached: this changes nothing in the database).
+            set_committed_value(key, "last_used_at", now)
         return AuthenticatedKey(
             key_id=key.id,
             org_id=key.org_id,

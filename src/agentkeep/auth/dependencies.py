@@ -119,7 +119,8 @@ async def get_api_key_hasher(request: Request) -> ApiKeyHasher:
 
 
 async def _api_key_principal(request: Request, session: AsyncSession, raw: str, ip: str | None) -> Principal:
-    found = await ApiKeyService(session, api_key_hasher_of(request)).authenticate(raw, ip)
+    service = ApiKeyService(session, api_key_hasher_of(request))
+    found = await service.authenticate(raw, ip, request.app.state.key_cache)
     structlog.contextvars.bind_contextvars(user_id=str(found.creator.id), api_key_id=str(found.key_id))
     return Principal(
         user_id=found.creator.id,
@@ -152,7 +153,9 @@ async def get_current_principal(
         principal = await _api_key_principal(request, session, raw_key, request_context(request).ip_address)
         await enforce_principal_limit(request, principal.limit_key)
         return principal
-    found = await authenticate_access_token(session, token_codec_of(request), token)
+    found = await authenticate_access_token(
+        session, token_codec_of(request), token, request.app.state.session_cache
+    )
     structlog.contextvars.bind_contextvars(user_id=str(found.user.id))
     principal = Principal(
         user_id=found.user.id,

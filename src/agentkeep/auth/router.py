@@ -160,4 +160,4 @@ async def change_password(
     body: PasswordChangeRequest, principal: Authenticated, service: AuthServiceDep
 ) -> None:
     """Change the password; every session of the user ends, this one included."""
-    await service.change_password(principal.user, body.current_password, body.new_password)
+    await service.change_password(principal.user_id, body.current_password, body.new_password)

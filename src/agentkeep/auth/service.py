@@ -25,7 +25,8 @@ from agentkeep.auth.errors import (
     WrongCurrentPassword,
 )
 from agentkeep.auth.models import AuthSession, RefreshToken
-from agentkeep.auth.repository import AuthRepository
+from agentkeep.auth.principal_cache import PrincipalCache, snapshot
+from agentkeep.auth.repository import AuthRepository, SessionState
 from agentkeep.config import Settings
 from agentkeep.context import RequestContext
 from agentkeep.errors import Conflict
@@ -101,18 +102,27 @@ async def create_user(
 
 
 async def authenticate_access_token(
-    session: AsyncSession, tokens: TokenCodec, access_token: str | None
+    session: AsyncSession,
+    tokens: TokenCodec,
+    access_token: str | None,
+    cache: PrincipalCache[SessionState] | None = None,
 ) -> Authenticated:
-    """Verify the token and that its session is alive now (one query, every instance)."""
+    """Verify the token and that its session is alive now (one query, or none when `cache`
+    remembers the session from the last second; the checks are made either way)."""
     if not access_token:
         raise InvalidAccessToken("missing")
     try:
         claims = tokens.decode_access(access_token)
     except InvalidToken as exc:
         raise InvalidAccessToken(exc.reason) from None
-    state = await AuthRepository(session).session_state(claims.session_id, claims.user_id)
+    cache_key = f"session:{claims.session_id}:{claims.user_id}"
+    state = cache.get(cache_key) if cache is not None else None
     if state is None:
-        raise InvalidAccessToken("unknown_session")
+        state = await AuthRepository(session).session_state(claims.session_id, claims.user_id)
+        if state is None:
+            raise InvalidAccessToken("unknown_session")
+        if cache is not None:
+            cache.put(cache_key, SessionState(snapshot(state.user), snapshot(state.session), state.role))
     if not state.is_alive(datetime.now(UTC)):
         raise InvalidAccessToken("session_revoked")
     if claims.org_id != state.session.org_id:
@@ -351,8 +361,13 @@ class AuthService:
             AuditAction.LOGOUT, user_id=user_id, resource_type="session", resource_id=session_id
         )
 
-    async def change_password(self, user: User, current_password: str, new_password: str) -> None:
+    async def change_password(self, user_id: uuid.UUID, current_password: str, new_password: str) -> None:
         """Replace the password and end every session of the user, this one included."""
+        # Read in this transaction: the caller's `Principal.user` may come from the principal
+        # cache, shared and detached, and must never be written through.
+        user = await self.repository.session.get(User, user_id, populate_existing=True)
+        if user is None:
+            raise InvalidAccessToken("unknown_user")
         try:
             if not await self.hasher.verify(current_password, user.password_hash):
                 raise WrongCurrentPassword("The current password is incorrect.")

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
 from agentkeep.audit.keys import attach_keyring
+from agentkeep.auth import revocations  # noqa: F401  (every process announces access withdrawals)
 from agentkeep.config import Settings
 from agentkeep.notify.announce import attach_hub
 

@@ -1,10 +1,11 @@
 """Announcing a change from inside the transaction that makes it.
 
 `announce(session, topic)` delivers `topic` when the session's transaction commits, and
-never if it rolls back: to this process's hub at once (an after-commit hook), and on
-PostgreSQL to every other process too, through `pg_notify` in the same transaction
-(PostgreSQL delivers it at commit to every listener; identical payloads of one transaction
-are delivered once).
+never if it rolls back: on PostgreSQL to every process, through a `pg_notify` sent just
+before the commit (PostgreSQL delivers it at commit to every listener), and to this
+process's hub at once after the commit (its own listener would also relay it). Announcing
+is only a mark on the session: it costs nothing until the commit, and a topic announced
+many times in one transaction is sent once.
 
 The hub is attached to the engine (`attach_hub`), like the audit keys: every session of an
 engine announces to the hub of the process that owns it.
@@ -39,22 +40,25 @@ def hub_of_engine(engine: AsyncEngine) -> Hub:
     return hub
 
 
-def hub_of(session: AsyncSession) -> Hub | None:
+def hub_of(session: AsyncSession | Session) -> Hub | None:
     hub = session.get_bind().get_execution_options().get(HUB_OPTION)
     return hub if isinstance(hub, Hub) else None
 
 
-async def announce(session: AsyncSession, topic: str) -> None:
+def announce(session: AsyncSession | Session, topic: str) -> None:
     """Deliver `topic` to every waiter once the session's transaction commits."""
     hub = hub_of(session)
-    if hub is None:
-        return
-    pending: tuple[Hub, set[str]] = session.info.setdefault(_PENDING_KEY, (hub, set()))
-    if topic in pending[1]:
-        return
-    pending[1].add(topic)
-    if hub.cross_process:
-        await session.execute(select(func.pg_notify(CHANNEL, topic)))
+    if hub is not None:
+        pending: tuple[Hub, set[str]] = session.info.setdefault(_PENDING_KEY, (hub, set()))
+        pending[1].add(topic)
+
+
+@event.listens_for(Session, "before_commit")
+def _send(session: Session) -> None:
+    pending: tuple[Hub, set[str]] | None = session.info.get(_PENDING_KEY)
+    if pending is not None and pending[0].cross_process:
+        for topic in sorted(pending[1]):
+            session.execute(select(func.pg_notify(CHANNEL, topic)))
 
 
 @event.listens_for(Session, "after_commit")

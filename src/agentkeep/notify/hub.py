@@ -11,7 +11,7 @@ have missed.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 # How often a waiter re-reads on its own while delivery is not guaranteed.
@@ -49,6 +49,7 @@ class Hub:
         self.cross_process = cross_process
         self.listening = False
         self._waiters: dict[str, set[Waiter]] = {}
+        self._callbacks: dict[str, list[Callable[[], None]]] = {}
         self.delivered = 0
 
     @property
@@ -69,9 +70,16 @@ class Hub:
                 if not waiters:
                     del self._waiters[topic]
 
+    def on(self, topic: str, callback: Callable[[], None]) -> None:
+        """Call `callback` (synchronously, cheap) on every delivery of `topic`, and whenever
+        anything may have been missed."""
+        self._callbacks.setdefault(topic, []).append(callback)
+
     def deliver(self, topic: str) -> None:
         for waiter in self._waiters.get(topic, ()):
             waiter.wake()
+        for callback in self._callbacks.get(topic, ()):
+            callback()
         self.delivered += 1
 
     def deliver_all(self) -> None:
@@ -79,6 +87,9 @@ class Hub:
         for waiters in self._waiters.values():
             for waiter in waiters:
                 waiter.wake()
+        for callbacks in self._callbacks.values():
+            for callback in callbacks:
+                callback()
 
     def set_listening(self, listening: bool) -> None:
         self.listening = listening

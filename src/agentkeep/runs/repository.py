@@ -179,7 +179,7 @@ async def append_event(
         event.created_at = now
     session.add(event)
     await session.flush()
-    await announce(session, topics.run_events(run_id))  # streams of the run read again
+    announce(session, topics.run_events(run_id))  # streams of the run read again
     return event
 
 

@@ -234,7 +234,7 @@ class RunService:
             )
         elif await self.repository.request_cancel_if_running(actor.org_id, run.id, now):
             previous = RunStatus.RUNNING
-            await announce(self.session, topics.run_cancel(run.id))  # its runner stops at once
+            announce(self.session, topics.run_cancel(run.id))  # its runner stops at once
         else:
             return False
         await self.audit.record(

@@ -73,7 +73,7 @@ async def erase_thread_content(session: AsyncSession, thread_id: uuid.UUID, now:
         .execution_options(synchronize_session=False)
     )
     for run_id in unfinished:
-        await announce(session, topics.run_cancel(run_id))  # its runner finds its lease gone
+        announce(session, topics.run_cancel(run_id))  # its runner finds its lease gone
         await append_event(
             session,
             run_id,

@@ -88,4 +88,3 @@ def _result(part: ToolReturnPart | RetryPromptPart) -> ToolResultRead:
         content=as_json(part.content) if part.outcome == "success" else part.model_response_str(),
         error=part.outcome != "success",
     )
-

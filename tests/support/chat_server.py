@@ -124,9 +124,11 @@ def server_error() -> Reply:
 
 
 @contextlib.contextmanager
-def running_chat_server(script: list[Step] | None = None) -> Iterator[ChatServer]:
-    """Serve on a free loopback port until the block ends."""
-    chat = ChatServer(script=list(script or []))
+def running_chat_server(
+    script: list[Step] | None = None, chat: ChatServer | None = None
+) -> Iterator[ChatServer]:
+    """Serve `chat` (by default one answering from `script`) on a free loopback port until the block ends."""
+    chat = chat or ChatServer(script=list(script or []))
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     chat.port = int(sock.getsockname()[1])

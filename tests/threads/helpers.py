@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import httpx
@@ -61,6 +62,20 @@ async def finished(http: httpx.AsyncClient, headers: dict[str, str], run_id: str
             return run
         await asyncio.sleep(0.05)
     raise AssertionError(f"run {run_id} did not finish")
+
+
+async def settled(
+    http: httpx.AsyncClient, headers: dict[str, str], run_id: str, within: float
+) -> dict[str, Any]:
+    """The run once it has finished; fails if it has not within `within` seconds."""
+    deadline = time.monotonic() + within
+    while True:
+        run: dict[str, Any] = (await http.get(f"/api/runs/{run_id}", headers=headers)).json()
+        if run["status"] in FINISHED:
+            return run
+        if time.monotonic() > deadline:
+            raise AssertionError(f"run {run_id} is still {run['status']}")
+        await asyncio.sleep(0.05)
 
 
 async def messages(http: httpx.AsyncClient, headers: dict[str, str], thread_id: str) -> list[dict[str, Any]]:

@@ -111,6 +111,12 @@ def test_pool_settings_must_be_positive_and_sane(name: str, value: object) -> No
     assert problem.startswith(name.upper() + ":")
 
 
+@pytest.mark.parametrize("value", [0, -1, 10_001, "many"])
+def test_max_requests_in_flight_is_a_positive_bound(value: object) -> None:
+    (problem,) = problems_for(max_requests_in_flight=value)
+    assert problem.startswith("MAX_REQUESTS_IN_FLIGHT:")
+
+
 def test_overflow_far_beyond_pool_is_refused() -> None:
     (problem,) = problems_for(db_pool_size=2, db_max_overflow=100)
     assert "DB_MAX_OVERFLOW" in problem

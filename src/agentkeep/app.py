@@ -37,6 +37,7 @@ from agentkeep.security.body_limit import BodyLimitMiddleware
 from agentkeep.security.client_ip import parse_networks
 from agentkeep.security.headers import SecurityHeadersMiddleware
 from agentkeep.security.hosts import AllowedHostsMiddleware
+from agentkeep.security.in_flight import InFlightLimit, InFlightLimitMiddleware
 from agentkeep.security.passwords import PasswordHasher, default_concurrency
 from agentkeep.security.secretbox import secretbox_from_settings
 from agentkeep.security.tokens import TokenCodec
@@ -152,6 +153,12 @@ def create_app(settings: Settings, *, freeze_heap: bool = False) -> FastAPI:
     install_openapi(app)
     # Added innermost first: the request id wraps everything, CORS wraps even a 500.
     app.add_middleware(UnhandledErrorMiddleware)
+    # Inside the body limit (an oversized body is refused before it is buffered) and inside
+    # CORS, request id and metrics, so a refusal is an ordinary answer a browser can read.
+    app.state.requests_in_flight = InFlightLimit(
+        settings.max_requests_in_flight, on_refusal=lambda: app.state.metrics.overload_refusals.inc()
+    )
+    app.add_middleware(InFlightLimitMiddleware, limit=app.state.requests_in_flight)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(
         CORSMiddleware,

@@ -204,6 +204,10 @@ class Settings(BaseSettings):
     # Unset: interactive docs on in development, off in production.
     docs_enabled: bool | None = None
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    # Requests one process works on at once; beyond it a request gets 503 with Retry-After at
+    # once instead of queueing (docs/OPERATIONS.md "Overload"). Probes, /metrics and open event
+    # streams take no slot.
+    max_requests_in_flight: int = Field(default=64, ge=1, le=10_000)
 
     # Fernet keys for secrets at rest, newest first (comma-separated); every key decrypts.
     secrets_encryption_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)

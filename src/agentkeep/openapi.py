@@ -8,7 +8,8 @@ remembering to:
   (bearer access token, or also an `X-API-Key`) and the permission in the description;
 - the authentication dependency (per-principal API limit) or a `rate_limit(...)` dependency:
   429 with Retry-After and the RateLimit fields;
-- a database session, sessionmaker or engine among its dependencies: 503 with Retry-After;
+- every route but the probes: 503 with Retry-After (MAX_REQUESTS_IN_FLIGHT reached), which
+  a database session, sessionmaker or engine among its dependencies also answers (an outage);
 - path parameters: 404 (an unknown id, or one of another organization);
 - any parameter or a body: 422 with `errors`; a body also 400 (unparseable) and 413;
 - an `Idempotency-Key` header: 409 (the key was used with another body);
@@ -36,6 +37,7 @@ from agentkeep.dependencies import get_engine
 from agentkeep.errors import PROBLEM_JSON
 from agentkeep.ratelimit.dependency import rate_limit
 from agentkeep.rbac.dependencies import RouteAccess, declared_access, dependency_calls
+from agentkeep.security.in_flight import NEVER_REFUSED
 
 PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 VALIDATION_PROBLEM_REF = {"$ref": "#/components/schemas/ValidationProblem"}
@@ -180,8 +182,21 @@ def security_of(access: RouteAccess) -> list[dict[str, list[str]]]:
     return []
 
 
-def error_answers(facts: _RouteFacts, operation: dict[str, Any]) -> list[ErrorAnswer]:
-    """Every error status the operation can answer, from its dependencies and parameters."""
+def _unavailable(facts: _RouteFacts, path: str) -> ErrorAnswer | None:
+    database = facts.calls_any(get_session, get_sessionmaker, get_engine)
+    overloaded = path not in NEVER_REFUSED  # every other route refuses beyond the bound
+    causes = [
+        *(["the database is not answering"] if database else []),
+        *(["the server has MAX_REQUESTS_IN_FLIGHT requests in flight"] if overloaded else []),
+    ]
+    if not causes:
+        return None
+    why = ", or ".join(causes)
+    return ErrorAnswer(503, f"{why[0].upper()}{why[1:]}; retry shortly.", {"Retry-After": _RETRY_AFTER})
+
+
+def error_answers(facts: _RouteFacts, operation: dict[str, Any], path: str) -> list[ErrorAnswer]:
+    """Every error status the operation can answer, from its path, dependencies and parameters."""
     answers: list[ErrorAnswer] = []
     for access in facts.access:
         answers.extend(_access_answers(access))
@@ -208,10 +223,9 @@ def error_answers(facts: _RouteFacts, operation: dict[str, Any]) -> list[ErrorAn
         answers.append(
             ErrorAnswer(429, "A rate limit is reached; retry after Retry-After seconds.", _RATE_LIMIT_HEADERS)
         )
-    if facts.calls_any(get_session, get_sessionmaker, get_engine):
-        answers.append(
-            ErrorAnswer(503, "The database is not answering; retry shortly.", {"Retry-After": _RETRY_AFTER})
-        )
+    unavailable = _unavailable(facts, path)
+    if unavailable is not None:
+        answers.append(unavailable)
     return answers
 
 
@@ -267,7 +281,7 @@ def complete_document(app: FastAPI, document: dict[str, Any]) -> dict[str, Any]:
             if operation is None:  # not in the schema (include_in_schema=False)
                 continue
             responses = operation.setdefault("responses", {})
-            for answer in error_answers(facts, operation):
+            for answer in error_answers(facts, operation, path):
                 _merge(responses, answer)
             _render_problems(responses)
             for access in facts.access:

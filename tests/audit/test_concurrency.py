@@ -43,7 +43,8 @@ def _user_app(settings: Settings) -> FastAPI:
 
 @pytest.fixture
 async def served(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
-    app = _user_app(settings)
+    # The whole burst is admitted at once: the chain is under test, not MAX_REQUESTS_IN_FLIGHT.
+    app = _user_app(settings.model_copy(update={"max_requests_in_flight": max(REQUESTS.values())}))
     async with LifespanManager(app) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:

@@ -11,6 +11,9 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
+
+from agentkeep.rbac.dependencies import Public
 
 PROBLEM = {"$ref": "#/components/schemas/Problem"}
 VALIDATION_PROBLEM = {"$ref": "#/components/schemas/ValidationProblem"}
@@ -115,6 +118,29 @@ async def test_every_operation_documents_its_errors_as_problems(document: dict[s
         for status, response in responses.items():
             if int(status) >= 400 and path not in ("/health", "/health/ready"):
                 assert set(response["content"]) == {"application/problem+json"}, (label, status)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_every_route_but_the_probes_documents_the_overload_answer(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    """README: beyond MAX_REQUESTS_IN_FLIGHT any route answers 503 with Retry-After; the probes
+    (and /metrics) are never refused. A route that touches no database says so too."""
+
+    @app.get("/test/no-database", dependencies=[Public])
+    async def no_database() -> dict[str, str]:
+        return {}
+
+    document: dict[str, Any] = (await client.get("/openapi.json")).json()
+    for method, path, operation in _operations(document):
+        if path == "/health/live":
+            assert "503" not in operation["responses"]
+            continue
+        answer = operation["responses"]["503"]
+        assert "Retry-After" in answer.get("headers", {}), f"{method.upper()} {path}"
+        if path not in ("/health", "/health/ready"):
+            assert "MAX_REQUESTS_IN_FLIGHT" in answer["description"], f"{method.upper()} {path}"
+    assert "/test/no-database" in document["paths"]
 
 
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)

@@ -59,6 +59,8 @@ def production(database_url: str) -> Deployment:
         AUDIT_HMAC_KEY=secrets.token_urlsafe(40),
         SECRETS_ENCRYPTION_KEYS=generate_key(),
         RATE_LIMIT_API=f"{LIMIT}/{WINDOW}",
+        # Each process admits the whole burst: the limiter is under test, not this bound.
+        MAX_REQUESTS_IN_FLIGHT=str(IN_FLIGHT),
     )
 
 

@@ -160,7 +160,8 @@ async def test_200_concurrent_requests_against_50_allow_exactly_50(
 ) -> None:
     # With the default Redis timeouts: a burst queues past the 100 ms timeout, and the probe
     # that then finds Redis alive keeps every call on the shared store.
-    settings = limit_settings(rate_limit_auth="50/minute")
+    # The whole burst is admitted at once: the limiter is under test, not MAX_REQUESTS_IN_FLIGHT.
+    settings = limit_settings(rate_limit_auth="50/minute", max_requests_in_flight=200)
     async with limited_app(settings) as subject:
         responses = await asyncio.gather(*(subject.http.post("/_test/login") for _ in range(200)))
         degraded = subject.limiter.degraded

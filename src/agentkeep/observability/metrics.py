@@ -54,6 +54,11 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
+        self.overload_refusals = Counter(
+            "agentkeep_http_overload_refusals_total",
+            "Requests answered 503 at once because MAX_REQUESTS_IN_FLIGHT were in flight.",
+            registry=registry,
+        )
         self.db_pool = Gauge(
             "agentkeep_db_pool_connections",
             "Database pool connections by state (size, checked_out, overflow).",

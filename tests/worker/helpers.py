@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import JsonValue
-from sqlalchemy import select, update
+from sqlalchemy import Select, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agentkeep.agents.models import Agent, AgentVersion
@@ -104,6 +104,25 @@ def assert_gap_free(rows: list[RunEvent]) -> None:
 async def set_run(sessionmaker: Sessionmaker, run_id: uuid.UUID, **values: Any) -> None:
     async with sessionmaker() as session, session.begin():
         await session.execute(update(Run).where(Run.id == run_id).values(**values))
+
+
+class RecordingHolder:
+    """A holder of runs that holds none: it records what the sweep hands over and accepts it."""
+
+    def __init__(self, sessionmaker: Sessionmaker) -> None:
+        self.sessionmaker = sessionmaker
+        self.handed: list[uuid.UUID] = []
+
+    async def hand_over(self, run_id: uuid.UUID) -> bool:
+        self.handed.append(run_id)
+        return True
+
+    async def tend(self, *, now: datetime, stale_before: datetime) -> list[uuid.UUID]:
+        return []
+
+    async def lost(self, candidates: Select[uuid.UUID]) -> list[uuid.UUID]:
+        async with self.sessionmaker() as session:
+            return list((await session.scalars(candidates)).all())
 
 
 async def wait_for(

@@ -15,6 +15,7 @@ from agentkeep.worker.driver import RunDriver
 from agentkeep.worker.inprocess import InProcessRunQueue
 from agentkeep.worker.recovery import RecoverySweep
 from tests.worker.helpers import (
+    RecordingHolder,
     ScriptedExecutor,
     Sessionmaker,
     assert_gap_free,
@@ -93,7 +94,7 @@ async def test_shutdown_hands_back_runs_that_outlast_the_grace_period(
     successor = InProcessRunQueue(make_driver("serve-2", ScriptedExecutor()), sessionmaker, concurrency=2)
     await successor.start()
     try:
-        report = await RecoverySweep(sessionmaker, run_settings(), successor.hand_over).run_once()
+        report = await RecoverySweep(sessionmaker, run_settings(), successor).run_once()
         assert set(report.redispatched) == {running_id, waiting_id}
         done = await wait_for_status(sessionmaker, running_id, RunStatus.COMPLETED)
         assert done.attempts == 1
@@ -116,7 +117,7 @@ async def test_the_sweep_dispatches_queued_runs_that_have_no_job(
     await set_run(sessionmaker, long_ago, dispatched_at=now - timedelta(seconds=60))
     await runner.start()
     try:
-        sweep = RecoverySweep(sessionmaker, run_settings(), runner.hand_over, redispatch_after=30)
+        sweep = RecoverySweep(sessionmaker, run_settings(), runner, redispatch_after=30)
         report = await sweep.run_once()
         assert set(report.redispatched) == {never_sent, long_ago}
         await wait_for_status(sessionmaker, never_sent, RunStatus.COMPLETED)
@@ -133,16 +134,12 @@ async def test_concurrent_sweepers_recover_each_run_once(
     expired = await make_run(sessionmaker, "worker died")
     undispatched = await make_run(sessionmaker, "never sent")
     await let_lease_lapse(sessionmaker, expired, "dead", max_attempts=3)
-    handed: list[object] = []
+    holder = RecordingHolder(sessionmaker)
 
-    async def hand_over(run_id: object) -> bool:
-        handed.append(run_id)
-        return True
-
-    sweepers = [RecoverySweep(sessionmaker, settings, hand_over) for _ in range(4)]
+    sweepers = [RecoverySweep(sessionmaker, settings, holder) for _ in range(4)]
     reports = await asyncio.gather(*(sweeper.run_once() for sweeper in sweepers))
 
-    assert sorted(map(str, handed)) == sorted([str(expired), str(undispatched)])
+    assert sorted(map(str, holder.handed)) == sorted([str(expired), str(undispatched)])
     assert sum(len(report.requeued) for report in reports) == 1
     run = await load_run(sessionmaker, expired)
     assert (run.status, run.lease_owner, run.attempts) == ("queued", None, 1)
@@ -154,15 +151,11 @@ async def test_the_sweep_fails_an_expired_run_out_of_attempts(
 ) -> None:
     run_id = await make_run(sessionmaker)
     await let_lease_lapse(sessionmaker, run_id, "dead", max_attempts=1)
-    handed: list[object] = []
+    holder = RecordingHolder(sessionmaker)
 
-    async def hand_over(run_id: object) -> bool:
-        handed.append(run_id)
-        return True
+    report = await RecoverySweep(sessionmaker, run_settings(run_max_attempts=1), holder).run_once()
 
-    report = await RecoverySweep(sessionmaker, run_settings(run_max_attempts=1), hand_over).run_once()
-
-    assert (report.failed, report.requeued, handed) == ([run_id], [], [])
+    assert (report.failed, report.requeued, holder.handed) == ([run_id], [], [])
     run = await load_run(sessionmaker, run_id)
     assert (run.status, run.stop_reason, run.lease_owner) == ("failed", "internal_error", None)
     assert await statuses(sessionmaker, run_id) == ["running", "failed"]
@@ -174,14 +167,12 @@ async def test_the_sweep_leaves_alone_runs_its_own_process_is_executing(
     """A stalled event loop can let a lease lapse; the process knows its own runs are alive."""
     run_id = await make_run(sessionmaker)
     await let_lease_lapse(sessionmaker, run_id, "me", max_attempts=3)
+    holder = RecordingHolder(sessionmaker)
 
-    async def hand_over(run_id: object) -> bool:
-        return True
-
-    own = RecoverySweep(sessionmaker, run_settings(), hand_over, executing={run_id})
+    own = RecoverySweep(sessionmaker, run_settings(), holder, executing={run_id})
     assert (await own.run_once()).requeued == []
     assert (await load_run(sessionmaker, run_id)).lease_owner == "me"
-    other = RecoverySweep(sessionmaker, run_settings(), hand_over)
+    other = RecoverySweep(sessionmaker, run_settings(), holder)
     assert (await other.run_once()).requeued == [run_id]
 
 

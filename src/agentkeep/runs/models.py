@@ -57,8 +57,9 @@ class Run(UUIDPrimaryKey, Base):
     lease_owner: Mapped[str | None] = mapped_column(String(LEASE_OWNER_MAX))
     lease_expires_at: Mapped[datetime | None]
     heartbeat_at: Mapped[datetime | None]
-    # Last time the run was handed to the queue; queued runs not dispatched recently are
-    # handed over again by the recovery sweep.
+    # Last time the run was handed to the queue (or vouched for by the runner holding it);
+    # queued runs not dispatched recently that nothing holds are handed over again by the
+    # recovery sweep.
     dispatched_at: Mapped[datetime | None]
     cancel_requested_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

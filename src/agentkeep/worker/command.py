@@ -53,7 +53,7 @@ async def run_worker(
     register_run_task(job_app, driver.drive)
     queue = JobRunQueue(job_app, sessionmaker)
     driver.dispatch = queue.dispatch
-    sweep = RecoverySweep(sessionmaker, settings, queue.hand_over, metrics=metrics, executing=driver.active)
+    sweep = RecoverySweep(sessionmaker, settings, queue, metrics=metrics, executing=driver.active)
 
     loop = asyncio.get_running_loop()
     signals = (signal.SIGTERM, signal.SIGINT) if stop is None else ()

@@ -3,8 +3,11 @@
 `dispatch` puts the run id on an in-memory queue that RUN_CONCURRENCY consumer tasks read.
 The queue is only a hint: the runs table decides (a consumer claims the run before it
 executes it), and the recovery sweep dispatches again whatever this memory loses when the
-process dies. With `serve --workers N` every process has its own runner; a run dispatched
-to several of them is still executed once.
+process dies. The runner knows what it holds (waiting in memory, or taken by a consumer):
+the sweep never sends those again, and before each sweep the runner vouches for them in the
+runs table (`dispatched_at`), so the sweeps of other processes (`serve --workers N`) leave
+them alone too, however long they wait. A run dispatched to several processes anyway is
+still executed once.
 
 Shutdown: stop taking runs, give the running ones up to the shutdown timeout to finish,
 then cancel them; the driver hands each back to the queue (status queued, attempt not
@@ -17,12 +20,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from collections import Counter
 from datetime import UTC, datetime
 
 import structlog
+from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from agentkeep.worker import leases
+from agentkeep.worker import leases, redispatch
 from agentkeep.worker.driver import DB_ERRORS, RunDriver
 
 logger = structlog.get_logger("agentkeep.worker")
@@ -37,6 +42,8 @@ class InProcessRunQueue:
         self.concurrency = concurrency
         self._queue: asyncio.Queue[uuid.UUID] = asyncio.Queue()
         self._waiting: set[uuid.UUID] = set()
+        # Runs consumers have taken from the queue and are driving (a run may be taken twice).
+        self._taken: Counter[uuid.UUID] = Counter()
         self._consumers: list[asyncio.Task[None]] = []
         self._busy: set[asyncio.Task[None]] = set()
         self._stopping = False
@@ -48,6 +55,10 @@ class InProcessRunQueue:
     @property
     def running(self) -> int:
         return len(self._busy)
+
+    def holds(self, run_id: uuid.UUID) -> bool:
+        """The run waits in this runner's memory or one of its consumers is driving it."""
+        return run_id in self._waiting or run_id in self._taken
 
     async def start(self) -> None:
         self._consumers = [
@@ -84,12 +95,30 @@ class InProcessRunQueue:
                 self._waiting.add(run_id)  # left for the shutdown to mark undispatched
                 return
             self._busy.add(task)
+            self._taken[run_id] += 1
             try:
                 await self.driver.drive(run_id)
             except Exception:
                 logger.exception("run_driver_failed", run_id=str(run_id))
             finally:
                 self._busy.discard(task)
+                self._taken[run_id] -= 1
+                if self._taken[run_id] <= 0:
+                    del self._taken[run_id]
+
+    async def tend(self, *, now: datetime, stale_before: datetime) -> list[uuid.UUID]:
+        """Vouch for the runs held here (one UPDATE per 500, only for marks half-way to stale)."""
+        held = self._waiting | set(self._taken)
+        if held:
+            async with self.sessionmaker() as session, session.begin():
+                await redispatch.vouch(session, held, now=now, refresh_before=now - (now - stale_before) / 2)
+        return []
+
+    async def lost(self, candidates: Select[uuid.UUID]) -> list[uuid.UUID]:
+        """The candidates this runner does not hold (its own memory decides, no query added)."""
+        async with self.sessionmaker() as session:
+            found = (await session.scalars(candidates)).all()
+        return [run_id for run_id in found if not self.holds(run_id)]
 
     async def stop(self, grace_seconds: float) -> None:
         """Finish or hand back the running runs within `grace_seconds`."""

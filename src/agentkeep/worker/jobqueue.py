@@ -3,7 +3,8 @@
 A job carries only the run id; the runs table stays the source of truth (a job for a run
 that is no longer claimable does nothing). Each run has a queueing lock, so however often a
 run is dispatched (by the API, the sweep, a handing-back worker) at most one job for it
-waits in the queue.
+waits in the queue; and the recovery sweep sends a run again only when it has no job at all
+(`jobrows`), so a long queue does not multiply its own work.
 
 Nothing here is created at import time: `create_job_app` builds a procrastinate App (and
 its connection pool) per process, for `serve` (dispatch only) or a worker (which also
@@ -12,6 +13,7 @@ registers the task that executes runs).
 
 from __future__ import annotations
 
+import enum
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -19,20 +21,28 @@ from typing import Any
 
 import structlog
 from procrastinate import App, PsycopgConnector
-from procrastinate.exceptions import AlreadyEnqueued
+from procrastinate.exceptions import AlreadyEnqueued, ConnectorException, UniqueViolation
+from procrastinate.jobs import Job, Status
 from psycopg_pool import AsyncConnectionPool
+from sqlalchemy import Select
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agentkeep.config import Settings
+from agentkeep.db.faults import classify
 from agentkeep.worker import leases
 from agentkeep.worker.driver import DB_ERRORS
+from agentkeep.worker.jobrows import has_job, plan_stalled, queueing_lock, run_of
 
 logger = structlog.get_logger("agentkeep.worker")
 
 TASK_NAME = "agentkeep.execute_run"
 QUEUE_NAME = "runs"
 APPLICATION_NAME = "agentkeep-queue"
+# procrastinate's worker heartbeat, and the silence after which its `doing` jobs are stalled
+# (its own defaults, stated here so the worker and the sweep agree).
+HEARTBEAT_SECONDS = 10.0
+STALLED_AFTER_SECONDS = 30.0
 
 
 def queue_conninfo(database_url: str) -> str:
@@ -41,10 +51,6 @@ def queue_conninfo(database_url: str) -> str:
     if not url.drivername.startswith("postgresql"):
         raise ValueError("the job queue needs PostgreSQL")
     return url.set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-def _queueing_lock(run_id: uuid.UUID) -> str:
-    return f"run:{run_id}"
 
 
 def _pool_options(settings: Settings, max_size: int, min_size: int = 1) -> dict[str, Any]:
@@ -89,14 +95,25 @@ def register_run_task(app: App, drive: Callable[[uuid.UUID], Awaitable[object]])
 
 
 class JobRunQueue:
-    """RunQueue over procrastinate: `dispatch` defers one job per run (never raises)."""
+    """RunQueue over procrastinate: `dispatch` defers one job per run (never raises).
 
-    def __init__(self, app: App, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    Also what the recovery sweep of a worker asks about runs (`recovery.RunHolder`): which
+    queued runs have lost their job, and what becomes of the jobs of dead workers.
+    """
+
+    def __init__(
+        self,
+        app: App,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        *,
+        stalled_after: float = STALLED_AFTER_SECONDS,
+    ) -> None:
         self.app = app
         self.sessionmaker = sessionmaker
+        self.stalled_after = stalled_after
 
     async def hand_over(self, run_id: uuid.UUID) -> bool:
-        deferrer = self.app.configure_task(TASK_NAME, queue=QUEUE_NAME, queueing_lock=_queueing_lock(run_id))
+        deferrer = self.app.configure_task(TASK_NAME, queue=QUEUE_NAME, queueing_lock=queueing_lock(run_id))
         try:
             await deferrer.defer_async(run_id=str(run_id))
         except AlreadyEnqueued:
@@ -114,3 +131,59 @@ class JobRunQueue:
                 await leases.mark_dispatched(session, run_id, now=datetime.now(UTC))
         except DB_ERRORS as exc:
             logger.warning("run_dispatch_mark_failed", run_id=str(run_id), error=type(exc).__name__)
+
+    async def lost(self, candidates: Select[uuid.UUID]) -> list[uuid.UUID]:
+        """The candidates that have no `todo` or `doing` job: one query for the batch."""
+        async with self.sessionmaker() as session:
+            return list((await session.scalars(candidates.where(~has_job()))).all())
+
+    async def tend(self, *, now: datetime, stale_before: datetime) -> list[uuid.UUID]:
+        """Settle the jobs procrastinate reports stalled (`jobrows`); the runs whose job was retried."""
+        stalled = list(
+            await self.app.job_manager.get_stalled_jobs(
+                queue=QUEUE_NAME, task_name=TASK_NAME, seconds_since_heartbeat=self.stalled_after
+            )
+        )
+        if not stalled:
+            return []
+        async with self.sessionmaker() as session:
+            plan = await plan_stalled(session, stalled, now=now)
+        retried: list[uuid.UUID] = []
+        for job in plan.retry:
+            outcome = await self._retry(job)
+            if outcome is _Retry.RETRIED and (run_id := run_of(job)) is not None:
+                retried.append(run_id)
+            elif outcome is _Retry.DUPLICATE:
+                plan.delete.append(job)
+        for job in plan.delete:
+            await self._delete(job)
+        if retried or plan.delete:
+            logger.info("stalled_jobs_settled", retried=len(retried), deleted=len(plan.delete))
+        return retried
+
+    async def _retry(self, job: Job) -> _Retry:
+        try:
+            await self.app.job_manager.retry_job(job)
+        except UniqueViolation:
+            return _Retry.DUPLICATE  # another job for the run is waiting already
+        except ConnectorException as exc:
+            if classify(exc) is not None:
+                raise
+            # Retried or finished meanwhile, by another sweeper or by its own worker.
+            logger.debug("stalled_job_not_retried", job_id=job.id, error=str(exc))
+            return _Retry.GONE
+        return _Retry.RETRIED
+
+    async def _delete(self, job: Job) -> None:
+        try:
+            await self.app.job_manager.finish_job(job, status=Status.FAILED, delete_job=True)
+        except ConnectorException as exc:
+            if classify(exc) is not None:
+                raise
+            logger.debug("stalled_job_not_deleted", job_id=job.id, error=str(exc))
+
+
+class _Retry(enum.Enum):
+    RETRIED = "retried"
+    DUPLICATE = "duplicate"
+    GONE = "gone"

@@ -334,32 +334,6 @@ async def mark_undispatched(session: AsyncSession, run_ids: list[uuid.UUID]) -> 
         )
 
 
-async def claim_redispatch(
-    session: AsyncSession, run_id: uuid.UUID, *, now: datetime, stale_before: datetime
-) -> bool:
-    """Take the right to re-dispatch a queued run nobody dispatched recently (one sweeper wins)."""
-    result = await session.execute(
-        update(Run)
-        .where(Run.id == run_id, *_undispatched(stale_before))
-        .values(dispatched_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    return _rows(result) == 1
-
-
-def _undispatched(stale_before: datetime) -> tuple[ColumnElement[bool], ...]:
-    return (
-        Run.status == RunStatus.QUEUED,
-        Run.cancel_requested_at.is_(None),
-        or_(Run.dispatched_at.is_(None), Run.dispatched_at < stale_before),
-    )
-
-
-async def undispatched_runs(session: AsyncSession, *, stale_before: datetime, limit: int) -> list[uuid.UUID]:
-    statement = select(Run.id).where(*_undispatched(stale_before)).order_by(Run.created_at).limit(limit)
-    return list((await session.scalars(statement)).all())
-
-
 async def expired_runs(session: AsyncSession, *, now: datetime, limit: int) -> list[uuid.UUID]:
     statement = select(Run.id).where(lease_expired(now)).order_by(Run.lease_expires_at).limit(limit)
     return list((await session.scalars(statement)).all())

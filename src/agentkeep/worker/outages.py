@@ -23,7 +23,7 @@ from procrastinate import App
 
 from agentkeep.config import Settings
 from agentkeep.db.faults import classify
-from agentkeep.worker.jobqueue import QUEUE_NAME
+from agentkeep.worker.jobqueue import HEARTBEAT_SECONDS, QUEUE_NAME, STALLED_AFTER_SECONDS
 
 logger = structlog.get_logger("agentkeep.worker")
 
@@ -50,6 +50,8 @@ async def work_until_stopped(job_app: App, settings: Settings, owner: str, stop:
                 shutdown_graceful_timeout=settings.shutdown_timeout_seconds,
                 delete_jobs="always",
                 fetch_job_polling_interval=FETCH_POLL_SECONDS,
+                update_heartbeat_interval=HEARTBEAT_SECONDS,
+                stalled_worker_timeout=STALLED_AFTER_SECONDS,
             ),
             name="procrastinate-worker",
         )

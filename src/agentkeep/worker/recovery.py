@@ -3,8 +3,13 @@
 Every few seconds, in `serve` (in-process execution) and in every `agentkeep worker`:
 - a running run whose lease expired (its worker died or hung) goes back to the queue and is
   dispatched again, or fails with internal_error once it has used RUN_MAX_ATTEMPTS;
-- a queued run that was never handed to the queue (dispatch failed, or the process that
-  held it in memory died) or not for REDISPATCH_AFTER seconds is dispatched again.
+- the holder of runs (the in-process runner, or the procrastinate queue) tends to its own
+  state: the runner vouches for the runs it holds in memory, the queue settles the jobs of
+  workers that stopped sending heartbeats (`jobrows`);
+- a queued run that nothing holds any more (its dispatch failed, the process that held it
+  in memory died, its job is gone) and that was not dispatched or vouched for in the last
+  REDISPATCH_AFTER seconds is dispatched again. A run that merely waits in a long queue is
+  held (by its job, or by the runner's memory) and is never sent twice.
 
 Each change is a conditional UPDATE, so any number of sweepers can run at once: one wins
 each run, the others find nothing to do.
@@ -14,17 +19,19 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 import structlog
+from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agentkeep.config import Settings
 from agentkeep.db.faults import classify
 from agentkeep.observability.metrics import Metrics
-from agentkeep.worker import leases
+from agentkeep.worker import leases, redispatch
 from agentkeep.worker.reporting import audit_finished, count_finished
 
 logger = structlog.get_logger("agentkeep.worker")
@@ -32,7 +39,21 @@ logger = structlog.get_logger("agentkeep.worker")
 REDISPATCH_AFTER_SECONDS = 30.0
 BATCH = 100
 
-HandOver = Callable[[uuid.UUID], Awaitable[bool]]
+
+class RunHolder(Protocol):
+    """What executes runs, as the sweep sees it: `InProcessRunQueue` or `JobRunQueue`."""
+
+    async def hand_over(self, run_id: uuid.UUID) -> bool:
+        """Give a queued run to be executed; False when that failed (the sweep tries again)."""
+        ...
+
+    async def tend(self, *, now: datetime, stale_before: datetime) -> list[uuid.UUID]:
+        """The holder's own upkeep before lost runs are looked for; the runs it sent again."""
+        ...
+
+    async def lost(self, candidates: Select[uuid.UUID]) -> list[uuid.UUID]:
+        """Those of the candidate runs it no longer holds (one query at most)."""
+        ...
 
 
 def sweep_interval(lease_seconds: float) -> float:
@@ -45,6 +66,8 @@ class SweepReport:
     requeued: list[uuid.UUID] = field(default_factory=list)
     failed: list[uuid.UUID] = field(default_factory=list)
     redispatched: list[uuid.UUID] = field(default_factory=list)
+    # Runs the holder sent again by its own means (procrastinate retried their stalled job).
+    retried: list[uuid.UUID] = field(default_factory=list)
 
 
 class RecoverySweep:
@@ -52,7 +75,7 @@ class RecoverySweep:
         self,
         sessionmaker: async_sessionmaker[AsyncSession],
         settings: Settings,
-        hand_over: HandOver,
+        holder: RunHolder,
         *,
         metrics: Metrics | None = None,
         redispatch_after: float = REDISPATCH_AFTER_SECONDS,
@@ -61,7 +84,7 @@ class RecoverySweep:
     ) -> None:
         self.sessionmaker = sessionmaker
         self.max_attempts = settings.run_max_attempts
-        self.hand_over = hand_over
+        self.holder = holder
         self.metrics = metrics
         self.redispatch_after = redispatch_after
         self.interval = interval if interval is not None else sweep_interval(settings.run_lease_seconds)
@@ -84,12 +107,13 @@ class RecoverySweep:
         report = SweepReport()
         await self._expired(report)
         await self._undispatched(report)
-        if report.requeued or report.failed or report.redispatched:
+        if report.requeued or report.failed or report.redispatched or report.retried:
             logger.info(
                 "recovery_sweep",
                 requeued=len(report.requeued),
                 failed=len(report.failed),
                 redispatched=len(report.redispatched),
+                retried=len(report.retried),
             )
         return report
 
@@ -107,7 +131,7 @@ class RecoverySweep:
                     await audit_finished(session, run_id)
                     report.failed.append(run_id)
         for run_id in report.requeued:
-            await self.hand_over(run_id)
+            await self.holder.hand_over(run_id)
         if self.metrics is not None and report.failed:
             async with self.sessionmaker() as session:
                 for run_id in report.failed:
@@ -116,10 +140,12 @@ class RecoverySweep:
     async def _undispatched(self, report: SweepReport) -> None:
         now = datetime.now(UTC)
         stale_before = now - timedelta(seconds=self.redispatch_after)
-        async with self.sessionmaker() as session:
-            candidates = await leases.undispatched_runs(session, stale_before=stale_before, limit=BATCH)
-        for run_id in candidates:
-            async with self.sessionmaker() as session, session.begin():
-                won = await leases.claim_redispatch(session, run_id, now=now, stale_before=stale_before)
-            if won and await self.hand_over(run_id):
+        report.retried.extend(await self.holder.tend(now=now, stale_before=stale_before))
+        lost = await self.holder.lost(redispatch.candidates(stale_before=stale_before, limit=BATCH))
+        if not lost:
+            return
+        async with self.sessionmaker() as session, session.begin():
+            won = await redispatch.claim(session, lost, now=now, stale_before=stale_before)
+        for run_id in won:
+            if await self.holder.hand_over(run_id):
                 report.redispatched.append(run_id)

@@ -92,7 +92,7 @@ class RunExecution:
         sweep = RecoverySweep(
             self.sessionmaker,
             self.settings,
-            self.runner.hand_over,
+            self.runner,
             metrics=self.metrics,
             executing=driver.active,
         )

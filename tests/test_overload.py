@@ -199,7 +199,7 @@ async def test_a_slow_upload_takes_no_slot_until_its_body_arrived(
 async def test_an_open_event_stream_holds_no_slot(
     app: FastAPI, client: httpx.AsyncClient, held: Held
 ) -> None:
-    app.state.run_stream_timing = StreamTiming(poll_seconds=0.05, keepalive_seconds=0.3)
+    app.state.run_stream_timing = StreamTiming(keepalive_seconds=0.3)
     team = await make_team(client)
     history: list[tuple[EventKind, dict[str, Any]]] = [
         (EventKind.STATUS, {"status": "queued"}),

@@ -109,6 +109,7 @@ def _version_cursor(before: int) -> str:
 # A versions cursor: a version below which more remain, so 2 up to the largest 32-bit one.
 version_cursors = st.integers(min_value=2, max_value=2**31 - 1).map(_version_cursor)
 
+
 def _message_cursor(after: int) -> str:
     # The shape the messages list issues: base64url JSON of the last message number served.
     raw = json.dumps({"s": after}, separators=(",", ":")).encode()

@@ -109,6 +109,17 @@ def _version_cursor(before: int) -> str:
 # A versions cursor: a version below which more remain, so 2 up to the largest 32-bit one.
 version_cursors = st.integers(min_value=2, max_value=2**31 - 1).map(_version_cursor)
 
+
+def _message_cursor(after: int) -> str:
+    # The shape the messages list issues: base64url JSON of the last message number served.
+    raw = json.dumps({"s": after}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+# A messages cursor: a message number (from 1) after which more remain, up to the largest
+# 32-bit one.
+message_cursors = st.integers(min_value=1, max_value=2**31 - 1).map(_message_cursor)
+
 # One line of printable text (docs/agents.md): any character outside Unicode's Other (C*) and
 # Separator (Z*) categories, or the ASCII space; surrounding spaces are trimmed, so not blank.
 _PRINTABLE = st.characters(
@@ -120,4 +131,5 @@ schemathesis.openapi.format("password", passwords)
 schemathesis.openapi.format("cidr", cidrs)
 schemathesis.openapi.format("cursor", cursors)
 schemathesis.openapi.format("version-cursor", version_cursors)
+schemathesis.openapi.format("message-cursor", message_cursors)
 schemathesis.openapi.format("printable-line", printable_lines)

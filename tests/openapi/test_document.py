@@ -223,6 +223,14 @@ async def test_version_cursors_are_their_own_format(document: dict[str, Any]) ->
 
 
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_message_cursors_are_their_own_format(document: dict[str, Any]) -> None:
+    """The messages list resumes after a message number, not a (time, id): its own format."""
+    messages = _parameter(document, "get", "/api/threads/{thread_id}/messages", "cursor")
+    assert messages["format"] == "message-cursor"
+    assert _parameter(document, "get", "/api/threads", "cursor")["format"] == "cursor"
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 async def test_agent_names_are_printable_lines(document: dict[str, Any]) -> None:
     schemas = document["components"]["schemas"]
     names = [

@@ -44,7 +44,8 @@ ACCEPTED = ["2xx", "3xx", "401", "403", "404", "409", "412", "429", "5xx"]
 # Rules JSON Schema cannot state, answered with the documented 422 (each a known gap of the
 # document, named here so that nothing else is exempted). Everything a schema can say is in
 # the document: patterns (usage month), bounds (Last-Event-ID), and named formats with their
-# generators in conftest.py (cursor, version-cursor, printable-line, password, cidr).
+# generators in conftest.py (cursor, version-cursor, message-cursor, printable-line, password,
+# cidr).
 SEMANTIC_RULES = {
     ("POST", "/api/api-keys"): "expires_at must be in the future",
     # Items differ in their settings, so uniqueItems (whole-item equality) cannot say it; and

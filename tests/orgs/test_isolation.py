@@ -30,6 +30,7 @@ SAMPLE_BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("PATCH", "/api/orgs/{org_id}/providers/{provider_id}"): {"api_key": "placeholder-key"},
     ("PATCH", "/api/agents/{agent_id}"): {"description": "taken over"},
     ("PATCH", "/api/threads/{thread_id}"): {"title": "taken over"},
+    ("POST", "/api/threads/{thread_id}/runs"): {"input": "taken over"},
 }
 
 
@@ -85,6 +86,17 @@ async def test_every_object_route_answers_404_for_another_organizations_ids(
     thread = await client.get(f"/api/threads/{their_ids['thread_id']}", headers=theirs.headers(Role.OWNER))
     assert thread.status_code == 200
     assert thread.json()["title"] == "their thread"
+    # No turn was started in it: no run of the thread, no message.
+    their_turns = await client.get(
+        "/api/runs", params={"thread_id": their_ids["thread_id"]}, headers=theirs.headers(Role.OWNER)
+    )
+    assert their_turns.status_code == 200
+    assert their_turns.json()["items"] == []
+    conversation = await client.get(
+        f"/api/threads/{their_ids['thread_id']}/messages", headers=theirs.headers(Role.OWNER)
+    )
+    assert conversation.status_code == 200
+    assert conversation.json()["items"] == []
     assert (
         await client.get(f"/api/orgs/{theirs.org_id}/members", headers=key_header(their_key))
     ).status_code == 200

@@ -152,11 +152,12 @@ async def _create_thread(world: World, caller: Caller, allowed: bool) -> Call:
     return Call("/api/threads", caller.headers, json={"agent_id": agent_id})
 
 
-def _own_thread(body: dict[str, Any] | None = None) -> Builder:
-    """A call on a thread the caller started: each role sees its own threads."""
+def _own_thread(body: dict[str, Any] | None = None, under: str = "") -> Builder:
+    """A call on a thread the caller started (each role sees its own threads), or on `under`
+    it; a fresh thread each time, so a turn never finds the thread busy."""
 
     async def build(world: World, caller: Caller, allowed: bool) -> Call:
-        return Call(f"/api/threads/{await world.fresh_thread(caller)}", caller.headers, json=body)
+        return Call(f"/api/threads/{await world.fresh_thread(caller)}{under}", caller.headers, json=body)
 
     return build
 
@@ -219,6 +220,8 @@ CALLS: dict[tuple[str, str], Builder] = {
     ("GET", "/api/threads/{thread_id}"): _own_thread(),
     ("PATCH", "/api/threads/{thread_id}"): _own_thread({"title": "renamed"}),
     ("DELETE", "/api/threads/{thread_id}"): _delete_thread,
+    ("POST", "/api/threads/{thread_id}/runs"): _own_thread({"input": "hello"}, "/runs"),
+    ("GET", "/api/threads/{thread_id}/messages"): _own_thread(under="/messages"),
     ("GET", "/api/audit-logs"): _fixed("/api/audit-logs"),
 }
 

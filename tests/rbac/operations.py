@@ -79,6 +79,9 @@ OPERATIONS: dict[tuple[str, str], str] = {
     ("GET", "/api/threads/{thread_id}"): "runs:read",
     ("PATCH", "/api/threads/{thread_id}"): "runs:create",
     ("DELETE", "/api/threads/{thread_id}"): "runs:create",
+    # A turn is a run started in a thread; its conversation is read like runs (docs/threads.md).
+    ("POST", "/api/threads/{thread_id}/runs"): "runs:create",
+    ("GET", "/api/threads/{thread_id}/messages"): "runs:read",
     # The audit trail (README: the current organization's records).
     ("GET", "/api/audit-logs"): "audit:read",
 }

@@ -1,10 +1,10 @@
 """A small OpenAI-compatible chat completions server on 127.0.0.1, answering from a script.
 
 It runs uvicorn + Starlette in a background thread on a free port. Each POST to
-`/v1/chat/completions` takes the next scripted step: a `Reply` (status and JSON body) or a
-`Hang` (no answer for a while) or a `Redirect`. Every request is recorded (body, Authorization
-and Host headers),
-so tests see what the client sent, how often it retried, and what it never sent.
+`/v1/chat/completions` takes the next scripted step: a `Reply` (status and JSON body), a `Slow`
+reply (sent after a while), a `Hang` (no answer for a while, then a 504) or a `Redirect`.
+Every request is recorded (body, Authorization and Host headers), so tests see what the
+client sent, how often it retried, and what it never sent.
 """
 
 from __future__ import annotations
@@ -41,7 +41,15 @@ class Redirect:
     location: str
 
 
-Step = Reply | Hang | Redirect
+@dataclass(frozen=True)
+class Slow:
+    """`reply`, sent after `seconds` (a model that takes its time to answer)."""
+
+    seconds: float
+    reply: Reply
+
+
+Step = Reply | Hang | Redirect | Slow
 
 
 @dataclass
@@ -70,6 +78,9 @@ class ChatServer:
         if isinstance(step, Hang):
             await asyncio.sleep(step.seconds)
             return JSONResponse({"error": {"message": "hung"}}, status_code=504)
+        if isinstance(step, Slow):
+            await asyncio.sleep(step.seconds)
+            return JSONResponse(step.reply.body, status_code=step.reply.status)
         if isinstance(step, Redirect):
             return RedirectResponse(step.location, status_code=307)
         return JSONResponse(step.body, status_code=step.status)

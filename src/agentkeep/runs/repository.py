@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Select, func, or_, select, update
+from sqlalchemy import ColumnElement, CursorResult, Select, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agentkeep.agents.models import Agent
@@ -50,6 +50,19 @@ def _rowcount(result: Any) -> int:
     return int(cast(CursorResult[Any], result).rowcount)
 
 
+def erased_turns_seen_by(viewer: Viewer) -> ColumnElement[bool]:
+    """Turns whose thread was deleted (kept for accounting, content erased) stay as private as
+    the thread was: deleting never widens who sees a run. Their thread is gone, so who
+    started each turn stands in for who started the thread: the user (through a session or
+    any of their keys), the key itself; `read_all` sees them all."""
+    erased = Run.thread_id.is_(None) & Run.thread_turn.is_not(None)
+    if viewer.read_all:
+        return erased
+    if viewer.api_key_id is not None:
+        return erased & (Run.api_key_id == viewer.api_key_id)
+    return erased & (Run.created_by == viewer.user_id)
+
+
 class RunRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -58,9 +71,11 @@ class RunRepository:
         return select(Run).where(Run.org_id == org_id)
 
     def _visible(self, viewer: Viewer) -> Select[Run]:
-        """The organization's runs `viewer` may see: single-shot runs, and turns of its threads."""
+        """The organization's runs `viewer` may see: single-shot runs, turns of its threads,
+        and the erased turns of deleted threads that it may see (`erased_turns_seen_by`)."""
+        single_shot = Run.thread_id.is_(None) & Run.thread_turn.is_(None)
         return self._in_org(viewer.org_id).where(
-            or_(Run.thread_id.is_(None), Run.thread_id.in_(visible_thread_ids(viewer)))
+            or_(single_shot, Run.thread_id.in_(visible_thread_ids(viewer)), erased_turns_seen_by(viewer))
         )
 
     async def get_visible(self, viewer: Viewer, run_id: uuid.UUID) -> Run | None:

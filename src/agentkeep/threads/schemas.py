@@ -126,7 +126,11 @@ class Multitask(StrEnum):
 class TurnCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    input: str = Field(min_length=1, max_length=RUN_INPUT_MAX, description="What the user says this turn.")
+    input: Annotated[
+        str,
+        Field(min_length=1, max_length=RUN_INPUT_MAX, description="What the user says this turn."),
+        AfterValidator(storable),
+    ]
     multitask: Multitask = Field(
         default=Multitask.REJECT,
         description=(

@@ -32,7 +32,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_asyn
 from sqlalchemy.pool import NullPool
 
 from agentkeep.audit.actions import AuditAction
-from agentkeep.audit.sealing import SEAL_INTERVAL, AuditSealer, seal_pending
+from agentkeep.audit.commit_signal import attach_commit_signal
+from agentkeep.audit.sealing import SEAL_POLL_SECONDS, AuditSealer, seal_pending
 from agentkeep.audit.service import record
 from agentkeep.audit.verify import verify_chain
 from agentkeep.config import load_settings
@@ -203,6 +204,7 @@ async def main(args: argparse.Namespace) -> None:
         # The sealer shares the pool and the process with the requests, as in the app.
         sealer = AuditSealer(sessionmaker, interval=args.seal_interval, on_sealed=lag)
         sealer.start()
+        attach_commit_signal(engine, sealer.wake)  # commits wake it, as in the app
         await _round(sessionmaker, lag, "audited", args.concurrency, 1.0, think)  # warm-up
         rounds = []
         for index in range(args.rounds):
@@ -247,5 +249,5 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--think-ms", type=float, default=5.0)
-    parser.add_argument("--seal-interval", type=float, default=SEAL_INTERVAL, help="sealer poll, seconds")
+    parser.add_argument("--seal-interval", type=float, default=SEAL_POLL_SECONDS, help="safety poll, seconds")
     asyncio.run(main(parser.parse_args()))

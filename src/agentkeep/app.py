@@ -14,6 +14,7 @@ from agentkeep import __version__
 from agentkeep.api import mount_routers
 from agentkeep.apikeys.repository import KeyState
 from agentkeep.apikeys.secret import ApiKeyHasher
+from agentkeep.audit.commit_signal import attach_commit_signal
 from agentkeep.audit.listeners import rate_limited_recorder
 from agentkeep.audit.sealing import AuditSealer
 from agentkeep.auth.principal_cache import PrincipalCache
@@ -93,6 +94,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings, on_tamper=lambda reason: tamper.labels(reason).inc()
     )
     app.state.audit_sealer.start()
+    # A commit with audit records wakes it; records of other processes wait for its poll.
+    attach_commit_signal(engine, app.state.audit_sealer.wake)
     app.state.idempotency_purger = IdempotencyPurger(app.state.sessionmaker)  # expired keys
     app.state.idempotency_purger.start()
     execution = RunExecution(settings, app.state.sessionmaker, app.state.metrics)

@@ -33,8 +33,9 @@ async def make_run(
     tools: list[dict[str, Any]] | None = None,
     org_id: uuid.UUID | None = None,
     status: RunStatus = RunStatus.QUEUED,
+    model: str = "test",
 ) -> uuid.UUID:
-    """An organization, an agent on the offline `test` model, its version 1, and a run."""
+    """An organization, an agent (on the offline `test` model by default), its version 1, and a run."""
     async with sessionmaker() as session, session.begin():
         if org_id is None:
             slug = f"org-{secrets.token_hex(4)}"
@@ -45,7 +46,7 @@ async def make_run(
         config = {
             "name": "helper",
             "description": "",
-            "model": "test",
+            "model": model,
             "system_prompt": "Be brief.",
             "tools": tools or [],
             "limits": LIMITS,
@@ -54,7 +55,7 @@ async def make_run(
         agent = Agent(
             org_id=org_id,
             name=f"agent-{secrets.token_hex(4)}",
-            model="test",
+            model=model,
             system_prompt="Be brief.",
             tools=tools or [],
             limits=LIMITS,

@@ -3,7 +3,8 @@
 A request's record carries everything but its place in the chain (sequence, prev_hash,
 hash). It is one plain INSERT, so concurrent requests never wait on each other for the
 audit log and an audited commit can share its WAL flush with any other. The sealer
-(sealing.py) gives committed records their place, in order, shortly after.
+(sealing.py) gives committed records their place, in order, shortly after: the commit wakes
+the sealer of the same process (commit_signal.py).
 
 Under AUDIT_HMAC_KEY the record's id is issued under the key and the record carries the
 key's id and its insert MAC (keys.py): two short HMACs, nothing else added to the write.
@@ -21,6 +22,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from agentkeep.audit.commit_signal import note_record
 from agentkeep.audit.keys import keyring_of
 from agentkeep.audit.models import GENESIS_HASH, AuditChainHead, AuditLog
 from agentkeep.db.base import utcnow
@@ -102,4 +104,5 @@ async def insert_record(session: AsyncSession, pending: PendingRecord) -> Record
     }
     values["mac"] = None if key is None else key.insert_mac(values)
     await session.execute(_INSERT, values)
+    note_record(session)  # its commit wakes this process's sealer (commit_signal.py)
     return RecordedEvent(id=values["id"], chain=pending.chain, timestamp=values["timestamp"])

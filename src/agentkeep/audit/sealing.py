@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
@@ -45,8 +46,11 @@ from agentkeep.db.engine import create_engine, create_sessionmaker
 logger = structlog.get_logger("agentkeep.audit.sealing")
 
 SEAL_BATCH = 500
-# How often a background sealer looks for pending records; the sealing lag is about half of it.
-SEAL_INTERVAL = 0.05
+# A background sealer passes when a record commits in its own process (commit_signal.py), and
+# otherwise every SEAL_POLL_SECONDS: the sealing lag of records other processes wrote.
+SEAL_POLL_SECONDS = 1.0
+# Woken passes start at least this far apart: a burst of commits shares one pass.
+SEAL_MIN_GAP_SECONDS = 0.05
 MAX_BACKOFF = 5.0
 STOP_TIMEOUT = 5.0
 
@@ -258,26 +262,32 @@ class AuditSealer:
     """Seals pending records in the background for the life of the application.
 
     Started in the app lifespan; `stop()` ends the loop after one last pass, so records of
-    the requests drained at shutdown are sealed too. Database errors are logged (type only)
-    and retried with backoff; they never reach a request.
+    the requests drained at shutdown are sealed too. A pass follows `wake()` (a commit of
+    records in this process: commit_signal.py) within `min_gap`, and otherwise comes every
+    `interval` seconds, which finds records written elsewhere. Database errors are logged
+    (type only) and retried with backoff; they never reach a request.
     """
 
     def __init__(
         self,
         sessionmaker: async_sessionmaker[AsyncSession],
         *,
-        interval: float = SEAL_INTERVAL,
+        interval: float = SEAL_POLL_SECONDS,
+        min_gap: float = SEAL_MIN_GAP_SECONDS,
         batch_size: int = SEAL_BATCH,
         on_sealed: SealedObserver | None = None,
         on_tamper: TamperObserver | None = None,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.interval = interval
+        self.min_gap = min_gap
         self.batch_size = batch_size
         self.on_sealed = on_sealed
         self.on_tamper = on_tamper
         self.passes = 0  # completed passes over the pending records, successful or not
         self._stopping = asyncio.Event()
+        self._wakeup = asyncio.Event()  # set by wake() and by stop()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._engine: AsyncEngine | None = None
 
@@ -291,12 +301,29 @@ class AuditSealer:
 
     def start(self) -> None:
         if self._task is None:
+            self._loop = asyncio.get_running_loop()
             self._task = asyncio.create_task(self._run(), name="audit-sealer")
+
+    def wake(self) -> None:
+        """Records were committed: pass soon. Cheap, and safe to call from any thread."""
+        loop = self._loop
+        if loop is None or self._wakeup.is_set():
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._wakeup.set()
+            return
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nothing left to seal
+            loop.call_soon_threadsafe(self._wakeup.set)
 
     async def stop(self) -> None:
         if self._task is None:
             return
         self._stopping.set()
+        self._wakeup.set()
         try:
             await asyncio.wait_for(self._task, STOP_TIMEOUT)
         except TimeoutError:
@@ -324,9 +351,22 @@ class AuditSealer:
         return True
 
     async def _run(self) -> None:
-        delay = self.interval
+        failures = 0
         while not self._stopping.is_set():
-            delay = self.interval if await self._pass() else min(max(delay, self.interval) * 2, MAX_BACKOFF)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), delay)
+            self._wakeup.clear()  # a commit during the pass asks for the next one
+            started = time.monotonic()
+            if await self._pass():
+                failures = 0
+                await _until(self._wakeup, self.interval)  # a commit, the safety poll, or stop()
+                await _until(self._stopping, started + self.min_gap - time.monotonic())
+            else:  # the database is failing: commits do not hurry the retry
+                failures = min(failures + 1, 16)
+                await _until(self._stopping, min(self.interval * 2**failures, MAX_BACKOFF))
         await self._pass()
+
+
+async def _until(event: asyncio.Event, seconds: float) -> None:
+    """Wait for `event`, at most `seconds`."""
+    if seconds > 0 and not event.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), seconds)

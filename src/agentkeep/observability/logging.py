@@ -1,5 +1,11 @@
 """Structured logging: one event per line, request-scoped context, no stray formatting, and
-no secret: every value of every event, ours or a library's, passes the shape-based redaction."""
+no secret: every value of every event, ours or a library's, passes the shape-based redaction.
+
+Volume is part of the contract: at INFO a request writes one access line (ours: uvicorn's
+access log stays off in every process, whoever configured logging last) and a run at most one
+line (`run_ended`). Libraries that log each HTTP request or queue job at INFO are held at
+WARNING unless LOG_LEVEL is DEBUG, which shows everything.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,12 @@ from typing import Any, TextIO
 import structlog
 
 from agentkeep.security.secret_values import redact_secret_values
+
+# Loggers that write a line per HTTP request (the model clients' transports) or per queue job
+# (procrastinate's "Starting job" / "Job ... ended"); their warnings and errors still show.
+PER_REQUEST_LOGGERS = ("httpx", "httpx2", "httpcore", "httpcore2", "openai", "procrastinate.worker")
+# Replaced by our own `agentkeep.access` event (observability/middleware.py).
+UVICORN_ACCESS = "uvicorn.access"
 
 
 def _redacted(value: Any) -> Any:
@@ -69,6 +81,15 @@ def configure_logging(level: str = "INFO", fmt: str = "console", stream: TextIO 
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+    for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    # No handler and no propagation: uvicorn sees `hasHandlers()` false and does not even
+    # format its access line. This runs in each `serve --workers N` process after uvicorn
+    # has configured its own logging, so it must not turn the access log back on.
+    access = logging.getLogger(UVICORN_ACCESS)
+    access.handlers[:] = []
+    access.propagate = False
+    chatty_level = logging.NOTSET if root.getEffectiveLevel() <= logging.DEBUG else logging.WARNING
+    for name in PER_REQUEST_LOGGERS:
+        logging.getLogger(name).setLevel(chatty_level)

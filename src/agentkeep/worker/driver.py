@@ -155,7 +155,7 @@ class RunDriver:
             if claim is None:
                 return None
             log = logger.bind(run_id=str(run_id), attempt=claim.attempt, worker=self.owner)
-            log.info("run_started")
+            log.debug("run_started")  # at INFO a run writes one line, run_ended
             status = await _Attempt(self, claim).execute()
             log.info("run_ended", status=status)
             return status

@@ -228,3 +228,9 @@ async def next_turn(session: AsyncSession, thread_id: uuid.UUID) -> uuid.UUID | 
     )
     value: uuid.UUID | None = await session.scalar(statement)
     return value
+
+
+async def next_turn_after(session: AsyncSession, run_id: uuid.UUID) -> uuid.UUID | None:
+    """The next queued turn of the thread `run_id` belongs to (None for a single-shot run)."""
+    thread_id = await session.scalar(select(Run.thread_id).where(Run.id == run_id))
+    return await next_turn(session, thread_id) if thread_id is not None else None

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from agentkeep.agents.schemas import storable
 from agentkeep.pagination import DEFAULT_LIMIT, MAX_LIMIT, CursorParam
 from agentkeep.runs.models import RUN_INPUT_MAX, Run
 from agentkeep.runs.states import RunStatus, StopReason
@@ -15,7 +17,11 @@ from agentkeep.runs.states import RunStatus, StopReason
 class RunCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    input: str = Field(min_length=1, max_length=RUN_INPUT_MAX, description="The task for the agent.")
+    input: Annotated[
+        str,
+        Field(min_length=1, max_length=RUN_INPUT_MAX, description="The task for the agent."),
+        AfterValidator(storable),
+    ]
 
 
 class RunUsage(BaseModel):

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -49,7 +49,7 @@ from agentkeep.runs.contract import (
     RunRequest,
     Transcript,
 )
-from agentkeep.runs.repository import append_event, next_turn
+from agentkeep.runs.repository import append_event
 from agentkeep.runs.states import EventKind, RunStatus, StopReason
 from agentkeep.security.secretbox import secretbox_from_settings
 from agentkeep.threads.history import ThreadHistory, complete
@@ -60,6 +60,7 @@ from agentkeep.worker.lease_keeper import LeaseKeeper, Stop
 from agentkeep.worker.leases import Claim, LeaseLost
 from agentkeep.worker.reporting import audit_finished, count_finished
 from agentkeep.worker.sink import FencedEventSink
+from agentkeep.worker.turn_order import Dispatch, dispatch_next_turn
 
 logger = structlog.get_logger("agentkeep.worker")
 
@@ -77,10 +78,6 @@ class Executor(Protocol):
         tool_context: ToolContext | None = None,
         transcript: Transcript | None = None,
     ) -> RunOutcome: ...
-
-
-# Hands a queued run to the queue this driver's process executes from (never raises).
-Dispatch = Callable[[uuid.UUID], Awaitable[None]]
 
 
 def default_executor() -> Executor:
@@ -183,6 +180,7 @@ class RunDriver:
         if failed:
             logger.warning("run_attempts_exhausted", run_id=str(run_id))
             await self._count(run_id)
+            await self.dispatch_next_turn(run_id=run_id)
         return None
 
     async def build_request(self, claim: Claim) -> RunRequest:
@@ -212,20 +210,12 @@ class RunDriver:
             history=tuple(history),
         )
 
-    async def dispatch_next_turn(self, thread_id: uuid.UUID) -> None:
-        """Hand the thread's next queued turn to the queue, now that the previous one ended."""
-        if self.dispatch is None:
-            return  # the recovery sweep dispatches it (REDISPATCH_AFTER)
-        try:
-            async with self.sessionmaker() as session:
-                run_id = await next_turn(session, thread_id)
-        except Exception as exc:
-            if (fault := classify(exc)) is None:
-                raise
-            logger.warning("run_next_turn_unknown", thread_id=str(thread_id), fault=fault.kind)
-            return
-        if run_id is not None:
-            await self.dispatch(run_id)
+    async def dispatch_next_turn(
+        self, thread_id: uuid.UUID | None = None, *, run_id: uuid.UUID | None = None
+    ) -> None:
+        """Hand the next queued turn of a thread (or of `run_id`'s thread) to the queue."""
+        if self.dispatch is not None:
+            await dispatch_next_turn(self.sessionmaker, self.dispatch, thread_id, ended=run_id)
 
     async def _count(self, run_id: uuid.UUID) -> None:
         if self.metrics is None:

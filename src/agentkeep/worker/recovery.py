@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from agentkeep.config import Settings
 from agentkeep.db.faults import classify
 from agentkeep.observability.metrics import Metrics
+from agentkeep.runs.repository import next_turn_after
 from agentkeep.worker import leases, redispatch
 from agentkeep.worker.reporting import audit_finished, count_finished
 
@@ -132,6 +133,12 @@ class RecoverySweep:
                     report.failed.append(run_id)
         for run_id in report.requeued:
             await self.holder.hand_over(run_id)
+        for run_id in report.failed:
+            # A failed turn lets the next turn of its thread start.
+            async with self.sessionmaker() as session:
+                successor = await next_turn_after(session, run_id)
+            if successor is not None:
+                await self.holder.hand_over(successor)
         if self.metrics is not None and report.failed:
             async with self.sessionmaker() as session:
                 for run_id in report.failed:

@@ -192,8 +192,12 @@ class Settings(BaseSettings):
     # Where runs execute: "inprocess" (inside `serve`), "queue" (procrastinate on PostgreSQL,
     # executed by `agentkeep worker`), or "auto" (queue on PostgreSQL, inprocess on SQLite).
     run_execution: Literal["auto", "inprocess", "queue"] = "auto"
-    # Runs one process (serve's in-process runner, or one worker) executes at once.
-    run_concurrency: int = Field(default=4, ge=1, le=256)
+    # Runs one process (serve's in-process runner, or one worker) executes at once. Runs wait
+    # on models almost all the time and hold no connection meanwhile: size it for I/O.
+    run_concurrency: int = Field(default=100, ge=1, le=2000)
+    # Database connections an `agentkeep worker` keeps for its runs (besides its job queue's
+    # and its notification listener's): fixed, whatever RUN_CONCURRENCY is.
+    worker_db_pool_size: int = Field(default=12, ge=1, le=500)
     # A worker holds a run under a lease it renews; a run whose lease expired (its worker
     # died) is picked up again, up to run_max_attempts attempts, then failed (internal_error).
     run_lease_seconds: int = Field(default=30, ge=2, le=3600)

@@ -43,10 +43,10 @@ def _ping_if_idle(dbapi_connection: Any, record: ConnectionPoolEntry, _proxy: Po
         raise DisconnectionError("a pooled connection failed its ping") from exc
 
 
-def _postgres_engine(settings: Settings) -> AsyncEngine:
+def _postgres_engine(settings: Settings, pool_size: int) -> AsyncEngine:
     engine = create_async_engine(
         settings.database_url,
-        pool_size=settings.db_pool_size,
+        pool_size=pool_size,
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout,
         pool_recycle=settings.db_pool_recycle,
@@ -103,9 +103,13 @@ def _sqlite_engine(settings: Settings) -> AsyncEngine:
     return engine
 
 
-def create_engine(settings: Settings) -> AsyncEngine:
-    """Build the engine for the configured database. Nothing connects until first use."""
-    engine = _sqlite_engine(settings) if settings.is_sqlite else _postgres_engine(settings)
+def create_engine(settings: Settings, *, pool_size: int | None = None) -> AsyncEngine:
+    """Build the engine for the configured database. Nothing connects until first use.
+    `pool_size`: PostgreSQL connections kept (default DB_POOL_SIZE)."""
+    if settings.is_sqlite:
+        engine = _sqlite_engine(settings)
+    else:
+        engine = _postgres_engine(settings, pool_size or settings.db_pool_size)
     # Every process that writes or seals audit records (API, worker, CLI) uses the same keys.
     attach_keyring(engine, settings)
     # Announcements of committed changes reach this process's waiters (agentkeep.notify).

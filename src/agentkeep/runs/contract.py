@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import JsonValue, SecretStr
 from pydantic_ai.messages import ModelMessage
@@ -20,6 +20,9 @@ from pydantic_ai.messages import ModelMessage
 from agentkeep.runs.states import EventKind, RunStatus, StopReason
 from agentkeep.tools.netguard import EgressAllowlist
 from agentkeep.tools.registry import ToolConfig
+
+if TYPE_CHECKING:
+    from agentkeep.runs.model_clients import ModelClients
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +93,8 @@ class RunRequest:
     max_retries: int = 2
     # A thread turn: the thread's earlier messages, sent before `input` (pydantic-ai objects).
     history: tuple[ModelMessage, ...] = ()
+    # The runner's model clients, kept open across its runs (None: one client per run).
+    model_clients: ModelClients | None = None
 
 
 @dataclass(slots=True)

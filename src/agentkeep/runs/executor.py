@@ -176,7 +176,7 @@ async def _drive(request: RunRequest, progress: _Progress, tool_context: ToolCon
         [ProcessHistory(context_window(max_context, spec.system_prompt or None))] if max_context else []
     )
     try:
-        async with open_model(request, deps.tool_context.resolve) as model:
+        async with open_model(request, deps.tool_context.resolve, request.model_clients) as model:
             agent = Agent(
                 model,
                 output_type=str,

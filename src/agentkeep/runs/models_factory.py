@@ -5,21 +5,16 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import httpx2
-from openai import AsyncOpenAI
 from pydantic_ai.models import Model
 from pydantic_ai.models.openai import OpenAIChatModel
 from pydantic_ai.providers.openai import OpenAIProvider
 
 from agentkeep.runs.contract import RunRequest
+from agentkeep.runs.model_clients import ModelClients, new_client
 from agentkeep.runs.offline_model import MODEL_NAME, offline_model
 from agentkeep.tools.context import Resolver, system_resolve
-from agentkeep.tools.guarded_transport import GuardedTransport
 
 OPENAI_PREFIX = "openai:"
-OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
-# OpenAI-compatible servers without authentication (vLLM, Ollama) still need a non-empty key.
-NO_API_KEY = "not-set"
 
 
 class ModelUnavailable(Exception):
@@ -27,8 +22,11 @@ class ModelUnavailable(Exception):
 
 
 @asynccontextmanager
-async def open_model(request: RunRequest, resolve: Resolver = system_resolve) -> AsyncIterator[Model]:
-    """The pydantic-ai model for `request.spec.model`; HTTP clients it creates are closed on exit.
+async def open_model(
+    request: RunRequest, resolve: Resolver = system_resolve, clients: ModelClients | None = None
+) -> AsyncIterator[Model]:
+    """The pydantic-ai model for `request.spec.model`. With `clients` (a runner's), the
+    endpoint's shared client is used; without, one is made for the run and closed on exit.
 
     `openai:<name>` talks to `request.endpoint` with `request.request_timeout_seconds` per
     attempt and at most `request.max_retries` retries. The base URL and key come from the
@@ -46,19 +44,13 @@ async def open_model(request: RunRequest, resolve: Resolver = system_resolve) ->
     endpoint = request.endpoint
     if endpoint is None or (endpoint.base_url is None and endpoint.api_key is None):
         raise ModelUnavailable("no OpenAI-compatible endpoint configured")
-    # No proxy from the environment: the guard must see (and pin) the real destination.
-    http_client = httpx2.AsyncClient(
-        transport=GuardedTransport(endpoint.allowlist, resolve), trust_env=False, follow_redirects=True
-    )
-    client = AsyncOpenAI(
-        base_url=endpoint.base_url or OPENAI_DEFAULT_BASE_URL,
-        api_key=endpoint.api_key.get_secret_value() if endpoint.api_key else NO_API_KEY,
-        max_retries=request.max_retries,
-        timeout=request.request_timeout_seconds,
-        http_client=http_client,
-    )
+    timeout, retries = request.request_timeout_seconds, request.max_retries
+    if clients is not None:  # the runner's: kept open for the next run
+        client = await clients.client_for(endpoint, resolve, request_timeout=timeout, max_retries=retries)
+        yield OpenAIChatModel(name, provider=OpenAIProvider(openai_client=client))
+        return
+    client = new_client(endpoint, resolve, timeout=timeout, max_retries=retries, max_connections=1)
     try:
         yield OpenAIChatModel(name, provider=OpenAIProvider(openai_client=client))
     finally:
         await client.close()
-        await http_client.aclose()

@@ -39,11 +39,22 @@ class GuardedTransport(httpx2.AsyncBaseTransport):
     """Refuses private, loopback, link-local and metadata targets unless `allowlist` exempts them."""
 
     def __init__(
-        self, allowlist: EgressAllowlist, resolve: Resolver, *, verify: ssl.SSLContext | bool = True
+        self,
+        allowlist: EgressAllowlist,
+        resolve: Resolver,
+        *,
+        verify: ssl.SSLContext | bool = True,
+        max_connections: int | None = None,
     ) -> None:
         self.allowlist = allowlist
         self.resolve = resolve
         self._verify = verify
+        # httpx's default pool (100 connections, 20 kept alive) unless the owner sizes it.
+        self._limits = (
+            httpx2.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+            if max_connections is not None
+            else httpx2.Limits(max_connections=100, max_keepalive_connections=20)
+        )
         # One connection pool per host name: a TLS connection verified for one name is never
         # reused for another name that happens to share its address.
         self._pools: dict[str, httpx2.AsyncHTTPTransport] = {}
@@ -56,7 +67,9 @@ class GuardedTransport(httpx2.AsyncBaseTransport):
             raise EgressRefused(exc.message, request=request) from None
         pool = self._pools.get(target.host)
         if pool is None:
-            pool = self._pools[target.host] = httpx2.AsyncHTTPTransport(retries=0, verify=self._verify)
+            pool = self._pools[target.host] = httpx2.AsyncHTTPTransport(
+                retries=0, verify=self._verify, limits=self._limits
+            )
         failure: httpx2.ConnectError | None = None
         for address in addresses:
             try:

@@ -28,9 +28,9 @@ from agentkeep.worker.runtime import new_worker_id
 
 logger = structlog.get_logger("agentkeep.worker")
 
-# procrastinate's own connections besides one per running job: the LISTEN connection,
-# fetching, abort polling and its heartbeat.
-QUEUE_CONNECTIONS_OVERHEAD = 4
+# procrastinate's connections: its LISTEN connection, fetching, finishing jobs, abort polling
+# and its heartbeat. None is held while a job runs, so this does not grow with RUN_CONCURRENCY.
+QUEUE_POOL_SIZE = 6
 
 
 async def run_worker(
@@ -42,14 +42,14 @@ async def run_worker(
     stop: asyncio.Event | None = None,
 ) -> None:
     """Run until SIGTERM/SIGINT (or `stop` is set), then shut down gracefully."""
-    engine = create_engine(settings)
+    engine = create_engine(settings, pool_size=settings.worker_db_pool_size)
     sessionmaker = create_sessionmaker(engine)
     notify_listener = listen_for(engine, settings)  # cancel requests wake their runs
     metrics = Metrics()
     owner = new_worker_id("worker")
     driver = RunDriver(sessionmaker, settings, owner=owner, executor=executor, metrics=metrics)
     await driver.prepare()
-    job_app = create_job_app(settings, max_size=settings.run_concurrency + QUEUE_CONNECTIONS_OVERHEAD)
+    job_app = create_job_app(settings, max_size=QUEUE_POOL_SIZE)
     register_run_task(job_app, driver.drive)
     queue = JobRunQueue(job_app, sessionmaker)
     driver.dispatch = queue.dispatch
@@ -78,5 +78,6 @@ async def run_worker(
             metrics_server.shutdown()
         if notify_listener is not None:
             await notify_listener.stop()
+        await driver.close()
         await engine.dispose()
         logger.info("worker_stopped", worker=owner)

@@ -28,7 +28,7 @@ import asyncio
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import structlog
 from pydantic import JsonValue
@@ -61,6 +61,9 @@ from agentkeep.worker.leases import Claim, LeaseLost
 from agentkeep.worker.reporting import audit_finished, count_finished
 from agentkeep.worker.sink import FencedEventSink
 from agentkeep.worker.turn_order import Dispatch, dispatch_next_turn
+
+if TYPE_CHECKING:
+    from agentkeep.runs.model_clients import ModelClients
 
 logger = structlog.get_logger("agentkeep.worker")
 
@@ -111,6 +114,7 @@ class RunDriver:
         self.metrics = metrics
         # Set by whoever runs this driver: where the next turn of a thread goes when one ends.
         self.dispatch: Dispatch | None = None
+        self.model_clients: ModelClients | None = None
         self.lease_seconds = float(settings.run_lease_seconds)
         self.hub = hub_of_engine(sessionmaker.kw["bind"])
         self.keeper = LeaseKeeper(sessionmaker, owner, self.lease_seconds)
@@ -133,6 +137,17 @@ class RunDriver:
         """
         if self._executor is None:
             self._executor = await asyncio.to_thread(default_executor)
+        if self.model_clients is None:
+            from agentkeep.runs.model_clients import ModelClients  # loaded with the agent loop
+
+            # Each run has at most one model request in flight: a connection per run.
+            self.model_clients = ModelClients(max_connections=self.settings.run_concurrency)
+
+    async def close(self) -> None:
+        """Close the model clients this runner kept open (at shutdown, after its runs)."""
+        if self.model_clients is not None:
+            await self.model_clients.aclose()
+            self.model_clients = None
 
     async def drive(self, run_id: uuid.UUID) -> RunStatus | None:
         """Execute the run if it can be claimed; the final status this runner recorded, or None."""
@@ -208,6 +223,7 @@ class RunDriver:
             request_timeout_seconds=self.settings.model_request_timeout_seconds,
             max_retries=self.settings.model_max_retries,
             history=tuple(history),
+            model_clients=self.model_clients,
         )
 
     async def dispatch_next_turn(

@@ -111,6 +111,7 @@ class RunExecution:
                 await asyncio.gather(task, return_exceptions=True)
         if self.runner is not None:
             await self.runner.stop(self.settings.shutdown_timeout_seconds)
+            await self.runner.driver.close()
         if self._job_app is not None:
             await self._job_app.close_async()
         if self._pool is not None:

@@ -10,6 +10,7 @@ from sqlalchemy import text
 from agentkeep.audit.verify import verify_chain
 from tests.auth.helpers import PASSWORD, bearer, login, register, register_and_login
 from tests.integration.conftest import USER_AGENT, Served, audit_rows
+from tests.support.timing import eventually
 
 Serve = Callable[..., AbstractAsyncContextManager[Served]]
 
@@ -130,11 +131,17 @@ async def test_audit_log_api_is_scoped_to_the_organization_and_whole_for_superus
             await session.execute(
                 text("UPDATE users SET is_superuser = :yes WHERE username = 'dave'"), {"yes": True}
             )
-        everything = await http.get(
-            "/api/audit-logs", params={"action": "login_success"}, headers=bearer(tokens["access_token"])
-        )
+
+        # Promoted behind the application's back (raw SQL, not announced): the principal cache
+        # answers with the old rights for at most its second (docs/auth.md).
+        async def whole() -> bool:
+            everything = await http.get(
+                "/api/audit-logs", params={"action": "login_success"}, headers=bearer(tokens["access_token"])
+            )
+            return len(everything.json()["items"]) == 2
+
+        assert await eventually(whole, within=1.0)
     assert own.status_code == 200
     items = own.json()["items"]
     assert [item["action"] for item in items] == ["login_success"]  # dave's, not erin's
     assert items[0]["ip_address"] == "203.0.113.10"
-    assert len(everything.json()["items"]) == 2

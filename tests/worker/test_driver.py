@@ -210,8 +210,14 @@ async def test_a_runner_that_lost_its_lease_can_write_nothing(
     assert new_claim.next_seq == 3
 
     stale_sink = FencedEventSink(sessionmaker, claim, "paused-worker")
+    failures: list[Exception] = []
+    stale_sink.on_failure = failures.append
+    await stale_sink.emit(EventKind.MODEL_REQUEST, {"step": 1})  # queued; the write is refused
     with pytest.raises(LeaseLost):
-        await stale_sink.emit(EventKind.MODEL_REQUEST, {"step": 1})
+        await stale_sink.drain()
+    assert [type(failure) for failure in failures] == [LeaseLost]
+    with pytest.raises(LeaseLost):  # and every later event is refused at once
+        await stale_sink.emit(EventKind.MODEL_REQUEST, {"step": 2})
     outcome = RunOutcome(RunStatus.COMPLETED, StopReason.END_TURN, output="stale", usage=Usage())
     async with sessionmaker() as session, session.begin():
         assert not await leases.finish(session, run_id, "paused-worker", outcome, now=datetime.now(UTC))
@@ -220,7 +226,10 @@ async def test_a_runner_that_lost_its_lease_can_write_nothing(
     assert await statuses(sessionmaker, run_id) == ["running", "running"]
 
     # The current holder still writes, right after the takeover's status event.
-    await FencedEventSink(sessionmaker, new_claim, "new-worker").emit(EventKind.MODEL_REQUEST, {"step": 1})
+    current = FencedEventSink(sessionmaker, new_claim, "new-worker")
+    await current.emit(EventKind.MODEL_REQUEST, {"step": 1})
+    await current.drain()
+    await current.close()
     assert_gap_free(await events(sessionmaker, run_id))
 
 

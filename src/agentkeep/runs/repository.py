@@ -198,6 +198,22 @@ async def append_event(
     return event
 
 
+async def append_events(
+    session: AsyncSession,
+    run_id: uuid.UUID,
+    events: list[tuple[EventKind, dict[str, Any]]],
+    first_seq: int,
+) -> None:
+    """Append a batch numbered from `first_seq`, in one statement; the current writer only
+    (see `append_event`), which keeps count."""
+    session.add_all(
+        RunEvent(run_id=run_id, seq=first_seq + offset, kind=kind.value, data=data)
+        for offset, (kind, data) in enumerate(events)
+    )
+    await session.flush()
+    announce(session, topics.run_events(run_id))
+
+
 async def events_after(
     session: AsyncSession, org_id: uuid.UUID, run_id: uuid.UUID, after: int, limit: int = EVENT_BATCH
 ) -> list[RunEvent]:

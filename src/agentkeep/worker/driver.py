@@ -252,6 +252,7 @@ class _Attempt:
         self.driver = driver
         self.claim = claim
         self.sink = FencedEventSink(driver.sessionmaker, claim, driver.owner)
+        self.sink.on_failure = self._events_failed
         self.transcript = Transcript()
         self.stop: Stop | None = None
         self._wake: Callable[[], None] | None = None
@@ -267,6 +268,12 @@ class _Attempt:
             if fault is None:
                 raise
             return await self._interrupted(fault)
+        finally:
+            await self.sink.close()
+
+    def _events_failed(self, exc: Exception) -> None:
+        """The sink could not write: stop the executor now rather than at its next event."""
+        self.halt(Stop.LEASE_LOST if isinstance(exc, LeaseLost) else Stop.WRITE_FAILED)
 
     async def _execute(self) -> RunStatus | None:
         try:
@@ -289,6 +296,12 @@ class _Attempt:
                 return status
             if self.stop is Stop.LEASE_LOST and not interrupted:
                 self.log.warning("run_lease_lost")
+                return None
+            if self.stop is Stop.WRITE_FAILED and not interrupted:
+                if self.sink.database_fault is not None:
+                    return await self._interrupted(self.sink.database_fault)
+                # Not the database: a bug. The lease lapses and the sweep tries the run again.
+                self.log.error("run_events_unwritable", error=type(self.sink.failure).__name__)
                 return None
             # Let the executor unwind first, so it stops emitting before the run changes hands.
             await asyncio.wait([work], timeout=HAND_BACK_WAIT_SECONDS)
@@ -364,7 +377,13 @@ class _Attempt:
         return None
 
     async def _finish(self, outcome: RunOutcome) -> RunStatus | None:
-        """Record the outcome, its status event and audit record in one transaction."""
+        """Record the outcome, its status event and audit record in one transaction, after
+        every event the attempt emitted."""
+        try:
+            await self.sink.drain()
+        except LeaseLost:
+            self.log.warning("run_lease_lost")
+            return None
         run_id = self.claim.run_id
         async with self.driver.sessionmaker() as session, session.begin():
             if not await leases.finish(session, run_id, self.driver.owner, outcome, now=_now()):

@@ -27,6 +27,8 @@ logger = structlog.get_logger("agentkeep.worker")
 class Stop(enum.Enum):
     CANCEL_REQUESTED = "cancel_requested"
     LEASE_LOST = "lease_lost"
+    # The attempt's events could not be written (the database, or a bug): abandon it.
+    WRITE_FAILED = "write_failed"
 
 
 class Kept(Protocol):

@@ -1,8 +1,9 @@
-"""The event sink of a run attempt: each event appended under the run's lease."""
+"""The event sink of a run attempt: events appended under the run's lease, in batches."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
 from pydantic import JsonValue
@@ -10,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agentkeep.db.faults import DatabaseFault, classify
 from agentkeep.runs.contract import Usage
-from agentkeep.runs.repository import append_event
+from agentkeep.runs.repository import append_events
 from agentkeep.runs.states import EventKind
 from agentkeep.worker import leases
 from agentkeep.worker.leases import Claim
@@ -21,7 +22,20 @@ def _now() -> datetime:
 
 
 class FencedEventSink:
-    """Appends events under the lease, each in its own short transaction (streams see them live)."""
+    """Appends a run attempt's events under its lease, in batches (group commit).
+
+    `emit` only queues the event and returns; a writer task takes everything queued so far
+    and writes it in one short transaction: the fence (leases.fence), the events numbered in
+    order, one announcement for the run's streams. While a batch is being written, the next
+    events gather, so a step's events (a response, its tool calls and their results) cost one
+    transaction, not one each, and a busy worker writes fewer, larger batches. Streams still
+    see each event as soon as its batch commits.
+
+    A write that fails (the lease lost, the database gone) stops the writer: the failure is
+    kept, raised by the next `emit` and by `drain`, and reported to `on_failure` at once.
+    `drain` waits until everything emitted is written (the driver calls it before recording
+    the outcome, so the events of a run always precede its final status).
+    """
 
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], claim: Claim, owner: str) -> None:
         self.sessionmaker = sessionmaker
@@ -33,18 +47,64 @@ class FencedEventSink:
         # Set when an event could not be written for want of a database: the executor turns
         # every exception into an outcome, and this one must not become the run's result.
         self.database_fault: DatabaseFault | None = None
+        self.failure: Exception | None = None
+        self.on_failure: Callable[[Exception], None] | None = None
+        self.batches = 0
+        self._queued: list[tuple[EventKind, dict[str, JsonValue]]] = []
+        self._wake = asyncio.Event()
+        self._written = asyncio.Event()
+        self._written.set()
+        self._writer: asyncio.Task[None] | None = None
 
     async def emit(self, kind: EventKind, data: Mapping[str, JsonValue]) -> None:
-        try:
-            async with self.sessionmaker() as session, session.begin():
-                await leases.fence(session, self.run_id, self.owner, _now())
-                await append_event(session, self.run_id, kind, data, seq=self.next_seq)
-        except Exception as exc:
-            self.database_fault = self.database_fault or classify(exc)
-            raise
-        self.next_seq += 1
+        if self.failure is not None:
+            raise self.failure
+        self._queued.append((kind, dict(data)))
+        self._written.clear()
         if kind == EventKind.MODEL_RESPONSE:
             self._count_usage(data.get("usage"))
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write_forever(), name=f"events-{self.run_id}")
+        self._wake.set()
+
+    async def drain(self) -> None:
+        """Return once every emitted event is written; raise the write failure if one failed."""
+        if self._queued and self._writer is not None and not self._writer.done():
+            self._wake.set()
+        if self._writer is not None and not self._writer.done():
+            await self._written.wait()
+        if self.failure is not None:
+            raise self.failure
+
+    async def close(self) -> None:
+        """Stop the writer (what is still queued is dropped: call `drain` first to keep it)."""
+        if self._writer is not None:
+            self._writer.cancel()
+            await asyncio.gather(self._writer, return_exceptions=True)
+
+    async def _write_forever(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._queued:
+                batch, self._queued = self._queued, []
+                try:
+                    await self._write(batch)
+                except Exception as exc:
+                    self.database_fault = self.database_fault or classify(exc)
+                    self.failure = exc
+                    self._written.set()
+                    if self.on_failure is not None:
+                        self.on_failure(exc)
+                    return
+            self._written.set()
+
+    async def _write(self, batch: list[tuple[EventKind, dict[str, JsonValue]]]) -> None:
+        async with self.sessionmaker() as session, session.begin():
+            await leases.fence(session, self.run_id, self.owner, _now())
+            await append_events(session, self.run_id, batch, self.next_seq)
+        self.next_seq += len(batch)
+        self.batches += 1
 
     def _count_usage(self, usage: JsonValue) -> None:
         if not isinstance(usage, dict):

@@ -9,6 +9,7 @@ result. A runner that lost its lease therefore cannot append an event or record 
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -58,6 +59,7 @@ def lease_expired(now: datetime) -> ColumnElement[bool]:
     return and_(Run.status == RunStatus.RUNNING, Run.lease_expires_at < now)
 
 
+@functools.cache
 def turn_is_next() -> ColumnElement[bool]:
     """A single-shot run, or the thread's oldest unfinished turn.
 

@@ -31,7 +31,12 @@ def signed(claims: dict[str, Any], settings: Settings, **changes: Any) -> str:
 
 
 _DROP = object()
-NOW = datetime.now(UTC)
+
+
+def now() -> datetime:
+    # Read when each bad token is made: a constant taken at import could be minutes old by
+    # the time the test runs on a busy machine, and "10 minutes ahead" would have passed.
+    return datetime.now(UTC)
 
 
 def alg_none(claims: dict[str, Any], settings: Settings) -> str:
@@ -62,8 +67,8 @@ MUTATIONS: dict[str, Callable[[dict[str, Any], Settings, str], str]] = {
     "alg-none": lambda c, s, t: alg_none(c, s),
     "hs256-other-key": lambda c, s, t: other_key(c, s),
     "hs512-not-pinned": lambda c, s, t: other_algorithm(c, s),
-    "expired": lambda c, s, t: signed(c, s, exp=NOW - timedelta(minutes=5), iat=NOW - timedelta(hours=1)),
-    "nbf-in-future": lambda c, s, t: signed(c, s, nbf=NOW + timedelta(minutes=10)),
+    "expired": lambda c, s, t: signed(c, s, exp=now() - timedelta(minutes=5), iat=now() - timedelta(hours=1)),
+    "nbf-in-future": lambda c, s, t: signed(c, s, nbf=now() + timedelta(minutes=10)),
     "wrong-iss": lambda c, s, t: signed(c, s, iss="someone-else"),
     "wrong-aud": lambda c, s, t: signed(c, s, aud="another-api"),
     "missing-aud": lambda c, s, t: signed(c, s, aud=_DROP),

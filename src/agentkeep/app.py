@@ -21,6 +21,7 @@ from agentkeep.auth.principal_cache import PrincipalCache
 from agentkeep.auth.repository import SessionState
 from agentkeep.config import Settings
 from agentkeep.db.engine import create_engine, create_sessionmaker
+from agentkeep.db.session import create_read_sessionmaker
 from agentkeep.errors import install_error_handlers
 from agentkeep.heap import freeze_after
 from agentkeep.idempotency.purge import IdempotencyPurger
@@ -96,6 +97,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.audit_sealer.start()
     # A commit with audit records wakes it; records of other processes wait for its poll.
     attach_commit_signal(engine, app.state.audit_sealer.wake)
+    # Safe requests read without BEGIN/COMMIT on PostgreSQL; built once the engine's
+    # execution options are complete (it copies them).
+    app.state.read_sessionmaker = create_read_sessionmaker(engine)
     app.state.idempotency_purger = IdempotencyPurger(app.state.sessionmaker)  # expired keys
     app.state.idempotency_purger.start()
     execution = RunExecution(settings, app.state.sessionmaker, app.state.metrics)

@@ -6,9 +6,9 @@ import base64
 import binascii
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from pydantic import Field
 from sqlalchemy import Select, and_, or_
@@ -20,6 +20,10 @@ from agentkeep.errors import InvalidInput
 CURSOR_MAX_LENGTH = 512
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
+
+T = TypeVar("T")
+# A SELECT of any columns or entities.
+AnySelect = Select[*tuple[Any, ...]]
 
 
 def _cursor_field(format_name: str, description: str) -> Any:
@@ -79,9 +83,37 @@ def _decode_position(cursor: str) -> tuple[datetime, uuid.UUID]:
     return moment, after
 
 
+def _keyset_statement(
+    statement: AnySelect,
+    time_column: InstrumentedAttribute[datetime],
+    id_column: InstrumentedAttribute[uuid.UUID],
+    *,
+    limit: int,
+    cursor: str | None,
+    newest_first: bool,
+) -> AnySelect:
+    if cursor:
+        moment, after = _decode_position(cursor)
+        earlier = time_column < moment if newest_first else time_column > moment
+        tie = id_column < after if newest_first else id_column > after
+        statement = statement.where(or_(earlier, and_(time_column == moment, tie)))
+    order = (time_column.desc(), id_column.desc()) if newest_first else (time_column.asc(), id_column.asc())
+    return statement.order_by(*order).limit(limit + 1)
+
+
+def _cut(
+    rows: list[T], limit: int, position: Callable[[T], tuple[datetime, uuid.UUID]]
+) -> tuple[list[T], str | None]:
+    if len(rows) <= limit:
+        return rows, None
+    rows = rows[:limit]
+    moment, last_id = position(rows[-1])
+    return rows, encode_cursor({"t": moment.isoformat(), "id": str(last_id)})
+
+
 async def keyset_page(
     session: AsyncSession,
-    statement: Select[Any],
+    statement: AnySelect,
     time_column: InstrumentedAttribute[datetime],
     id_column: InstrumentedAttribute[uuid.UUID],
     *,
@@ -90,22 +122,37 @@ async def keyset_page(
     newest_first: bool = True,
     parameters: Mapping[str, Any] | None = None,
 ) -> tuple[list[Any], str | None]:
-    """One page of `statement` keyed on (time, id); the cursor resumes after its last row.
+    """One page of `statement` (ORM objects) keyed on (time, id); the cursor resumes after
+    its last row.
 
     Keyset pagination stays fast and stable on large tables (no OFFSET) and never skips or
     repeats a row when others are inserted meanwhile.
     """
-    if cursor:
-        moment, after = _decode_position(cursor)
-        earlier = time_column < moment if newest_first else time_column > moment
-        tie = id_column < after if newest_first else id_column > after
-        statement = statement.where(or_(earlier, and_(time_column == moment, tie)))
-    order = (time_column.desc(), id_column.desc()) if newest_first else (time_column.asc(), id_column.asc())
-    page = statement.order_by(*order).limit(limit + 1)
+    page = _keyset_statement(
+        statement, time_column, id_column, limit=limit, cursor=cursor, newest_first=newest_first
+    )
     rows = list((await session.scalars(page, parameters)).all())
-    if len(rows) <= limit:
-        return rows, None
-    rows = rows[:limit]
-    last = rows[-1]
-    position = {"t": getattr(last, time_column.key).isoformat(), "id": str(getattr(last, id_column.key))}
-    return rows, encode_cursor(position)
+    return _cut(rows, limit, lambda last: (getattr(last, time_column.key), getattr(last, id_column.key)))
+
+
+async def keyset_rows(
+    session: AsyncSession,
+    statement: AnySelect,
+    time_column: InstrumentedAttribute[datetime],
+    id_column: InstrumentedAttribute[uuid.UUID],
+    *,
+    limit: int,
+    cursor: str | None,
+    newest_first: bool = True,
+    parameters: Mapping[str, Any] | None = None,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Like keyset_page, for a statement that selects columns (the two keys among them):
+    each row a dict by column name, for lists that only serialise what they read (no ORM
+    object, identity map or change tracking per row; a dict validates fastest)."""
+    page = _keyset_statement(
+        statement, time_column, id_column, limit=limit, cursor=cursor, newest_first=newest_first
+    )
+    result = await session.execute(page, parameters)
+    names = tuple(result.keys())
+    rows = [dict(zip(names, row, strict=True)) for row in result]
+    return _cut(rows, limit, lambda last: (last[time_column.key], last[id_column.key]))

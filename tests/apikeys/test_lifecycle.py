@@ -195,3 +195,17 @@ async def test_last_use_is_recorded_at_most_once_a_minute(app: FastAPI, client: 
     ]
     assert first is not None
     assert second == first
+
+
+async def test_a_request_that_fails_does_not_record_a_use(client: httpx.AsyncClient) -> None:
+    """A safe request runs without a transaction on PostgreSQL (docs/ARCHITECTURE.md): the
+    key's use is still recorded only when the request succeeds, as in a transaction."""
+    team = await make_team(client)
+    key = await create_key(client, team.headers(Role.ADMIN), ["agents:read"])
+    missing = await client.get(f"/api/agents/{uuid.uuid4()}", headers=key_header(key))
+    assert missing.status_code == 404
+    listed = (await client.get("/api/api-keys", headers=team.headers(Role.ADMIN))).json()["items"]
+    assert listed[0]["last_used_at"] is None
+    assert (await client.get("/api/agents", headers=key_header(key))).status_code == 200
+    listed = (await client.get("/api/api-keys", headers=team.headers(Role.ADMIN))).json()["items"]
+    assert listed[0]["last_used_at"] is not None

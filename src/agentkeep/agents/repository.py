@@ -5,19 +5,23 @@ for the agent an idempotency key created."""
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from sqlalchemy import Select, Uuid, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agentkeep.agents.models import Agent, AgentVersion
-from agentkeep.pagination import InvalidCursor, decode_cursor, encode_cursor, keyset_page
+from agentkeep.agents.schemas import AgentRead
+from agentkeep.db.rows import columns_for
+from agentkeep.pagination import InvalidCursor, decode_cursor, encode_cursor, keyset_rows
 
 # Versions are 32-bit integers in the database; a cursor beyond that is not ours.
 MAX_VERSION = 2**31 - 1
-# The organization's live agents, built once with the organization as a parameter: the
-# list is the hottest read there is. (The type is explicit: a foreign key column's type is
-# only known once its target table is, after this module is imported.)
-_LIVE_IN_ORG = select(Agent).where(
+# The organization's live agents as the list shows them (rows, db/rows.py), built once with
+# the organization as a parameter: the list is the hottest read there is. (The type is
+# explicit: a foreign key column's type is only known once its target table is, after this
+# module is imported.)
+_LISTED_IN_ORG = select(*columns_for(Agent, AgentRead)).where(
     Agent.org_id == bindparam("org_id", type_=Uuid()), Agent.archived_at.is_(None)
 )
 
@@ -68,14 +72,14 @@ class AgentRepository:
 
     async def page_in_org(
         self, org_id: uuid.UUID, limit: int, cursor: str | None, *, status: str | None, name: str | None
-    ) -> tuple[list[Agent], str | None]:
-        """Live agents, newest first, keyed on (created_at, id)."""
-        statement = _LIVE_IN_ORG
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Live agents as AgentRead rows, newest first, keyed on (created_at, id)."""
+        statement = _LISTED_IN_ORG
         if status is not None:
             statement = statement.where(Agent.status == status)
         if name is not None:
             statement = statement.where(Agent.name == name)
-        return await keyset_page(
+        return await keyset_rows(
             self.session,
             statement,
             Agent.created_at,

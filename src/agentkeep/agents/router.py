@@ -98,10 +98,10 @@ async def list_agents(
     principal: AgentsRead, query: Annotated[AgentListQuery, Query()], service: AgentServiceDep
 ) -> AgentPage:
     """The organization's agents, newest first, cursor-paginated; filters `status`, `name`."""
-    agents, next_cursor = await service.page(
+    rows, next_cursor = await service.page(
         actor_of(principal), query.limit, query.cursor, status=query.status, name=query.name
     )
-    return AgentPage(items=[AgentRead.model_validate(agent) for agent in agents], next_cursor=next_cursor)
+    return AgentPage(items=[AgentRead.model_validate(row) for row in rows], next_cursor=next_cursor)
 
 
 @router.get("/{agent_id}", response_model=AgentRead, responses={200: {"headers": ETAG}})

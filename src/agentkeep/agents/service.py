@@ -142,7 +142,7 @@ class AgentService:
 
     async def page(
         self, actor: AgentActor, limit: int, cursor: str | None, *, status: str | None, name: str | None
-    ) -> tuple[list[Agent], str | None]:
+    ) -> tuple[list[dict[str, Any]], str | None]:
         return await self.repository.page_in_org(actor.org_id, limit, cursor, status=status, name=name)
 
     async def versions(

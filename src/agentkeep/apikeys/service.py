@@ -8,6 +8,7 @@ import ipaddress
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
@@ -19,6 +20,7 @@ from agentkeep.audit.actions import AuditAction
 from agentkeep.audit.service import AuditService
 from agentkeep.auth.errors import InvalidAccessToken
 from agentkeep.auth.principal_cache import PrincipalCache, snapshot
+from agentkeep.db.session import after_commit, on_success
 from agentkeep.errors import InvalidInput, NotFound
 from agentkeep.rbac.grants import GrantGuard, Grantor, KeyLimits
 from agentkeep.rbac.permissions import Permission, Role
@@ -151,6 +153,18 @@ class ApiKeyService:
             details={"name": key.name, "prefix": key.prefix, "scopes": key.scopes, **(extra or {})},
         )
 
+    async def _record_use(self, key: ApiKey, now: datetime) -> None:
+        """Set the key's last use, kept only if the request succeeds: in its transaction, or
+        after it for a safe request, which has none (db/session.py). Once committed, the
+        remembered row says so too (it is detached: that changes nothing in the database)."""
+
+        async def remember() -> None:
+            set_committed_value(key, "last_used_at", now)
+
+        session = self.repository.session
+        await on_success(session, partial(self.repository.touch, key.id, now, now - LAST_USED_RESOLUTION))
+        after_commit(session, remember)
+
     async def authenticate(
         self, raw: str, client_ip: str | None, cache: PrincipalCache[KeyState] | None = None
     ) -> AuthenticatedKey:
@@ -167,9 +181,10 @@ class ApiKeyService:
             if state is None:
                 raise InvalidAccessToken("api_key_unknown")
             if cache is not None:
-                cache.put(
-                    cache_key, KeyState(snapshot(state.key), snapshot(state.creator), state.creator_role)
-                )
+                # Carry on with the remembered copies, so recording the use below updates
+                # what the next requests of this second read.
+                state = KeyState(snapshot(state.key), snapshot(state.creator), state.creator_role)
+                cache.put(cache_key, state)
         key, now = state.key, datetime.now(UTC)
         if key.revoked_at is not None:
             raise InvalidAccessToken("api_key_revoked")
@@ -182,9 +197,7 @@ class ApiKeyService:
         if not _ip_allowed(client_ip, key.allowed_cidrs):
             raise InvalidAccessToken("api_key_ip_refused")
         if key.last_used_at is None or key.last_used_at < now - LAST_USED_RESOLUTION:
-            await self.repository.touch(key.id, now, now - LAST_USED_RESOLUTION)
-            # The remembered row too (it is detached: this changes nothing in the database).
-            set_committed_value(key, "last_used_at", now)
+            await self._record_use(key, now)
         return AuthenticatedKey(
             key_id=key.id,
             org_id=key.org_id,

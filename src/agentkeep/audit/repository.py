@@ -4,15 +4,19 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agentkeep.audit.models import GLOBAL_CHAIN, AuditLog
-from agentkeep.audit.schemas import AuditLogFilter
-from agentkeep.pagination import keyset_page
+from agentkeep.audit.schemas import AuditLogFilter, AuditLogRead
+from agentkeep.db.rows import columns_for
+from agentkeep.pagination import keyset_rows
 
 EXPORT_BATCH = 1000
+# What the listing shows, read as rows (db/rows.py).
+_LISTED = columns_for(AuditLog, AuditLogRead)
 
 
 def _aware(value: datetime) -> datetime:
@@ -20,9 +24,7 @@ def _aware(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
-def _time_range(
-    statement: Select[AuditLog], since: datetime | None, until: datetime | None
-) -> Select[AuditLog]:
+def _time_range(statement: Select[Any], since: datetime | None, until: datetime | None) -> Select[Any]:
     if since is not None:
         statement = statement.where(AuditLog.timestamp >= _aware(since))
     if until is not None:
@@ -30,8 +32,8 @@ def _time_range(
     return statement
 
 
-def _filtered(filters: AuditLogFilter) -> Select[AuditLog]:
-    statement = select(AuditLog)
+def _filtered(filters: AuditLogFilter) -> Select[Any]:
+    statement: Select[Any] = select(*_LISTED)
     equal = {
         AuditLog.user_id: filters.user_id,
         AuditLog.org_id: filters.org_id,
@@ -49,9 +51,10 @@ def _filtered(filters: AuditLogFilter) -> Select[AuditLog]:
 
 async def list_audit_logs(
     session: AsyncSession, filters: AuditLogFilter
-) -> tuple[list[AuditLog], str | None]:
-    """One page, newest first, keyed on (timestamp, id); the cursor resumes after its last row."""
-    return await keyset_page(
+) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of AuditLogRead rows, newest first, keyed on (timestamp, id); the cursor
+    resumes after its last row."""
+    return await keyset_rows(
         session,
         _filtered(filters),
         AuditLog.timestamp,

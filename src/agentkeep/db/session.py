@@ -1,4 +1,12 @@
-"""The per-request session: one transaction, committed once before the response is sent."""
+"""The per-request session: one transaction, committed once before the response is sent.
+
+A safe request (GET, HEAD) on PostgreSQL gets a session without a transaction instead
+(`read_sessionmaker`, isolation level AUTOCOMMIT): each of its reads is one statement, with
+no `BEGIN` before it nor `COMMIT` after. Under PostgreSQL's READ COMMITTED every statement
+already took its own snapshot, so such a request reads what it read before. The few writes
+a safe request makes are single statements (an API key's last use, through `on_success`),
+and its audit records of refusals are written in their own transaction as for any request.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +15,9 @@ from typing import Annotated
 
 import structlog
 from fastapi import Depends, Request
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from agentkeep.db.engine import create_sessionmaker
 from agentkeep.db.faults import classify
 
 logger = structlog.get_logger("agentkeep.db")
@@ -16,6 +25,8 @@ logger = structlog.get_logger("agentkeep.db")
 AfterTransactionHook = Callable[[], Awaitable[None]]
 _HOOKS_KEY = "agentkeep.after_transaction"
 _COMMIT_HOOKS_KEY = "agentkeep.after_commit"
+_NO_TRANSACTION_KEY = "agentkeep.no_transaction"
+SAFE_METHODS = frozenset({"GET", "HEAD"})
 
 
 def sessionmaker_of(request: Request) -> async_sessionmaker[AsyncSession]:
@@ -27,6 +38,28 @@ async def get_sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]
     return sessionmaker_of(request)
 
 
+def create_read_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions for safe requests: on PostgreSQL without a transaction, on the same pool.
+
+    The engine's execution options (notification hub, audit keys, commit signal) are copied
+    here: build it once the engine has all of them. SQLite needs nothing of the kind (its
+    driver opens a transaction only before a write) and gets the ordinary sessionmaker.
+    """
+    if engine.dialect.name != "postgresql":
+        return create_sessionmaker(engine)
+    return async_sessionmaker(
+        engine.execution_options(isolation_level="AUTOCOMMIT"),
+        expire_on_commit=False,
+        autoflush=False,
+        info={_NO_TRANSACTION_KEY: True},
+    )
+
+
+def without_transaction(session: AsyncSession) -> bool:
+    """True for a safe request's session on PostgreSQL: every statement commits on its own."""
+    return bool(session.info.get(_NO_TRANSACTION_KEY))
+
+
 def after_transaction(session: AsyncSession, hook: AfterTransactionHook) -> None:
     """Run `hook` once the request's transaction has ended, committed or rolled back.
 
@@ -35,6 +68,16 @@ def after_transaction(session: AsyncSession, hook: AfterTransactionHook) -> None
     waits on locks the request itself holds.
     """
     session.info.setdefault(_HOOKS_KEY, []).append(hook)
+
+
+async def on_success(session: AsyncSession, write: AfterTransactionHook) -> None:
+    """Make a small write part of the request's outcome: it persists only if the request
+    succeeds. In a transaction it runs now and commits or rolls back with the request; in a
+    session without one (a safe request's) it runs once the request has succeeded."""
+    if without_transaction(session):
+        after_commit(session, write)
+    else:
+        await write()
 
 
 def after_commit(session: AsyncSession, hook: AfterTransactionHook) -> None:
@@ -62,7 +105,11 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     Declared with scope="function" below so the commit happens before the response is
     sent: a failed commit becomes an error answer instead of a success that was lost.
     """
-    async with sessionmaker_of(request)() as session:
+    if request.method in SAFE_METHODS:
+        sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.read_sessionmaker
+    else:
+        sessionmaker = sessionmaker_of(request)
+    async with sessionmaker() as session:
         try:
             yield session
         except BaseException as exc:

@@ -14,15 +14,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, CursorResult, Select, func, or_, select, update
+from sqlalchemy import ColumnElement, CursorResult, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agentkeep.agents.models import Agent
 from agentkeep.notify import topics
 from agentkeep.notify.announce import announce
-from agentkeep.pagination import keyset_page
+from agentkeep.pagination import keyset_rows
 from agentkeep.runs.budget import created_in_month
 from agentkeep.runs.models import Run, RunEvent
+from agentkeep.runs.schemas import READ_COLUMNS
 from agentkeep.runs.states import EventKind, RunStatus, StopReason
 from agentkeep.threads.repository import Viewer, visible_thread_ids
 
@@ -63,23 +64,22 @@ def erased_turns_seen_by(viewer: Viewer) -> ColumnElement[bool]:
     return erased & (Run.created_by == viewer.user_id)
 
 
+def visible_to(viewer: Viewer) -> ColumnElement[bool]:
+    """The organization's runs `viewer` may see: single-shot runs, turns of its threads, and
+    the erased turns of deleted threads that it may see (`erased_turns_seen_by`)."""
+    single_shot = Run.thread_id.is_(None) & Run.thread_turn.is_(None)
+    return (Run.org_id == viewer.org_id) & or_(
+        single_shot, Run.thread_id.in_(visible_thread_ids(viewer)), erased_turns_seen_by(viewer)
+    )
+
+
 class RunRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    def _in_org(self, org_id: uuid.UUID) -> Select[Run]:
-        return select(Run).where(Run.org_id == org_id)
-
-    def _visible(self, viewer: Viewer) -> Select[Run]:
-        """The organization's runs `viewer` may see: single-shot runs, turns of its threads,
-        and the erased turns of deleted threads that it may see (`erased_turns_seen_by`)."""
-        single_shot = Run.thread_id.is_(None) & Run.thread_turn.is_(None)
-        return self._in_org(viewer.org_id).where(
-            or_(single_shot, Run.thread_id.in_(visible_thread_ids(viewer)), erased_turns_seen_by(viewer))
-        )
-
     async def get_visible(self, viewer: Viewer, run_id: uuid.UUID) -> Run | None:
-        return (await self.session.scalars(self._visible(viewer).where(Run.id == run_id))).first()
+        statement = select(Run).where(visible_to(viewer), Run.id == run_id)
+        return (await self.session.scalars(statement)).first()
 
     async def add(self, run: Run) -> None:
         self.session.add(run)
@@ -92,16 +92,16 @@ class RunRepository:
 
     async def page_visible(
         self, viewer: Viewer, filters: RunFilters, limit: int, cursor: str | None
-    ) -> tuple[list[Run], str | None]:
-        """Newest first, keyed on (created_at, id)."""
-        statement = self._visible(viewer)
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """RunRead rows (READ_COLUMNS), newest first, keyed on (created_at, id)."""
+        statement = select(*READ_COLUMNS).where(visible_to(viewer))
         if filters.thread_id is not None:
             statement = statement.where(Run.thread_id == filters.thread_id)
         if filters.agent_id is not None:
             statement = statement.where(Run.agent_id == filters.agent_id)
         if filters.status is not None:
             statement = statement.where(Run.status == filters.status.value)
-        return await keyset_page(self.session, statement, Run.created_at, Run.id, limit=limit, cursor=cursor)
+        return await keyset_rows(self.session, statement, Run.created_at, Run.id, limit=limit, cursor=cursor)
 
     async def cancel_if_queued(self, org_id: uuid.UUID, run_id: uuid.UUID, now: datetime) -> bool:
         """Cancel a run no runner has claimed yet; False if it is no longer queued."""

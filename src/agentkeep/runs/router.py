@@ -108,8 +108,8 @@ async def list_runs(
     """The organization's runs the caller may see, newest first, cursor-paginated; filter by
     agent, status and thread (a thread's runs are its turns)."""
     filters = RunFilters(agent_id=query.agent_id, status=query.status, thread_id=query.thread_id)
-    runs, next_cursor = await service.page(run_actor(principal), filters, query.limit, query.cursor)
-    return RunPage(items=[RunRead.from_run(run) for run in runs], next_cursor=next_cursor)
+    rows, next_cursor = await service.page(run_actor(principal), filters, query.limit, query.cursor)
+    return RunPage(items=[RunRead.from_row(row) for row in rows], next_cursor=next_cursor)
 
 
 @router.get("/runs/{run_id}", response_model=RunRead)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -51,27 +52,41 @@ class RunRead(BaseModel):
 
     @classmethod
     def from_run(cls, run: Run) -> RunRead:
-        return cls(
-            id=run.id,
-            org_id=run.org_id,
-            agent_id=run.agent_id,
-            agent_version=run.agent_version,
-            thread_id=run.thread_id,
-            thread_turn=run.thread_turn,
-            status=RunStatus(run.status),
-            stop_reason=StopReason(run.stop_reason) if run.stop_reason else None,
-            input=run.input,
-            output=run.output,
-            error=run.error,
-            usage=RunUsage(
-                requests=run.requests, input_tokens=run.input_tokens, output_tokens=run.output_tokens
-            ),
-            attempts=run.attempts,
-            created_at=run.created_at,
-            started_at=run.started_at,
-            finished_at=run.finished_at,
-            cancel_requested_at=run.cancel_requested_at,
-        )
+        return cls.from_row({column.key: getattr(run, column.key) for column in READ_COLUMNS})
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> RunRead:
+        """A run from its READ_COLUMNS (a list reads them as rows, db/rows.py)."""
+        usage = {
+            "requests": row["requests"],
+            "input_tokens": row["input_tokens"],
+            "output_tokens": row["output_tokens"],
+        }
+        return cls.model_validate({**row, "stop_reason": row["stop_reason"] or None, "usage": usage})
+
+
+# The columns RunRead shows (the three usage counters become `usage`).
+READ_COLUMNS = (
+    Run.id,
+    Run.org_id,
+    Run.agent_id,
+    Run.agent_version,
+    Run.status,
+    Run.stop_reason,
+    Run.thread_id,
+    Run.thread_turn,
+    Run.input,
+    Run.output,
+    Run.error,
+    Run.requests,
+    Run.input_tokens,
+    Run.output_tokens,
+    Run.attempts,
+    Run.created_at,
+    Run.started_at,
+    Run.finished_at,
+    Run.cancel_requested_at,
+)
 
 
 class RunPage(BaseModel):

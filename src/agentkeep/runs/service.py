@@ -7,6 +7,7 @@ import math
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -201,7 +202,7 @@ class RunService:
 
     async def page(
         self, actor: RunActor, filters: RunFilters, limit: int, cursor: str | None
-    ) -> tuple[list[Run], str | None]:
+    ) -> tuple[list[dict[str, Any]], str | None]:
         return await self.repository.page_visible(actor.viewer, filters, limit, cursor)
 
     async def cancel(self, actor: RunActor, run_id: uuid.UUID, queue: RunQueue) -> Run:

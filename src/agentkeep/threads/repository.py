@@ -11,11 +11,15 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from agentkeep.pagination import InvalidCursor, decode_cursor, encode_cursor, keyset_page
+from agentkeep.db.rows import columns_for
+from agentkeep.pagination import InvalidCursor, decode_cursor, encode_cursor, keyset_rows
 from agentkeep.threads.models import Thread, ThreadMessage
+from agentkeep.threads.schemas import ThreadRead
 
 # Message numbers are 32-bit integers in the database; a cursor beyond that is not ours.
 MAX_MESSAGE_SEQ = 2**31 - 1
+# What the list shows, read as rows (db/rows.py).
+_LISTED = columns_for(Thread, ThreadRead)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,14 +104,15 @@ class ThreadRepository:
         *,
         agent_id: uuid.UUID | None,
         created_by: uuid.UUID | None,
-    ) -> tuple[list[Thread], str | None]:
-        """Visible threads, newest activity first, keyed on (last_activity_at, id)."""
-        statement = self._visible(viewer)
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Visible threads as ThreadRead rows, newest activity first, keyed on
+        (last_activity_at, id)."""
+        statement = select(*_LISTED).where(visible_to(viewer))
         if agent_id is not None:
             statement = statement.where(Thread.agent_id == agent_id)
         if created_by is not None:
             statement = statement.where(Thread.created_by_user_id == created_by)
-        return await keyset_page(
+        return await keyset_rows(
             self.session, statement, Thread.last_activity_at, Thread.id, limit=limit, cursor=cursor
         )
 

@@ -99,10 +99,10 @@ async def list_threads(
     principal: ThreadsRead, query: Annotated[ThreadListQuery, Query()], service: ThreadServiceDep
 ) -> ThreadPage:
     """The threads the caller may see, newest activity first; filters `agent_id`, `created_by`."""
-    threads, next_cursor = await service.page(
+    rows, next_cursor = await service.page(
         _viewer(principal), query.limit, query.cursor, agent_id=query.agent_id, created_by=query.created_by
     )
-    items = [ThreadRead.model_validate(thread) for thread in threads]
+    items = [ThreadRead.model_validate(row) for row in rows]
     return ThreadPage(items=items, next_cursor=next_cursor)
 
 

@@ -90,7 +90,7 @@ class ThreadService:
         *,
         agent_id: uuid.UUID | None,
         created_by: uuid.UUID | None,
-    ) -> tuple[list[Thread], str | None]:
+    ) -> tuple[list[dict[str, Any]], str | None]:
         return await self.repository.page(viewer, limit, cursor, agent_id=agent_id, created_by=created_by)
 
     async def messages(

@@ -31,6 +31,8 @@ from pathlib import Path
 
 import httpx
 
+from bench.profiling import py_spy
+from bench.profiling import summarise as summarise_profile
 from bench.scale import fresh_database, private_postgres, statement_counts, statement_delta
 from bench.wrk import OVER_1S_SCRIPT, run_wrk, summarise
 from tests.support.databases import create_postgres_database, drop_postgres_database
@@ -115,7 +117,13 @@ def summary(
 
 
 def measure(
-    database_url: str, redis_url: str, workers: int, runs: int, seconds: int, connections: int
+    database_url: str,
+    redis_url: str,
+    workers: int,
+    runs: int,
+    seconds: int,
+    connections: int,
+    profile: Path | None = None,
 ) -> list[dict[str, object]]:
     env = {
         "DATABASE_URL": database_url,
@@ -133,12 +141,17 @@ def measure(
             theirs: list[dict[str, float | int]] = []
             run_wrk(url, connections=connections, seconds=2, headers=headers)  # warm-up
             run_wrk(f"{bare}/agents", connections=connections, seconds=2)
-            for _ in range(runs):
-                ours.append(
-                    run_wrk(
-                        url, connections=connections, seconds=seconds, headers=headers, script=OVER_1S_SCRIPT
+            for index in range(runs):
+                with py_spy(server.process.pid, profile if index == 0 else None):
+                    ours.append(
+                        run_wrk(
+                            url,
+                            connections=connections,
+                            seconds=seconds,
+                            headers=headers,
+                            script=OVER_1S_SCRIPT,
+                        )
                     )
-                )
                 theirs.append(
                     run_wrk(f"{bare}/agents", connections=connections, seconds=seconds, script=OVER_1S_SCRIPT)
                 )
@@ -212,12 +225,18 @@ def main() -> None:
         action="store_true",
         help="a private cluster (bench/scale.py) instead of the shared server; adds statements per request",
     )
+    parser.add_argument("--profile", type=Path, help="py-spy serve in the first round (.w<workers>.txt)")
     args = parser.parse_args()
 
     def rounds(database_url: str) -> None:
         for workers in args.workers:
-            for row in measure(database_url, args.redis, workers, args.runs, args.seconds, args.connections):
+            profile = args.profile.with_suffix(f".w{workers}.txt") if args.profile else None
+            for row in measure(
+                database_url, args.redis, workers, args.runs, args.seconds, args.connections, profile
+            ):
                 print(json.dumps(row), flush=True)
+            if profile is not None:
+                print(summarise_profile(profile))
 
     if args.private_postgres:
         with (

@@ -1,7 +1,7 @@
 """Cancel latency: from `POST /api/runs/{id}/cancel` to the `cancelled` status event on the
 run's event stream, for runs waiting on a slow model (issue 15).
 
-    .venv/bin/python -m bench.cancel_latency [--runs 50] [--quiet-seconds 10] [--gap 0.2]
+    .venv/bin/python -m bench.cancel_latency [--runs 50] [--quiet-seconds 20] [--gap 0.2]
 
 A private PostgreSQL cluster with pg_stat_statements (bench/scale.py), a fresh database,
 Redis with its own key prefix, a real `agentkeep serve` and one `agentkeep worker`
@@ -61,7 +61,7 @@ def measure(admin_url: str, args: argparse.Namespace) -> dict[str, Any]:
                         seen[run_id] = asyncio.Event()
                     opened = await open_streams(server.base_url, account.token, created.ids, on_event, 20)
                     await asyncio.sleep(2)
-                    quiet = await idle_window(database_url, worker.pid, args.quiet_seconds)
+                    quiet = await idle_window(database_url, worker.pid, args.quiet_seconds, top=12)
                     quiet["worker_cpu_percent"] = quiet.pop("serve_cpu_percent")
                     latencies, request_ms = [], []
                     async with httpx.AsyncClient(base_url=server.base_url, headers=account.headers) as http:
@@ -102,7 +102,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--runs", type=int, default=50)
-    parser.add_argument("--quiet-seconds", type=float, default=10)
+    parser.add_argument("--quiet-seconds", type=float, default=20)
     parser.add_argument("--gap", type=float, default=0.2, help="seconds between two cancels")
     args = parser.parse_args()
     with private_postgres() as admin_url:

@@ -48,8 +48,11 @@ from bench.scale_api import create_agent, create_runs, percentile, register
 from bench.sse_client import open_streams
 from tests.support.server import running_server
 
+# What an event stream reads (agentkeep.runs.stream): its run's events, and its status.
+STREAM_READS = ("SELECT run_events.run_id, run_events.seq", "SELECT runs.status FROM runs WHERE runs.org_id")
 
-async def idle_window(database_url: str, serve_pid: int, seconds: float) -> dict[str, Any]:
+
+async def idle_window(database_url: str, serve_pid: int, seconds: float, top: int = 6) -> dict[str, Any]:
     before, xacts, cpu = (
         await statement_counts(database_url),
         await xact_commits(database_url),
@@ -63,12 +66,15 @@ async def idle_window(database_url: str, serve_pid: int, seconds: float) -> dict
         await xact_commits(database_url),
         cpu_seconds(serve_pid),
     )
-    delta = statement_delta(before, after)
+    delta = statement_delta(before, after, top)
     return {
         "seconds": round(elapsed, 1),
         "statements_per_s": round(delta["statements"] / elapsed, 2),
         "transactions_per_s": round((xacts_after - xacts) / elapsed, 2),
         "serve_cpu_percent": round(100 * (cpu_after - cpu) / elapsed, 2),
+        "stream_reads_per_s": round(
+            sum(n for q, n in delta["by_query"].items() if q.startswith(STREAM_READS)) / elapsed, 2
+        ),
         "top_statements": delta["top"],
     }
 

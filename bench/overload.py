@@ -31,11 +31,13 @@ import statistics
 import subprocess
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
 
 from bench.agents_list import login_only, seed, seeded
+from bench.profiling import py_spy, summarise
 from bench.scale import bench_env, fresh_database, private_postgres
 from bench.scale_api import spread
 from bench.wrk import STATUSES_SCRIPT, run_wrk
@@ -93,19 +95,27 @@ def run_hey(url: str, connections: int, seconds: int, headers: dict[str, str]) -
     }
 
 
-def one_round(url: str, health: str, headers: dict[str, str], args: argparse.Namespace) -> dict[str, Any]:
+def one_round(
+    url: str,
+    health: str,
+    headers: dict[str, str],
+    args: argparse.Namespace,
+    serve_pid: int,
+    profile: Path | None,
+) -> dict[str, Any]:
     reference = run_wrk(url, connections=64, seconds=args.seconds, headers=headers, script=STATUSES_SCRIPT)
     probes = [Prober(health), Prober(url, headers, gap=0.05)]
     for probe in probes:
         probe.start()
-    overload = run_wrk(
-        url,
-        connections=args.connections,
-        seconds=args.seconds,
-        headers=headers,
-        script=STATUSES_SCRIPT,
-        timeout="10s",
-    )
+    with py_spy(serve_pid, profile):
+        overload = run_wrk(
+            url,
+            connections=args.connections,
+            seconds=args.seconds,
+            headers=headers,
+            script=STATUSES_SCRIPT,
+            timeout="10s",
+        )
     for probe in probes:
         probe.stop.set()
         probe.join()
@@ -149,6 +159,7 @@ def main() -> None:
     parser.add_argument(
         "--max-in-flight", type=int, default=0, help="MAX_REQUESTS_IN_FLIGHT (default: the product's)"
     )
+    parser.add_argument("--profile", type=Path, help="py-spy serve's workers during the first wrk overload")
     args = parser.parse_args()
     with (
         private_postgres() as admin_url,
@@ -163,10 +174,17 @@ def main() -> None:
             url = f"{server.base_url}/api/agents?limit=20"
             run_wrk(url, connections=64, seconds=2, headers=headers)  # warm-up
             rounds = []
-            for _ in range(args.runs):
-                rounds.append(one_round(url, f"{server.base_url}/health/live", headers, args))
+            for index in range(args.runs):
+                profile = args.profile if index == 0 else None
+                rounds.append(
+                    one_round(
+                        url, f"{server.base_url}/health/live", headers, args, server.process.pid, profile
+                    )
+                )
                 print(json.dumps(rounds[-1]), flush=True)
     print(json.dumps(medians(rounds)), flush=True)
+    if args.profile:
+        print(summarise(args.profile))
 
 
 def medians(rounds: list[dict[str, Any]]) -> dict[str, Any]:

@@ -38,7 +38,7 @@ def py_spy(pid: int, output: Path | None, rate: int = 67) -> Iterator[None]:
     binary = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     process = subprocess.Popen(
         [binary, "record", "--pid", str(pid), "--rate", str(rate), "--format", "raw",
-         "--output", str(output), "--nonblocking"],
+         "--output", str(output), "--nonblocking", "--subprocesses"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )  # fmt: skip

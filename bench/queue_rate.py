@@ -29,7 +29,16 @@ from typing import Any
 
 from agentkeep.config import Settings
 from bench.profiling import py_spy, summarise
-from bench.scale import bench_env, cpu_seconds, fresh_database, private_postgres, workers
+from bench.scale import (
+    bench_env,
+    cpu_seconds,
+    fresh_database,
+    postmaster_pid,
+    private_postgres,
+    statement_counts,
+    statement_delta,
+    workers,
+)
 from bench.scale_api import create_agent, create_runs, register, run_rows, spread, wait_terminal
 from tests.support.server import running_server
 
@@ -53,13 +62,20 @@ def measure(admin_url: str, count: int, args: argparse.Namespace) -> dict[str, A
                 cpu_before = sum(cpu_seconds(worker.pid) for worker in started)
                 lines_before = sum(worker.log_lines() for worker in started)
                 created = asyncio.run(create_runs(server.base_url, account, agent_id, args.runs, 50))
+                statements_before = asyncio.run(statement_counts(database_url))
+                postgres = asyncio.run(postmaster_pid(database_url))
+                postgres_cpu = cpu_seconds(postgres)
                 with py_spy(started[0].pid, args.profile):
                     for worker in started:
                         worker.process.send_signal(signal.SIGCONT)
                     asyncio.run(wait_terminal(database_url, WARM_UP + args.runs, args.limit, interval=0.1))
                 cpu = sum(cpu_seconds(worker.pid) for worker in started) - cpu_before
                 log_lines = sum(worker.log_lines() for worker in started) - lines_before
+                postgres_cpu = cpu_seconds(postgres) - postgres_cpu
                 rows = asyncio.run(run_rows(database_url))
+                statements = statement_delta(
+                    statements_before, asyncio.run(statement_counts(database_url)), top=12
+                )
     wanted = set(created.ids)
     ours = [row for row in rows if str(row.id) in wanted]
     first_started = min(row.started_at for row in ours if row.started_at)
@@ -82,6 +98,9 @@ def measure(admin_url: str, count: int, args: argparse.Namespace) -> dict[str, A
         "worker_cpu_ms_per_run": round(1000 * cpu / args.runs, 1),
         "worker_log_lines_per_run": round(log_lines / args.runs, 2),
         "api_create_s": round(created.seconds, 2),
+        "postgres_cpu_ms_per_run": round(1000 * postgres_cpu / args.runs, 1),
+        "statements_per_run": round(int(statements["statements"]) / args.runs, 1),
+        "top_statements_per_run": [[round(n / args.runs, 2), q] for n, q in statements["top"]],
     }
 
 

@@ -25,7 +25,15 @@ from typing import Any
 import httpx
 
 from bench.profiling import py_spy, summarise
-from bench.scale import bench_env, cpu_seconds, fresh_database, private_postgres, sql
+from bench.scale import (
+    bench_env,
+    cpu_seconds,
+    fresh_database,
+    private_postgres,
+    sql,
+    statement_counts,
+    statement_delta,
+)
 from bench.scale_api import Account, create_agent, create_runs, register, run_input, spread
 from tests.support.server import running_server
 
@@ -68,11 +76,15 @@ def measure(admin_url: str, args: argparse.Namespace) -> dict[str, Any]:
             agent_id = create_agent(server.base_url, account, "test")
             asyncio.run(create_runs(server.base_url, account, agent_id, 20, 10, first=10_000))  # warm-up
             cpu_before = cpu_seconds(server.process.pid)
+            statements_before = asyncio.run(statement_counts(database_url))
             with py_spy(server.process.pid, args.profile):
                 created = asyncio.run(
                     create_runs(server.base_url, account, agent_id, args.runs, args.clients)
                 )
             cpu = cpu_seconds(server.process.pid) - cpu_before
+            statements = statement_delta(
+                statements_before, asyncio.run(statement_counts(database_url)), top=14
+            )
             jobs = asyncio.run(jobs_per_run(database_url))
             replays = args.replays and asyncio.run(
                 replay(
@@ -93,6 +105,8 @@ def measure(admin_url: str, args: argparse.Namespace) -> dict[str, Any]:
         "latency_ms": spread(created.latencies_ms),
         "statuses": created.statuses,
         "serve_cpu_ms_per_creation": round(1000 * cpu / args.runs, 2),
+        "statements_per_creation": round(int(statements["statements"]) / args.runs, 1),
+        "top_statements_per_creation": [[round(n / args.runs, 2), q] for n, q in statements["top"]],
         "queue": jobs,
         "replays_answered_same_run": replays,
         "queue_after_replays": jobs_after,

@@ -41,8 +41,11 @@ from bench.scale import (
     fresh_database,
     model_requests_served,
     peak_rss_mib,
+    postmaster_pid,
     private_postgres,
     run_concurrency_cap,
+    statement_counts,
+    statement_delta,
     workers,
 )
 from bench.scale_api import (
@@ -75,6 +78,9 @@ def measure(admin_url: str, args: argparse.Namespace) -> dict[str, Any]:
                 asyncio.run(create_runs(server.base_url, account, agent_id, WARM_UP, 1, first=10_000))
                 asyncio.run(wait_terminal(database_url, WARM_UP, 120))
                 served_before = model_requests_served(model)
+                statements_before = asyncio.run(statement_counts(database_url))
+                postgres = asyncio.run(postmaster_pid(database_url))
+                postgres_cpu = cpu_seconds(postgres)
                 cpu_before, lines_before = cpu_seconds(worker.pid), worker.log_lines()
 
                 async def phase() -> tuple[Any, ConnectionWatch, float]:
@@ -94,7 +100,11 @@ def measure(admin_url: str, args: argparse.Namespace) -> dict[str, Any]:
                 log_lines = worker.log_lines() - lines_before
                 rss = peak_rss_mib(worker.pid)
                 served = model_requests_served(model) - served_before
+                postgres_cpu = cpu_seconds(postgres) - postgres_cpu
                 rows = asyncio.run(run_rows(database_url))
+                statements = statement_delta(
+                    statements_before, asyncio.run(statement_counts(database_url)), top=12
+                )
     wanted = set(created.ids)
     ours = [row for row in rows if str(row.id) in wanted]
     correct = sum(
@@ -135,6 +145,9 @@ def measure(admin_url: str, args: argparse.Namespace) -> dict[str, Any]:
         "worker_cpu_s": round(cpu, 2),
         "worker_cpu_ms_per_run": round(1000 * cpu / args.runs, 1),
         "worker_log_lines_per_run": round(log_lines / args.runs, 2),
+        "postgres_cpu_ms_per_run": round(1000 * postgres_cpu / args.runs, 1),
+        "statements_per_run": round(int(statements["statements"]) / args.runs, 1),
+        "top_statements_per_run": [[round(n / args.runs, 2), q] for n, q in statements["top"]],
     }
 
 

@@ -101,6 +101,12 @@ def fresh_database(admin_url: str, prefix: str) -> Iterator[str]:
         asyncio.run(sql(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
+async def postmaster_pid(url: str) -> int:
+    """The cluster's postmaster (on this host): its CPU with its backends' is PostgreSQL's."""
+    rows = await sql(url, "SELECT setting FROM pg_settings WHERE name = 'data_directory'")
+    return int((Path(rows[0][0]) / "postmaster.pid").read_text().split()[0])
+
+
 @dataclass
 class StatementCounts:
     """Statements executed in one database, from pg_stat_statements (this module's own
@@ -127,7 +133,7 @@ async def statement_counts(database_url: str) -> StatementCounts:
 def statement_delta(before: StatementCounts, after: StatementCounts, top: int = 6) -> dict[str, Any]:
     delta = {q: n - before.by_query.get(q, 0) for q, n in after.by_query.items()}
     busiest = sorted(((n, q) for q, n in delta.items() if n > 0), reverse=True)[:top]
-    return {"statements": after.total - before.total, "top": [[n, q] for n, q in busiest]}
+    return {"statements": after.total - before.total, "top": [[n, q] for n, q in busiest], "by_query": delta}
 
 
 async def xact_commits(database_url: str) -> int:

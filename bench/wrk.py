@@ -55,7 +55,7 @@ def run_wrk(
         capture_output=True,
         text=True,
         check=True,
-        timeout=seconds + 30,
+        timeout=seconds + 90,
     ).stdout
     result: dict[str, float | int] = {
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]

@@ -31,7 +31,10 @@ from pathlib import Path
 
 import httpx
 
-from bench.wrk import run_wrk, summarise
+from bench.profiling import py_spy
+from bench.profiling import summarise as summarise_profile
+from bench.scale import fresh_database, private_postgres, statement_counts, statement_delta
+from bench.wrk import OVER_1S_SCRIPT, run_wrk, summarise
 from tests.support.databases import create_postgres_database, drop_postgres_database
 from tests.support.server import running_server
 from tests.support.throwaway import free_port
@@ -114,7 +117,13 @@ def summary(
 
 
 def measure(
-    database_url: str, redis_url: str, workers: int, runs: int, seconds: int, connections: int
+    database_url: str,
+    redis_url: str,
+    workers: int,
+    runs: int,
+    seconds: int,
+    connections: int,
+    profile: Path | None = None,
 ) -> list[dict[str, object]]:
     env = {
         "DATABASE_URL": database_url,
@@ -124,7 +133,7 @@ def measure(
         "RUN_EXECUTION": "inprocess",
     }
     with running_server(env, workers=workers) as server:
-        token, org_id = seed(server.base_url) if workers == 1 else login_only(server.base_url)
+        token, org_id = login_only(server.base_url) if seeded(server.base_url) else seed(server.base_url)
         headers = {"Authorization": f"Bearer {token}"}
         url = f"{server.base_url}/api/agents?limit=20"
         with bare_server(database_url, org_id, workers, pool=20) as bare:
@@ -132,17 +141,47 @@ def measure(
             theirs: list[dict[str, float | int]] = []
             run_wrk(url, connections=connections, seconds=2, headers=headers)  # warm-up
             run_wrk(f"{bare}/agents", connections=connections, seconds=2)
-            for _ in range(runs):
-                ours.append(run_wrk(url, connections=connections, seconds=seconds, headers=headers))
-                theirs.append(run_wrk(f"{bare}/agents", connections=connections, seconds=seconds))
+            for index in range(runs):
+                with py_spy(server.process.pid, profile if index == 0 else None):
+                    ours.append(
+                        run_wrk(
+                            url,
+                            connections=connections,
+                            seconds=seconds,
+                            headers=headers,
+                            script=OVER_1S_SCRIPT,
+                        )
+                    )
+                theirs.append(
+                    run_wrk(f"{bare}/agents", connections=connections, seconds=seconds, script=OVER_1S_SCRIPT)
+                )
         statuses = list_statuses(server.base_url)
+        per_request = asyncio.run(statements_per_request(database_url, url, headers))
         log = server.log()
     timeouts = log.count("QueuePool limit") + log.count("database_unavailable")
     ours_row = summary("agentkeep GET /api/agents", workers, ours, timeouts)
     bare_row = summary("bare FastAPI + asyncpg", workers, theirs, 0)
     ours_row["of_bare"] = round(float(ours_row["rps"]) / float(bare_row["rps"]), 2)  # type: ignore[arg-type]
     ours_row["statuses"] = statuses
+    if per_request is not None:
+        ours_row["statements_per_request"] = per_request
     return [ours_row, bare_row]
+
+
+async def statements_per_request(
+    database_url: str, url: str, headers: dict[str, str]
+) -> dict[str, object] | None:
+    """On a server that keeps pg_stat_statements: the statements 100 sequential requests
+    made, per request (None elsewhere)."""
+    try:
+        before = await statement_counts(database_url)
+    except Exception:
+        return None  # no pg_stat_statements here
+    async with httpx.AsyncClient(headers=headers, timeout=30) as client:
+        for _ in range(100):
+            (await client.get(url)).raise_for_status()
+    delta = statement_delta(before, await statement_counts(database_url), top=8)
+    return {"per_request": round(int(delta["statements"]) / 100, 2), "top": delta["top"]}
 
 
 def list_statuses(base_url: str) -> dict[str, int]:
@@ -156,6 +195,12 @@ def list_statuses(base_url: str) -> dict[str, int]:
         if fields.get("route") == "/api/agents" and fields.get("method") == "GET":
             counts[fields["status"]] = counts.get(fields["status"], 0) + int(float(value))
     return counts
+
+
+def seeded(base_url: str) -> bool:
+    """Whether an earlier round already registered the user (and created the agents)."""
+    login = httpx.post(f"{base_url}/auth/login", data={"username": "bench", "password": PASSWORD}, timeout=30)
+    return login.status_code == 200
 
 
 def login_only(base_url: str) -> tuple[str, str]:
@@ -174,12 +219,35 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument(
+        "--private-postgres",
+        action="store_true",
+        help="a private cluster (bench/scale.py) instead of the shared server; adds statements per request",
+    )
+    parser.add_argument("--profile", type=Path, help="py-spy serve in the first round (.w<workers>.txt)")
     args = parser.parse_args()
+
+    def rounds(database_url: str) -> None:
+        for workers in args.workers:
+            profile = args.profile.with_suffix(f".w{workers}.txt") if args.profile else None
+            for row in measure(
+                database_url, args.redis, workers, args.runs, args.seconds, args.connections, profile
+            ):
+                print(json.dumps(row), flush=True)
+            if profile is not None:
+                print(summarise_profile(profile))
+
+    if args.private_postgres:
+        with (
+            private_postgres() as admin_url,
+            fresh_database(admin_url, "agentkeep_bench_agents") as database_url,
+        ):
+            rounds(database_url)
+        return
     database_url = asyncio.run(create_postgres_database("agentkeep_bench_agents"))
     try:
-        for workers in (1, 2):
-            for row in measure(database_url, args.redis, workers, args.runs, args.seconds, args.connections):
-                print(json.dumps(row), flush=True)
+        rounds(database_url)
     finally:
         asyncio.run(drop_postgres_database(database_url))
 

@@ -187,7 +187,9 @@ class Attempt:
                 messages = complete(self.transcript.messages)
                 await ThreadHistory(session, thread_id).append(run_id, messages, _now())
             data: dict[str, JsonValue] = {"status": outcome.status, "stop_reason": outcome.stop_reason}
-            await append_event(session, run_id, EventKind.STATUS, data)
+            # Every event of the attempt is written (drained) and the lease is held: the sink
+            # knows the next number, so no max(seq) query.
+            await append_event(session, run_id, EventKind.STATUS, data, seq=self.sink.next_seq)
             await audit_finished(session, run_id)
         await self.driver._count(run_id)
         if thread_id is not None:

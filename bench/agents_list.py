@@ -2,15 +2,19 @@
 FastAPI + asyncpg endpoint returning the same rows, at 64 concurrent connections, with 1 and
 2 uvicorn workers, side by side in one run (alternating rounds).
 
-    .venv/bin/python -m bench.agents_list [--seconds 8] [--runs 3] [--connections 64]
-        [--postgres postgresql+asyncpg://postgres@127.0.0.1:5432/postgres]
-        [--redis redis://127.0.0.1:6379/0]
+    .venv/bin/python -m bench.agents_list [--seconds 8] [--runs 3] [--connections 64] [--workers 1 2]
+        [--redis redis://127.0.0.1:6379/0] [--baseline-python OTHER_CHECKOUT/.venv/bin/python]
 
-AgentKeep runs with everything on: JWT verification, the revocation check against the
-database, the per-user rate limit in Redis (its budget raised so the load is not refused),
-the organization membership lookup, security headers, metrics and the access log. Load
-comes from wrk (apt-get install wrk). Reports requests/s, p50/p99, non-2xx, socket errors
-and pool timeouts (read from the server logs); medians of `--runs` rounds.
+AgentKeep runs with everything on: JWT verification, the session, user and membership check
+(one query, or none for a caller its process saw in the last second), the per-user rate
+limit in Redis (its budget raised so the load is not refused), security headers, metrics and
+the access log. Load comes from wrk (apt-get install wrk). Reports requests/s, p50/p99,
+non-2xx, socket errors and pool timeouts (read from the server logs); medians of `--runs`
+rounds. Also the CPU time per request of the server's processes and of the PostgreSQL
+backends serving the benchmark database (from /proc, so both must run on this machine),
+which vary far less than throughput when other work shares the machine. With
+`--baseline-python`, the `agentkeep serve` of another checkout joins the same alternating
+rounds on the same database: a before/after comparison under the same load.
 """
 
 from __future__ import annotations
@@ -22,21 +26,29 @@ import json
 import os
 import re
 import secrets
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from sqlalchemy.engine import make_url
 
+from bench.proc_cpu import cpu_seconds, postgres_backends, process_tree, spent
 from bench.wrk import run_wrk, summarise
 from tests.support.databases import create_postgres_database, drop_postgres_database
+from tests.support.processes import clean_environment
 from tests.support.server import running_server
 from tests.support.throwaway import free_port
 
 PASSWORD = "bench-password-" + secrets.token_hex(8)
+OURS = "agentkeep GET /api/agents"
+BASELINE = "baseline GET /api/agents"
+BARE = "bare FastAPI + asyncpg"
 
 
 def seed(base_url: str) -> tuple[str, str]:
@@ -70,7 +82,7 @@ def seed(base_url: str) -> tuple[str, str]:
 
 
 @contextlib.contextmanager
-def bare_server(database_url: str, org_id: str, workers: int, pool: int) -> Iterator[str]:
+def bare_server(database_url: str, org_id: str, workers: int, pool: int) -> Iterator[tuple[str, int]]:
     port = free_port()
     folder = Path(tempfile.mkdtemp(prefix="agentkeep-bare-"))
     env = {**os.environ, "DATABASE_URL": database_url, "ORG_ID": org_id, "POOL": str(pool)}
@@ -96,10 +108,24 @@ def bare_server(database_url: str, org_id: str, workers: int, pool: int) -> Iter
                 time.sleep(0.2)
             else:
                 raise RuntimeError((folder / "bare.log").read_text())
-            yield base
+            yield base, process.pid
         finally:
             process.terminate()
             process.wait(timeout=15)
+
+
+def with_cpu(
+    url: str, server_pid: int, database: str, seconds: int, connections: int, headers: dict[str, str]
+) -> dict[str, float | int]:
+    """One wrk round, with the CPU the server and PostgreSQL spent per request meanwhile."""
+    server, backends = process_tree(server_pid), postgres_backends(database)
+    server_before, backends_before = cpu_seconds(server), cpu_seconds(backends)
+    result = run_wrk(url, connections=connections, seconds=seconds, headers=headers)
+    server_after, backends_after = cpu_seconds(server), cpu_seconds(backends)
+    requests = float(result["rps"]) * seconds
+    result["server_cpu_ms"] = round(spent(server_before, server_after) / requests * 1000, 3)
+    result["postgres_cpu_ms"] = round(spent(backends_before, backends_after) / requests * 1000, 3)
+    return result
 
 
 def summary(
@@ -109,12 +135,57 @@ def summary(
         "endpoint": label,
         "workers": workers,
         **summarise(samples),
+        "server_cpu_ms": statistics.median(float(s["server_cpu_ms"]) for s in samples),
+        "postgres_cpu_ms": statistics.median(float(s["postgres_cpu_ms"]) for s in samples),
         "pool_timeouts": pool_timeouts,
     }
 
 
+@dataclass(frozen=True)
+class Target:
+    label: str
+    url: str
+    pid: int
+    headers: dict[str, str]
+
+
+@contextlib.contextmanager
+def baseline_server(python: str, env: dict[str, str], workers: int) -> Iterator[tuple[str, int]]:
+    """`agentkeep serve` of another checkout (its interpreter), on the same database."""
+    port = free_port()
+    folder = Path(tempfile.mkdtemp(prefix="agentkeep-baseline-"))
+    full = clean_environment({**env, "LOG_LEVEL": "INFO", "LOG_FORMAT": "json"})
+    full["REDIS_KEY_PREFIX"] = f"agentkeep-baseline-{secrets.token_hex(4)}"
+    with (folder / "serve.log").open("wb") as log:
+        command = [python, "-m", "agentkeep", "serve", "--port", str(port), "--workers", str(workers)]
+        process = subprocess.Popen(command, env=full, cwd=folder, stdout=log, stderr=subprocess.STDOUT)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline:
+                with contextlib.suppress(httpx.HTTPError):
+                    if httpx.get(f"{base}/health/live", timeout=1).status_code == 200:
+                        break
+                time.sleep(0.2)
+            else:
+                raise RuntimeError((folder / "serve.log").read_text())
+            time.sleep(2 * workers)  # every worker started
+            yield base, process.pid
+        finally:
+            process.terminate()
+            process.wait(timeout=15)
+
+
 def measure(
-    database_url: str, redis_url: str, workers: int, runs: int, seconds: int, connections: int
+    database_url: str,
+    redis_url: str,
+    workers: int,
+    runs: int,
+    seconds: int,
+    connections: int,
+    *,
+    first: bool,
+    baseline_python: str | None = None,
 ) -> list[dict[str, object]]:
     env = {
         "DATABASE_URL": database_url,
@@ -122,27 +193,38 @@ def measure(
         "RATE_LIMIT_API": "10000000/minute",
         "RATE_LIMIT_AUTH": "1000/minute",
         "RUN_EXECUTION": "inprocess",
+        "JWT_SECRET": secrets.token_urlsafe(48),  # shared with the baseline: one token for both
     }
-    with running_server(env, workers=workers) as server:
-        token, org_id = seed(server.base_url) if workers == 1 else login_only(server.base_url)
+    database = str(make_url(database_url).database)
+    with running_server(env, workers=workers) as server, contextlib.ExitStack() as stack:
+        token, org_id = seed(server.base_url) if first else login_only(server.base_url)
         headers = {"Authorization": f"Bearer {token}"}
-        url = f"{server.base_url}/api/agents?limit=20"
-        with bare_server(database_url, org_id, workers, pool=20) as bare:
-            ours: list[dict[str, float | int]] = []
-            theirs: list[dict[str, float | int]] = []
-            run_wrk(url, connections=connections, seconds=2, headers=headers)  # warm-up
-            run_wrk(f"{bare}/agents", connections=connections, seconds=2)
-            for _ in range(runs):
-                ours.append(run_wrk(url, connections=connections, seconds=seconds, headers=headers))
-                theirs.append(run_wrk(f"{bare}/agents", connections=connections, seconds=seconds))
+        targets = [Target(OURS, f"{server.base_url}/api/agents?limit=20", server.process.pid, headers)]
+        if baseline_python is not None:
+            base, pid = stack.enter_context(baseline_server(baseline_python, env, workers))
+            targets.append(Target(BASELINE, f"{base}/api/agents?limit=20", pid, headers))
+        bare, bare_pid = stack.enter_context(bare_server(database_url, org_id, workers, pool=20))
+        targets.append(Target(BARE, f"{bare}/agents", bare_pid, {}))
+        for target in targets:  # warm-up
+            run_wrk(target.url, connections=connections, seconds=2, headers=target.headers)
+        samples: dict[str, list[dict[str, float | int]]] = {target.label: [] for target in targets}
+        for round_ in range(runs):
+            # Alternating order: a drift in the machine's load weighs on every target alike.
+            for target in targets if round_ % 2 == 0 else targets[::-1]:
+                samples[target.label].append(
+                    with_cpu(target.url, target.pid, database, seconds, connections, target.headers)
+                )
         statuses = list_statuses(server.base_url)
         log = server.log()
     timeouts = log.count("QueuePool limit") + log.count("database_unavailable")
-    ours_row = summary("agentkeep GET /api/agents", workers, ours, timeouts)
-    bare_row = summary("bare FastAPI + asyncpg", workers, theirs, 0)
-    ours_row["of_bare"] = round(float(ours_row["rps"]) / float(bare_row["rps"]), 2)  # type: ignore[arg-type]
-    ours_row["statuses"] = statuses
-    return [ours_row, bare_row]
+    rows = [
+        summary(label, workers, taken, timeouts if label == OURS else 0) for label, taken in samples.items()
+    ]
+    bare_rps = float(rows[-1]["rps"])  # type: ignore[arg-type]
+    for row in rows[:-1]:
+        row["of_bare"] = round(float(row["rps"]) / bare_rps, 3)  # type: ignore[arg-type]
+    rows[0]["statuses"] = statuses
+    return rows
 
 
 def list_statuses(base_url: str) -> dict[str, int]:
@@ -174,11 +256,29 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
+    parser.add_argument(
+        "--workers", type=int, nargs="+", default=[1, 2], help="uvicorn worker counts, in order"
+    )
+    parser.add_argument(
+        "--baseline-python",
+        help="the interpreter of another checkout (e.g. the previous release's .venv/bin/python): "
+        "its `agentkeep serve` is measured in the same alternating rounds, on the same database",
+    )
     args = parser.parse_args()
     database_url = asyncio.run(create_postgres_database("agentkeep_bench_agents"))
     try:
-        for workers in (1, 2):
-            for row in measure(database_url, args.redis, workers, args.runs, args.seconds, args.connections):
+        for index, workers in enumerate(args.workers):
+            rows = measure(
+                database_url,
+                args.redis,
+                workers,
+                args.runs,
+                args.seconds,
+                args.connections,
+                first=index == 0,
+                baseline_python=args.baseline_python,
+            )
+            for row in rows:
                 print(json.dumps(row), flush=True)
     finally:
         asyncio.run(drop_postgres_database(database_url))

@@ -1,4 +1,6 @@
-"""Thread tests register and log in several users from one address: lift the auth limit."""
+"""Thread tests register and log in several users from one address (the auth limit is
+lifted), and their turns execute in this process on both backends (the in-process runner is
+a product mode), so a test sees a turn end without a worker process."""
 
 from __future__ import annotations
 
@@ -7,10 +9,9 @@ from collections.abc import Callable
 import pytest
 
 from agentkeep.config import Settings
-from tests.support.databases import REDIS_URL
+from tests.threads.helpers import thread_settings
 
 
 @pytest.fixture
 def settings(backend: str, database_url: str, make_settings: Callable[..., Settings]) -> Settings:
-    redis_url = REDIS_URL if backend == "postgres" else None
-    return make_settings(database_url=database_url, redis_url=redis_url, rate_limit_auth="1000/minute")
+    return thread_settings(make_settings, backend, database_url)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 
+from agentkeep.config import Settings
 from tests.agents.helpers import create_agent
+from tests.support.databases import REDIS_URL
 
 THREADS = "/api/threads"
 PROBLEM_JSON = "application/problem+json"
@@ -90,3 +93,16 @@ async def messages(http: httpx.AsyncClient, headers: dict[str, str], thread_id: 
         cursor = page.json()["next_cursor"]
         if cursor is None:
             return items
+
+
+def thread_settings(
+    make_settings: Callable[..., Settings], backend: str, database_url: str, **extra: Any
+) -> Settings:
+    """The thread tests' settings, with `extra` (a model endpoint, other limits) on top."""
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "redis_url": REDIS_URL if backend == "postgres" else None,
+        "rate_limit_auth": "1000/minute",
+        "run_execution": "inprocess",
+    }
+    return make_settings(**{**values, **extra})

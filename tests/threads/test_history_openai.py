@@ -26,7 +26,6 @@ from tests.support.chat_server import (
     text_reply,
     tool_call_reply,
 )
-from tests.support.databases import REDIS_URL
 from tests.threads.chat_wire import (
     Message,
     assert_calls_paired,
@@ -37,7 +36,7 @@ from tests.threads.chat_wire import (
     text,
     user_texts,
 )
-from tests.threads.helpers import create_thread, finished, messages, say
+from tests.threads.helpers import create_thread, finished, messages, say, thread_settings
 
 SYSTEM = "You are a calculator."  # 21 characters: 6 tokens
 LIMIT = 256  # the smallest max_context_tokens an agent may have
@@ -53,14 +52,9 @@ def chat() -> Iterator[ChatServer]:
 def settings(
     backend: str, database_url: str, make_settings: Callable[..., Settings], chat: ChatServer
 ) -> Settings:
-    redis_url = REDIS_URL if backend == "postgres" else None
-    return make_settings(
-        database_url=database_url,
-        redis_url=redis_url,
-        rate_limit_auth="1000/minute",
-        run_execution="inprocess",
-        openai_base_url=chat.base_url,
-        openai_api_key="local-test-key",
+    # `openai:` models talk to `chat`.
+    return thread_settings(
+        make_settings, backend, database_url, openai_base_url=chat.base_url, openai_api_key="local-test-key"
     )
 
 

@@ -33,10 +33,17 @@ from tests.agents.helpers import create_agent
 from tests.integration.conftest import audit_rows
 from tests.orgs.helpers import make_team
 from tests.support.chat_server import ChatServer, Slow, running_chat_server, text_reply
-from tests.support.databases import REDIS_URL
 from tests.support.secret_scan import postgres_text, sqlite_text
 from tests.support.timing import SCHEDULING_MARGIN_SECONDS
-from tests.threads.helpers import PROBLEM_JSON, THREADS, create_thread, finished, messages, say
+from tests.threads.helpers import (
+    PROBLEM_JSON,
+    THREADS,
+    create_thread,
+    finished,
+    messages,
+    say,
+    thread_settings,
+)
 from tests.threads.test_turn_privacy import another_member
 
 # Words of the conversation no other row could hold by chance: what the user says, the tool
@@ -61,13 +68,11 @@ def chat() -> Iterator[ChatServer]:
 def settings(
     backend: str, database_url: str, make_settings: Callable[..., Settings], chat: ChatServer
 ) -> Settings:
-    # Turns execute in this process on both backends; `openai:` models talk to `chat`.
-    redis_url = REDIS_URL if backend == "postgres" else None
-    return make_settings(
-        database_url=database_url,
-        redis_url=redis_url,
-        rate_limit_auth="1000/minute",
-        run_execution="inprocess",
+    # `openai:` models talk to `chat`.
+    return thread_settings(
+        make_settings,
+        backend,
+        database_url,
         openai_base_url=chat.base_url,
         openai_api_key=f"local-{secrets.token_hex(16)}",
     )

@@ -18,34 +18,18 @@ Cancelling a turn that has finished answers 409 `run-finished` to whoever may re
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import httpx
-import pytest
 
-from agentkeep.config import Settings
 from agentkeep.rbac.permissions import Role
 from tests.agents.helpers import owner
 from tests.auth.helpers import bearer, register
 from tests.orgs.helpers import Team, create_key, key_header, login_in, make_team
-from tests.support.databases import REDIS_URL
 from tests.threads.helpers import PROBLEM_JSON, THREADS, an_agent, create_thread, finished, messages, say
 
 KEY_SCOPES = ["runs:read", "runs:create", "runs:cancel"]
 PROBLEM = "urn:agentkeep:problem:"
-
-
-@pytest.fixture
-def settings(backend: str, database_url: str, make_settings: Callable[..., Settings]) -> Settings:
-    # Turns execute in this process on both backends (the in-process runner is a product mode).
-    redis_url = REDIS_URL if backend == "postgres" else None
-    return make_settings(
-        database_url=database_url,
-        redis_url=redis_url,
-        rate_limit_auth="1000/minute",
-        run_execution="inprocess",
-    )
 
 
 @dataclass(frozen=True)

@@ -10,34 +10,19 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
 
-from agentkeep.config import Settings
 from tests.agents.helpers import owner
 from tests.integration.conftest import audit_rows
-from tests.support.databases import REDIS_URL
 from tests.threads.helpers import PROBLEM_JSON, THREADS, an_agent, create_thread, finished, messages, say
 
 PROBLEM = "urn:agentkeep:problem:"
 UNKNOWN_ID = "00000000-0000-4000-8000-000000000000"
 INPUT_MAX = 100_000
-
-
-@pytest.fixture
-def settings(backend: str, database_url: str, make_settings: Callable[..., Settings]) -> Settings:
-    # Turns execute in this process on both backends (the in-process runner is a product mode).
-    redis_url = REDIS_URL if backend == "postgres" else None
-    return make_settings(
-        database_url=database_url,
-        redis_url=redis_url,
-        rate_limit_auth="1000/minute",
-        run_execution="inprocess",
-    )
 
 
 def problem(response: httpx.Response, status: int, slug: str | None = None) -> None:

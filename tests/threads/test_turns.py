@@ -3,27 +3,10 @@ conversation listed as users see it, tool calls and results kept with their turn
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import httpx
-import pytest
 
-from agentkeep.config import Settings
 from tests.agents.helpers import create_agent, owner
-from tests.support.databases import REDIS_URL
 from tests.threads.helpers import create_thread, finished, messages, say
-
-
-@pytest.fixture
-def settings(backend: str, database_url: str, make_settings: Callable[..., Settings]) -> Settings:
-    # Turns execute in this process on both backends (the in-process runner is a product mode).
-    redis_url = REDIS_URL if backend == "postgres" else None
-    return make_settings(
-        database_url=database_url,
-        redis_url=redis_url,
-        rate_limit_auth="1000/minute",
-        run_execution="inprocess",
-    )
 
 
 async def test_the_third_answer_depends_on_the_first_turn(client: httpx.AsyncClient) -> None:

@@ -79,13 +79,21 @@ def _start(toolbox: str, header_name: str, header_value: str) -> McpTestServer:
     raise RuntimeError(f"the {toolbox} MCP server did not start")
 
 
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=15)
+
+
 @pytest.fixture(scope="session")
 def calc_server() -> Iterator[McpTestServer]:
     """Tools add, multiply and explode; every request must carry `Authorization: Bearer <secret>`."""
     server = _start("calc", "Authorization", f"Bearer {header_secret()}")
     yield server
-    server.process.terminate()
-    server.process.wait(timeout=10)
+    _stop(server.process)
 
 
 @pytest.fixture(scope="session")
@@ -93,8 +101,7 @@ def weather_server() -> Iterator[McpTestServer]:
     """Tool forecast; every request must carry `X-Api-Key: <secret>`."""
     server = _start("weather", "X-Api-Key", header_secret())
     yield server
-    server.process.terminate()
-    server.process.wait(timeout=10)
+    _stop(server.process)
 
 
 @pytest.fixture(scope="session")

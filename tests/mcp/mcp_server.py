@@ -125,7 +125,8 @@ def main() -> None:
     args = parser.parse_args()
     header = tuple(args.header.split("=", 1)) if args.header else None
     app = build_app(TOOLBOXES[args.toolbox](), args.port, header)
-    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
+    # A /slow request still open must not hold up the stop.
+    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", timeout_graceful_shutdown=1)
 
 
 if __name__ == "__main__":

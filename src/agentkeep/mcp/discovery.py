@@ -93,6 +93,8 @@ def failure_of(exc: BaseException, endpoint: McpEndpoint) -> AppError:
     causes = list(_causes(exc))
     where = f"MCP server {endpoint.name!r}"
     for cause in causes:
+        if isinstance(cause, EgressRefused) and str(cause).startswith("could not resolve"):
+            return McpServerUnreachable(f"{where}: {cause}.", extra={"mcp_server": endpoint.name})
         if isinstance(cause, EgressRefused):
             return McpAddressRefused(
                 f"{where}: {cause}. A private address needs MCP_ALLOWED_NETWORKS to list it.",

@@ -121,7 +121,6 @@ def _tagged(service: McpServerService, server: McpServer, response: Response) ->
             }
         },
         409: {"description": "The name is taken, or the Idempotency-Key was used with another body."},
-        503: {"description": "Headers were given and SECRETS_ENCRYPTION_KEYS is not set."},
     },
 )
 async def create_mcp_server(
@@ -170,7 +169,6 @@ async def get_mcp_server(
     responses={
         200: {"headers": ETAG},
         409: {"description": "The name is taken in this organization."},
-        503: {"description": "Headers were given and SECRETS_ENCRYPTION_KEYS is not set."},
     },
 )
 async def update_mcp_server(
@@ -203,7 +201,6 @@ TOOL_FAILURES: dict[int | str, dict[str, Any]] = {
     409: {"description": "The server is disabled (and has no cached list, or a refresh was asked)."},
     422: {"description": "The server's address is refused by the network guard (see MCP_ALLOWED_NETWORKS)."},
     502: {"description": "The server could not be reached, or did not answer as an MCP server."},
-    503: {"description": "The server's stored headers cannot be decrypted here."},
     504: {"description": "The server did not answer within its timeout_seconds."},
 }
 

@@ -9,6 +9,7 @@ from agentkeep.apikeys.router import router as apikeys_router
 from agentkeep.audit.router import router as audit_router
 from agentkeep.auth.router import router as auth_router
 from agentkeep.health.router import router as health_router
+from agentkeep.mcp.router import router as mcp_router
 from agentkeep.observability.router import router as observability_router
 from agentkeep.orgs.router import router as orgs_router
 from agentkeep.providers.router import router as providers_router
@@ -27,6 +28,7 @@ def mount_routers(app: FastAPI) -> None:
     app.include_router(users_router)
     app.include_router(apikeys_router)
     app.include_router(providers_router)
+    app.include_router(mcp_router)
     app.include_router(agents_router)
     app.include_router(runs_router)
     app.include_router(threads_router)

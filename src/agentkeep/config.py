@@ -184,6 +184,9 @@ class Settings(BaseSettings):
     # model providers may reach, e.g. a self-hosted vLLM; metadata addresses never. The host
     # of OPENAI_BASE_URL is trusted without being listed (see docs/providers.md).
     provider_allowed_networks: CommaList = Field(default_factory=list)
+    # Private hosts and networks that organizations' MCP tool servers may reach (an internal
+    # MCP service); metadata addresses never. Nothing else private is reachable (docs/mcp.md).
+    mcp_allowed_networks: CommaList = Field(default_factory=list)
     # Bound on one model request, and how often a failed request is retried before the run
     # fails with model_error.
     model_request_timeout_seconds: float = Field(default=60, gt=0, le=600)
@@ -244,7 +247,12 @@ class Settings(BaseSettings):
     log_format: Literal["json", "console"] = "console"
 
     @field_validator(
-        "cors_origins", "allowed_hosts", "trusted_proxies", "provider_allowed_networks", mode="before"
+        "cors_origins",
+        "allowed_hosts",
+        "trusted_proxies",
+        "provider_allowed_networks",
+        "mcp_allowed_networks",
+        mode="before",
     )
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
@@ -264,9 +272,9 @@ class Settings(BaseSettings):
         parse_networks(value)
         return value
 
-    @field_validator("provider_allowed_networks")
+    @field_validator("provider_allowed_networks", "mcp_allowed_networks")
     @classmethod
-    def _valid_provider_networks(cls, value: list[str]) -> list[str]:
+    def _valid_egress_networks(cls, value: list[str]) -> list[str]:
         from agentkeep.tools.netguard import EgressAllowlist
 
         EgressAllowlist.parse(value)

@@ -104,6 +104,16 @@ async def _delete_provider(world: World, caller: Caller, allowed: bool) -> Call:
     return Call(f"/api/orgs/{world.team.org_id}/providers/{provider_id}", caller.headers)
 
 
+async def _create_mcp_server(world: World, caller: Caller, allowed: bool) -> Call:
+    body = {"name": world.unique("m"), "url": "https://mcp.example.com/mcp"}
+    return Call(f"/api/orgs/{world.team.org_id}/mcp-servers", caller.headers, json=body)
+
+
+async def _delete_mcp_server(world: World, caller: Caller, allowed: bool) -> Call:
+    server_id = await world.fresh_mcp_server() if allowed else world.ids["spare_server_id"]
+    return Call(f"/api/orgs/{world.team.org_id}/mcp-servers/{server_id}", caller.headers)
+
+
 async def _create_key(world: World, caller: Caller, allowed: bool) -> Call:
     return Call("/api/api-keys", caller.headers, json={"name": world.unique("k"), "scopes": ["agents:read"]})
 
@@ -196,6 +206,18 @@ CALLS: dict[tuple[str, str], Builder] = {
         "/api/orgs/{org_id}/providers/{provider_id}", {"api_key": provider_key()}
     ),
     ("DELETE", "/api/orgs/{org_id}/providers/{provider_id}"): _delete_provider,
+    ("GET", "/api/orgs/{org_id}/mcp-servers"): _fixed("/api/orgs/{org_id}/mcp-servers"),
+    ("POST", "/api/orgs/{org_id}/mcp-servers"): _create_mcp_server,
+    ("GET", "/api/orgs/{org_id}/mcp-servers/{server_id}"): _fixed(
+        "/api/orgs/{org_id}/mcp-servers/{server_id}"
+    ),
+    ("PATCH", "/api/orgs/{org_id}/mcp-servers/{server_id}"): _fixed(
+        "/api/orgs/{org_id}/mcp-servers/{server_id}", {"timeout_seconds": 10}
+    ),
+    ("DELETE", "/api/orgs/{org_id}/mcp-servers/{server_id}"): _delete_mcp_server,
+    ("GET", "/api/orgs/{org_id}/mcp-servers/{server_id}/tools"): _fixed(
+        "/api/orgs/{org_id}/mcp-servers/{server_id}/tools"
+    ),
     ("GET", "/api/api-keys"): _fixed("/api/api-keys"),
     ("POST", "/api/api-keys"): _create_key,
     ("DELETE", "/api/api-keys/{key_id}"): _revoke_key,

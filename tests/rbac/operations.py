@@ -49,6 +49,13 @@ OPERATIONS: dict[tuple[str, str], str] = {
     ("GET", "/api/orgs/{org_id}/providers/{provider_id}"): "org:manage",
     ("PATCH", "/api/orgs/{org_id}/providers/{provider_id}"): "org:manage",
     ("DELETE", "/api/orgs/{org_id}/providers/{provider_id}"): "org:manage",
+    # MCP tool servers (docs/mcp.md: all org:manage).
+    ("GET", "/api/orgs/{org_id}/mcp-servers"): "org:manage",
+    ("POST", "/api/orgs/{org_id}/mcp-servers"): "org:manage",
+    ("GET", "/api/orgs/{org_id}/mcp-servers/{server_id}"): "org:manage",
+    ("PATCH", "/api/orgs/{org_id}/mcp-servers/{server_id}"): "org:manage",
+    ("DELETE", "/api/orgs/{org_id}/mcp-servers/{server_id}"): "org:manage",
+    ("GET", "/api/orgs/{org_id}/mcp-servers/{server_id}/tools"): "org:manage",
     # API keys (docs/orgs.md).
     ("GET", "/api/api-keys"): "apikeys:manage",
     ("POST", "/api/api-keys"): "apikeys:manage",

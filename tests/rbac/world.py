@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import itertools
 import secrets
+import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import httpx
 from fastapi import FastAPI
-from sqlalchemy import text
+from sqlalchemy import text, update
 
+from agentkeep.mcp.models import McpServer
 from agentkeep.rbac.permissions import Role
 from agentkeep.runs.states import EventKind, RunStatus
 from tests.auth.helpers import bearer, register
@@ -102,6 +105,24 @@ class World:
         assert created.status_code == 201, created.text
         return str(created.json()["id"])
 
+    async def fresh_mcp_server(self) -> str:
+        """A new MCP server of the team, its tool list already cached (listing it asks no server)."""
+        created = await self.http.post(
+            f"/api/orgs/{self.team.org_id}/mcp-servers",
+            json={"name": self.unique("mcp"), "url": "https://mcp.example.com/mcp"},
+            headers=self.owner,
+        )
+        assert created.status_code == 201, created.text
+        server_id = uuid.UUID(created.json()["id"])
+        tools = [{"name": "noop", "description": None, "input_schema": {"type": "object"}}]
+        async with self.app.state.sessionmaker() as session, session.begin():
+            await session.execute(
+                update(McpServer)
+                .where(McpServer.id == server_id)
+                .values(tools=tools, tools_discovered_at=datetime.now(UTC))
+            )
+        return str(server_id)
+
     async def fresh_thread(self, caller: Caller) -> str:
         """A thread the caller started, as each role must see its own; for callers outside
         the team's roles, one the owner started. Inserted directly: viewers and auditors
@@ -161,12 +182,14 @@ async def build_world(app: FastAPI, http: httpx.AsyncClient) -> World:
     world.ids = {"org_id": team.org_id, "agent_id": agent_id, "run_id": run_id}
     world.ids |= {
         "provider_id": await world.fresh_provider(),
+        "server_id": await world.fresh_mcp_server(),
         "key_id": await world.fresh_key(),
         # A viewer of the team: the target of member calls expected to be refused.
         "member_id": await world.fresh_member(),
         # Targets of refused destructive calls, apart from the objects other calls read.
         "spare_agent_id": await world.fresh_agent(),
         "spare_provider_id": await world.fresh_provider(),
+        "spare_server_id": await world.fresh_mcp_server(),
         "spare_run_id": await world.fresh_running_run(),
     }
     world.ids["spare_thread_id"] = await world.fresh_thread(callers[0])

@@ -42,6 +42,10 @@ class AuditAction(StrEnum):
     PROVIDER_CREATED = "provider_created"
     PROVIDER_UPDATED = "provider_updated"
     PROVIDER_DELETED = "provider_deleted"
+    # MCP tool servers.
+    MCP_SERVER_CREATED = "mcp_server_created"
+    MCP_SERVER_UPDATED = "mcp_server_updated"
+    MCP_SERVER_DELETED = "mcp_server_deleted"
     # Organizations and users.
     ORG_CREATED = "org_created"
     BUDGET_CHANGED = "budget_changed"

@@ -6,6 +6,7 @@ from agentkeep.audit.models import AuditChainHead, AuditLog
 from agentkeep.auth.models import AuthSession, RefreshToken
 from agentkeep.db.base import Base
 from agentkeep.idempotency.models import IdempotencyKey
+from agentkeep.mcp.models import McpServer
 from agentkeep.orgs.models import Membership, Organization
 from agentkeep.providers.models import Provider
 from agentkeep.runs.models import Run, RunEvent
@@ -21,6 +22,7 @@ __all__ = [
     "AuthSession",
     "Base",
     "IdempotencyKey",
+    "McpServer",
     "Membership",
     "Organization",
     "Provider",

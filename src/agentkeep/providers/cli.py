@@ -17,7 +17,7 @@ EXIT_DATABASE = 69
 
 @providers_cli.command("reencrypt")
 def reencrypt() -> None:
-    """Re-encrypt every stored provider key with the newest SECRETS_ENCRYPTION_KEYS key.
+    """Re-encrypt every stored provider key and MCP server's headers with the newest key.
 
     Run it after putting a new key first in the list; once it reports no unreadable key,
     the older keys can be removed. Exit 1 when some key could not be decrypted.
@@ -57,5 +57,12 @@ def reencrypt() -> None:
             "no configured key decrypts it; set a new API key for it",
             err=True,
         )
-    if report.unreadable:
+    typer.echo(f"re-encrypted the headers of {report.mcp.rewritten} MCP server(s)", err=True)
+    for server in report.mcp.unreadable:
+        typer.echo(
+            f"unreadable: MCP server {server.name!r} ({server.server_id}) of organization {server.org_id}: "
+            "no configured key decrypts its headers; set its headers again",
+            err=True,
+        )
+    if report.unreadable or report.mcp.unreadable:
         raise typer.Exit(EXIT_UNREADABLE)

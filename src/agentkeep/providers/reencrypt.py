@@ -1,5 +1,6 @@
-"""Re-encrypt every stored provider key under the newest SECRETS_ENCRYPTION_KEYS key, so an
-old key can then be removed from the list (`agentkeep providers reencrypt`)."""
+"""Re-encrypt every stored secret under the newest SECRETS_ENCRYPTION_KEYS key, so an old key
+can then be removed from the list (`agentkeep providers reencrypt`): provider API keys, and the
+headers of MCP servers (agentkeep.mcp.reencrypt)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from agentkeep.audit.actions import ActorType, AuditAction
 from agentkeep.audit.service import record
 from agentkeep.context import RequestContext
+from agentkeep.mcp.reencrypt import McpReencryptReport, reencrypt_mcp_headers
 from agentkeep.providers.repository import ProviderRepository
 from agentkeep.security.secretbox import SecretBox, SecretDecryptionError
 
@@ -26,6 +28,7 @@ class UnreadableProvider:
 class ReencryptReport:
     rewritten: int = 0
     unreadable: list[UnreadableProvider] = field(default_factory=list)
+    mcp: McpReencryptReport = field(default_factory=McpReencryptReport)
 
 
 async def reencrypt_all(
@@ -58,4 +61,5 @@ async def reencrypt_all(
                 details={"name": provider.name, "changed": ["encryption_key"]},
             )
             report.rewritten += 1
+    report.mcp = await reencrypt_mcp_headers(sessionmaker, secretbox)
     return report

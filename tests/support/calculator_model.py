@@ -7,6 +7,11 @@ takes its time; while the server is `holding`, requests that arrive wait until `
 (the runs stay inside their model call for as long as the test needs). Waiting costs
 nothing per request: no polling, so hundreds of held requests leave the CPU to the workers.
 
+Idle connections stay open for `KEEP_ALIVE_SECONDS`, longer than a client keeps them (httpx:
+5 s), as hosted providers do: a server that closed them after exactly as long as the client
+(uvicorn's default, 5 s) would now and then close one just as the client sent a request on
+it, and that request would fail without reaching the model.
+
 The server keeps its own log of every call (`calls`): which task it served, which of the
 two steps it was, the tool result it carried, and whether it arrived while held.
 """
@@ -28,6 +33,7 @@ from starlette.responses import JSONResponse, RedirectResponse
 
 from tests.support.chat_server import ChatServer, running_chat_server, text_reply, tool_call_reply
 
+KEEP_ALIVE_SECONDS = 120
 TASK = re.compile(r"^(?P<task>\S+): what is (?P<expression>[^?]+)\?$")
 
 
@@ -107,7 +113,7 @@ class CalculatorModel(ChatServer):
 @contextlib.contextmanager
 def running_calculator_model(answer_after: float) -> Iterator[CalculatorModel]:
     model = CalculatorModel(answer_after=answer_after)
-    with running_chat_server(chat=model):
+    with running_chat_server(chat=model, keep_alive_seconds=KEEP_ALIVE_SECONDS):
         try:
             yield model
         finally:

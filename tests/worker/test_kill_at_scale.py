@@ -98,10 +98,8 @@ def worker_env(fresh_database: str, model_server: CalculatorModel, tmp_path: Pat
             "RUN_LEASE_SECONDS": str(LEASE_SECONDS),
             "RUN_CONCURRENCY": str(RUNS),
             "OPENAI_BASE_URL": model_server.base_url,
-            # The first worker's calls are held until it dies; a model call is never retried,
-            # so each call the model server logs is one step of one attempt.
+            # The first worker's calls are held until it dies: no timeout (and retry) meanwhile.
             "MODEL_REQUEST_TIMEOUT_SECONDS": "300",
-            "MODEL_MAX_RETRIES": "0",
             "LOG_LEVEL": "INFO",
             "LOG_FORMAT": "json",
         }

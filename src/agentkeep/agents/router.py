@@ -25,6 +25,7 @@ from agentkeep.db.session import SessionDep
 from agentkeep.idempotency.models import IDEMPOTENCY_KEY_MAX, IDEMPOTENCY_KEY_PATTERN
 from agentkeep.rbac.dependencies import require
 from agentkeep.rbac.permissions import Permission
+from agentkeep.responses import model_response
 
 router = APIRouter(prefix="/api/agents", tags=["agents"])
 
@@ -96,12 +97,12 @@ async def create_agent(
 @router.get("", response_model=AgentPage)
 async def list_agents(
     principal: AgentsRead, query: Annotated[AgentListQuery, Query()], service: AgentServiceDep
-) -> AgentPage:
+) -> Response:
     """The organization's agents, newest first, cursor-paginated; filters `status`, `name`."""
     rows, next_cursor = await service.page(
         actor_of(principal), query.limit, query.cursor, status=query.status, name=query.name
     )
-    return AgentPage(items=[AgentRead.model_validate(row) for row in rows], next_cursor=next_cursor)
+    return model_response(AgentPage.model_validate({"items": rows, "next_cursor": next_cursor}))
 
 
 @router.get("/{agent_id}", response_model=AgentRead, responses={200: {"headers": ETAG}})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query, Response, status
+from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 
 from agentkeep.agents.models import Agent
 from agentkeep.agents.schemas import (
@@ -19,7 +19,7 @@ from agentkeep.agents.schemas import (
     AgentVersionRead,
 )
 from agentkeep.agents.service import AgentActor, AgentService, entity_tag
-from agentkeep.audit.service import AuditDep
+from agentkeep.audit.service import audit_service_for
 from agentkeep.auth.dependencies import Principal
 from agentkeep.db.session import SessionDep
 from agentkeep.idempotency.models import IDEMPOTENCY_KEY_MAX, IDEMPOTENCY_KEY_PATTERN
@@ -46,8 +46,10 @@ IfMatchHeader = Annotated[
 ]
 
 
-async def get_agent_service(session: SessionDep, audit: AuditDep) -> AgentService:
-    return AgentService(session, audit)
+async def get_agent_service(request: Request, session: SessionDep) -> AgentService:
+    # The audit service is built here rather than declared: every agents route, the list
+    # (the hottest read) included, would pay FastAPI for one more dependency to resolve.
+    return AgentService(session, audit_service_for(request, session))
 
 
 AgentServiceDep = Annotated[AgentService, Depends(get_agent_service)]

@@ -25,7 +25,7 @@ from agentkeep.db.session import SessionDep
 from agentkeep.idempotency.models import IDEMPOTENCY_KEY_MAX, IDEMPOTENCY_KEY_PATTERN
 from agentkeep.rbac.dependencies import require
 from agentkeep.rbac.permissions import Permission
-from agentkeep.responses import model_response
+from agentkeep.responses import RowPage
 
 router = APIRouter(prefix="/api/agents", tags=["agents"])
 
@@ -52,6 +52,7 @@ async def get_agent_service(request: Request, session: SessionDep) -> AgentServi
     return AgentService(session, audit_service_for(request, session))
 
 
+AGENT_PAGE = RowPage(AgentRead)
 AgentServiceDep = Annotated[AgentService, Depends(get_agent_service)]
 ETAG = {
     "ETag": {
@@ -104,7 +105,7 @@ async def list_agents(
     rows, next_cursor = await service.page(
         actor_of(principal), query.limit, query.cursor, status=query.status, name=query.name
     )
-    return model_response(AgentPage.model_validate({"items": rows, "next_cursor": next_cursor}))
+    return AGENT_PAGE.response(rows, next_cursor)
 
 
 @router.get("/{agent_id}", response_model=AgentRead, responses={200: {"headers": ETAG}})

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 import structlog
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from agentkeep import __version__
 from agentkeep.api import mount_routers
@@ -137,10 +137,18 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 class AgentKeepAPI(FastAPI):
-    """FastAPI with the admission gate (security/in_flight.py) outside everything else,
-    Starlette's own error and exception layers included: a refusal costs next to nothing."""
+    """FastAPI behind the admission gate (security/in_flight.py), which sits outside
+    everything else, Starlette's own error and exception layers (and tracing) included: a
+    refusal costs next to nothing. Built on the first call, once the app's state is set."""
 
-    def build_middleware_stack(self) -> ASGIApp:
+    _gate: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._gate is None:
+            self._gate = self._admission_gate()
+        await self._gate(scope, receive, send)
+
+    def _admission_gate(self) -> ASGIApp:
         settings: Settings = self.state.settings
         metrics: Metrics = self.state.metrics
 
@@ -148,7 +156,7 @@ class AgentKeepAPI(FastAPI):
             metrics.http_requests.labels(UNMATCHED_ROUTE, method, "503").inc()
 
         return InFlightGate(
-            super().build_middleware_stack(),
+            super().__call__,
             self.state.requests_in_flight,
             max_body_bytes=settings.max_body_bytes,
             request_id=request_id_for,
@@ -206,7 +214,8 @@ def create_app(settings: Settings, *, freeze_heap: bool = False) -> FastAPI:
     )
     app.state.tracing = Tracing.for_settings(settings)
     if app.state.tracing is not None:
-        # Outermost: a request's span covers every middleware, rejections included.
+        # Outermost but for the admission gate: a request's span covers every middleware,
+        # rejections included (not the gate's refusals: they are counted, not traced).
         app.state.tracing.instrument_app(app)
     return app
 

@@ -175,6 +175,7 @@ class InFlightGate:
         self._headers = [
             (b"content-type", PROBLEM_JSON.encode()),
             (b"retry-after", str(RETRY_AFTER_SECONDS).encode()),
+            (b"vary", b"Origin"),  # as CORS marks every answer: it depends on the Origin
             *static_headers,
         ]
         self._cors_origins = frozenset(origin.encode("latin-1") for origin in cors_origins)
@@ -195,10 +196,8 @@ class InFlightGate:
             (b"content-length", str(len(body)).encode()),
             (b"x-request-id", request_id.encode()),
         ]
-        if origin is not None:
-            if origin in self._cors_origins:
-                headers += [(b"access-control-allow-origin", origin), *self._cors_headers]
-            headers.append((b"vary", b"Origin"))
+        if origin is not None and origin in self._cors_origins:
+            headers += [(b"access-control-allow-origin", origin), *self._cors_headers]
         await send({"type": "http.response.start", "status": 503, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 

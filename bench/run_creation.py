@@ -8,9 +8,10 @@ A private PostgreSQL cluster (bench/scale.py), a fresh database per round, Redis
 own key prefix (the per-user runs limit is on, its budget raised out of the way), a real
 `agentkeep serve` with RUN_EXECUTION=queue and no worker, so every job stays in the queue
 to be counted. Reported: wall time of the creations, creations/s, request latency p50/p99,
-serve CPU per creation; then procrastinate jobs per run (runs with none, with more than
-one), and after `--replays` repeats of earlier requests (same key, same body): whether each
-answered the same run as a replay, and the job count again.
+CPU per creation of serve, of PostgreSQL (postmaster and backends) and of this client; then
+procrastinate jobs per run (runs with none, with more than one), and after `--replays`
+repeats of earlier requests (same key, same body): whether each answered the same run as a
+replay, and the job count again.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import argparse
 import asyncio
 import json
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,7 @@ from bench.scale import (
     bench_env,
     cpu_seconds,
     fresh_database,
+    postmaster_pid,
     private_postgres,
     sql,
     statement_counts,
@@ -75,13 +78,18 @@ def measure(admin_url: str, args: argparse.Namespace) -> dict[str, Any]:
             account = register(server.base_url)
             agent_id = create_agent(server.base_url, account, "test")
             asyncio.run(create_runs(server.base_url, account, agent_id, 20, 10, first=10_000))  # warm-up
+            postgres = asyncio.run(postmaster_pid(database_url))
             cpu_before = cpu_seconds(server.process.pid)
+            postgres_before = cpu_seconds(postgres)
+            client_before = time.process_time()
             statements_before = asyncio.run(statement_counts(database_url))
             with py_spy(server.process.pid, args.profile):
                 created = asyncio.run(
                     create_runs(server.base_url, account, agent_id, args.runs, args.clients)
                 )
             cpu = cpu_seconds(server.process.pid) - cpu_before
+            postgres_cpu = cpu_seconds(postgres) - postgres_before
+            client_cpu = time.process_time() - client_before
             statements = statement_delta(
                 statements_before, asyncio.run(statement_counts(database_url)), top=14
             )
@@ -105,6 +113,8 @@ def measure(admin_url: str, args: argparse.Namespace) -> dict[str, Any]:
         "latency_ms": spread(created.latencies_ms),
         "statuses": created.statuses,
         "serve_cpu_ms_per_creation": round(1000 * cpu / args.runs, 2),
+        "postgres_cpu_ms_per_creation": round(1000 * postgres_cpu / args.runs, 2),
+        "client_cpu_ms_per_creation": round(1000 * client_cpu / args.runs, 2),
         "statements_per_creation": round(int(statements["statements"]) / args.runs, 1),
         "top_statements_per_creation": [[round(n / args.runs, 2), q] for n, q in statements["top"]],
         "queue": jobs,

@@ -2,7 +2,7 @@
 the queue is checked for duplicate jobs (issue 15).
 
     .venv/bin/python -m bench.run_creation [--runs 1000] [--clients 50] [--serve-workers 1]
-        [--replays 100] [--repeat 1] [--profile serve-profile.txt]
+        [--replays 100] [--repeat 1] [--client raw|httpx] [--profile serve-profile.txt]
 
 A private PostgreSQL cluster (bench/scale.py), a fresh database per round, Redis with its
 own key prefix (the per-user runs limit is on, its budget raised out of the way), a real
@@ -27,6 +27,7 @@ from typing import Any
 import httpx
 
 from bench.profiling import py_spy, summarise
+from bench.raw_client import create_runs_raw
 from bench.scale import (
     bench_env,
     cpu_seconds,
@@ -84,9 +85,12 @@ def measure(admin_url: str, args: argparse.Namespace) -> dict[str, Any]:
             client_before = time.process_time()
             statements_before = asyncio.run(statement_counts(database_url))
             with py_spy(server.process.pid, args.profile):
-                created = asyncio.run(
-                    create_runs(server.base_url, account, agent_id, args.runs, args.clients)
-                )
+                url, count, clients = server.base_url, args.runs, args.clients
+                if args.client == "raw":
+                    creating = create_runs_raw(url, account.headers, agent_id, count, clients)
+                else:
+                    creating = create_runs(url, account, agent_id, count, clients)
+                created = asyncio.run(creating)
             cpu = cpu_seconds(server.process.pid) - cpu_before
             postgres_cpu = cpu_seconds(postgres) - postgres_before
             client_cpu = time.process_time() - client_before
@@ -107,11 +111,13 @@ def measure(admin_url: str, args: argparse.Namespace) -> dict[str, Any]:
     return {
         "runs": args.runs,
         "clients": args.clients,
+        "client": args.client,
         "serve_workers": args.serve_workers,
         "wall_s": round(created.seconds, 2),
         "per_s": round(args.runs / created.seconds, 1),
         "latency_ms": spread(created.latencies_ms),
         "statuses": created.statuses,
+        "resent": created.resent,
         "serve_cpu_ms_per_creation": round(1000 * cpu / args.runs, 2),
         "postgres_cpu_ms_per_creation": round(1000 * postgres_cpu / args.runs, 2),
         "client_cpu_ms_per_creation": round(1000 * client_cpu / args.runs, 2),
@@ -132,6 +138,13 @@ def main() -> None:
     parser.add_argument("--serve-workers", type=int, default=1)
     parser.add_argument("--replays", type=int, default=100)
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument(
+        "--client",
+        choices=("raw", "httpx"),
+        default="raw",
+        help="raw: bench/raw_client.py, lean enough that the wall time is the server's; "
+        "httpx: the client of the first figures (its own CPU per request is the server's order)",
+    )
     parser.add_argument("--profile", type=Path, help="py-spy the serve process during the creations")
     args = parser.parse_args()
     with private_postgres() as admin_url:

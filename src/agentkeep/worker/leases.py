@@ -21,7 +21,7 @@ from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import ColumnElement
 
 from agentkeep.runs.contract import RunOutcome, Usage
-from agentkeep.runs.models import Run
+from agentkeep.runs.models import Run, RunEvent
 from agentkeep.runs.repository import append_event
 from agentkeep.runs.states import ACTIVE_STATUSES, EventKind, RunStatus, StopReason
 
@@ -99,25 +99,25 @@ async def claim(
     Appends the `running` status event. None when another runner holds it, it is finished,
     cancelled, or out of attempts (see `exhaust`).
     """
-    result = await session.execute(
-        update(Run)
-        .where(Run.id == run_id, Run.attempts < max_attempts, _claimable(now))
-        .values(
-            status=RunStatus.RUNNING,
-            lease_owner=owner,
-            lease_expires_at=now + timedelta(seconds=lease_seconds),
-            heartbeat_at=now,
-            attempts=Run.attempts + 1,
-            started_at=func.coalesce(Run.started_at, _stamp(now)),
-            updated_at=now,
-        )
-        .execution_options(synchronize_session=False)
+    # The UPDATE hands back what the attempt needs, the number of the run's last event too:
+    # one statement where a claim, a read of the row and a max(seq) query were three.
+    last_seq = (
+        select(func.coalesce(func.max(RunEvent.seq), 0)).where(RunEvent.run_id == run_id).scalar_subquery()
     )
-    if _rows(result) != 1:
-        return None
     row = (
         await session.execute(
-            select(
+            update(Run)
+            .where(Run.id == run_id, Run.attempts < max_attempts, _claimable(now))
+            .values(
+                status=RunStatus.RUNNING,
+                lease_owner=owner,
+                lease_expires_at=now + timedelta(seconds=lease_seconds),
+                heartbeat_at=now,
+                attempts=Run.attempts + 1,
+                started_at=func.coalesce(Run.started_at, _stamp(now)),
+                updated_at=now,
+            )
+            .returning(
                 Run.org_id,
                 Run.agent_id,
                 Run.agent_version,
@@ -125,11 +125,20 @@ async def claim(
                 Run.attempts,
                 Run.started_at,
                 Run.thread_id,
-            ).where(Run.id == run_id)
+                last_seq.label("last_seq"),
+            )
+            .execution_options(synchronize_session=False)
         )
-    ).one()
-    running = await append_event(
-        session, run_id, EventKind.STATUS, {"status": RunStatus.RUNNING, "attempt": row.attempts}
+    ).first()
+    if row is None:
+        return None
+    running_seq = int(row.last_seq) + 1
+    await append_event(
+        session,
+        run_id,
+        EventKind.STATUS,
+        {"status": RunStatus.RUNNING, "attempt": row.attempts},
+        seq=running_seq,
     )
     return Claim(
         run_id=run_id,
@@ -140,7 +149,7 @@ async def claim(
         attempt=row.attempts,
         thread_id=row.thread_id,
         started_at=row.started_at or now,
-        next_seq=running.seq + 1,
+        next_seq=running_seq + 1,
     )
 
 
@@ -272,27 +281,63 @@ def _usage_values(usage: Usage) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """A run's row as its end was recorded: what its audit record and metrics report."""
+
+    org_id: uuid.UUID
+    status: str
+    stop_reason: str | None
+    attempts: int
+    requests: int
+    input_tokens: int
+    output_tokens: int
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+FINISHED_COLUMNS = (
+    Run.org_id,
+    Run.status,
+    Run.stop_reason,
+    Run.attempts,
+    Run.requests,
+    Run.input_tokens,
+    Run.output_tokens,
+    Run.started_at,
+    Run.finished_at,
+)
+
+
+def finished(row: Any) -> Finished:
+    return Finished(*(row[index] for index in range(len(FINISHED_COLUMNS))))
+
+
 async def finish(
     session: AsyncSession, run_id: uuid.UUID, owner: str, outcome: RunOutcome, *, now: datetime
-) -> bool:
-    """Record the outcome (usage added to earlier attempts') if the lease is still held."""
-    result = await session.execute(
-        update(Run)
-        .where(_held_by(run_id, owner))
-        .values(
-            status=outcome.status,
-            stop_reason=outcome.stop_reason,
-            output=outcome.output,
-            error=outcome.error,
-            lease_owner=None,
-            lease_expires_at=None,
-            finished_at=now,
-            updated_at=now,
-            **_usage_values(outcome.usage),
+) -> Finished | None:
+    """Record the outcome (usage added to earlier attempts') if the lease is still held; the
+    row as recorded, or None when the lease is gone."""
+    row = (
+        await session.execute(
+            update(Run)
+            .where(_held_by(run_id, owner))
+            .values(
+                status=outcome.status,
+                stop_reason=outcome.stop_reason,
+                output=outcome.output,
+                error=outcome.error,
+                lease_owner=None,
+                lease_expires_at=None,
+                finished_at=now,
+                updated_at=now,
+                **_usage_values(outcome.usage),
+            )
+            .returning(*FINISHED_COLUMNS)
+            .execution_options(synchronize_session=False)
         )
-        .execution_options(synchronize_session=False)
-    )
-    return _rows(result) == 1
+    ).first()
+    return None if row is None else finished(row)
 
 
 async def hand_back(

@@ -33,8 +33,9 @@ class FencedEventSink:
 
     A write that fails (the lease lost, the database gone) stops the writer: the failure is
     kept, raised by the next `emit` and by `drain`, and reported to `on_failure` at once.
-    `drain` waits until everything emitted is written (the driver calls it before recording
-    the outcome, so the events of a run always precede its final status).
+    `drain` waits until everything emitted is written. `settle` instead stops the writer and
+    hands over what it has not written yet: the driver writes those events in the transaction
+    that records the outcome (after them, the final status), saving that batch its own.
     """
 
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], claim: Claim, owner: str) -> None:
@@ -55,6 +56,8 @@ class FencedEventSink:
         self._written = asyncio.Event()
         self._written.set()
         self._writer: asyncio.Task[None] | None = None
+        # Set by `settle`: the writer takes no further batch.
+        self._settled = False
 
     async def emit(self, kind: EventKind, data: Mapping[str, JsonValue]) -> None:
         if self.failure is not None:
@@ -76,6 +79,19 @@ class FencedEventSink:
         if self.failure is not None:
             raise self.failure
 
+    async def settle(self) -> list[tuple[EventKind, dict[str, JsonValue]]]:
+        """Wait for the batch being written, stop writing, and return the events still queued
+        (numbered from `next_seq`) for the caller to write under the lease; raise the write
+        failure if one failed. Events emitted afterwards are not written."""
+        self._settled = True
+        if self._writer is not None and not self._writer.done():
+            self._wake.set()  # a writer waiting for work sees `_settled` and stops
+            await asyncio.gather(self._writer, return_exceptions=True)
+        if self.failure is not None:
+            raise self.failure
+        pending, self._queued = self._queued, []
+        return pending
+
     async def close(self) -> None:
         """Stop the writer (what is still queued is dropped: call `drain` first to keep it)."""
         if self._writer is not None:
@@ -83,10 +99,10 @@ class FencedEventSink:
             await asyncio.gather(self._writer, return_exceptions=True)
 
     async def _write_forever(self) -> None:
-        while True:
+        while not self._settled:
             await self._wake.wait()
             self._wake.clear()
-            while self._queued:
+            while self._queued and not self._settled:
                 batch, self._queued = self._queued, []
                 try:
                     await self._write(batch)

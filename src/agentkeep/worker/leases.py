@@ -15,14 +15,29 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, and_, exists, func, literal, or_, select, update
+from sqlalchemy import (
+    CursorResult,
+    and_,
+    column,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    true,
+    update,
+    values,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import ColumnElement
 
+from agentkeep.notify import topics
+from agentkeep.notify.announce import announce
 from agentkeep.runs.contract import RunOutcome, Usage
 from agentkeep.runs.models import Run, RunEvent
-from agentkeep.runs.repository import append_event
+from agentkeep.runs.repository import append_event, append_events
 from agentkeep.runs.states import ACTIVE_STATUSES, EventKind, RunStatus, StopReason
 
 
@@ -220,6 +235,39 @@ async def fence(session: AsyncSession, run_id: uuid.UUID, owner: str, now: datet
     )
     if _rows(result) != 1:
         raise LeaseLost(str(run_id))
+
+
+async def append_fenced(
+    session: AsyncSession,
+    run_id: uuid.UUID,
+    owner: str,
+    events: list[tuple[EventKind, dict[str, Any]]],
+    first_seq: int,
+    *,
+    now: datetime,
+) -> None:
+    """`fence`, then append `events` numbered from `first_seq`; raise LeaseLost (nothing
+    written) if the lease is gone. On PostgreSQL one statement does both: the fence's UPDATE
+    in a WITH clause, each event inserted once per row it returns (none when the lease is gone)."""
+    if session.get_bind().dialect.name != "postgresql":
+        await fence(session, run_id, owner, now)
+        await append_events(session, run_id, events, first_seq)
+        return
+    fenced = update(Run).where(_held_by(run_id, owner)).values(updated_at=now).returning(Run.id).cte("fence")
+    table = RunEvent.__table__
+    rows = values(
+        *(column(name, table.c[name].type) for name in ("seq", "kind", "data", "created_at")),
+        name="batch",
+    ).data([(first_seq + offset, kind.value, data, now) for offset, (kind, data) in enumerate(events)])
+    statement = insert(RunEvent).from_select(
+        ["run_id", "seq", "kind", "data", "created_at"],
+        select(fenced.c.id, rows.c.seq, rows.c.kind, rows.c.data, rows.c.created_at).join_from(
+            fenced, rows, true()
+        ),
+    )
+    if _rows(await session.execute(statement)) != len(events):
+        raise LeaseLost(str(run_id))
+    announce(session, topics.run_events(run_id))
 
 
 async def renew(

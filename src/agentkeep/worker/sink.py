@@ -11,7 +11,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agentkeep.db.faults import DatabaseFault, classify
 from agentkeep.runs.contract import Usage
-from agentkeep.runs.repository import append_events
 from agentkeep.runs.states import EventKind
 from agentkeep.worker import leases
 from agentkeep.worker.leases import Claim
@@ -117,8 +116,7 @@ class FencedEventSink:
 
     async def _write(self, batch: list[tuple[EventKind, dict[str, JsonValue]]]) -> None:
         async with self.sessionmaker() as session, session.begin():
-            await leases.fence(session, self.run_id, self.owner, _now())
-            await append_events(session, self.run_id, batch, self.next_seq)
+            await leases.append_fenced(session, self.run_id, self.owner, batch, self.next_seq, now=_now())
         self.next_seq += len(batch)
         self.batches += 1
 

@@ -45,7 +45,7 @@ class Attempt:
         self.driver = driver
         self.claim = claim
         self.request = request
-        self.sink = FencedEventSink(driver.sessionmaker, claim, driver.owner)
+        self.sink = FencedEventSink(driver.sessionmaker, claim, driver.owner, driver.autocommit)
         self.sink.on_failure = self._events_failed
         self.transcript = Transcript()
         self.stop: Stop | None = None

@@ -37,6 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from agentkeep.agents.repository import AgentRepository
 from agentkeep.config import Settings
 from agentkeep.db.faults import classify
+from agentkeep.db.session import create_read_sessionmaker
 from agentkeep.notify.announce import hub_of_engine
 from agentkeep.observability.metrics import Metrics
 from agentkeep.runs.budget import remaining_tokens
@@ -60,6 +61,7 @@ from agentkeep.worker.reporting import audit_finished, count_finished, count_fin
 from agentkeep.worker.turn_order import Dispatch, dispatch_next_turn
 
 if TYPE_CHECKING:
+    from agentkeep.runs.executor import AgentCache
     from agentkeep.runs.model_clients import ModelClients
 
 logger = structlog.get_logger("agentkeep.worker")
@@ -85,6 +87,12 @@ def default_executor() -> Executor:
     from agentkeep.runs.executor import execute
 
     return execute
+
+
+def _agent_cache() -> AgentCache:
+    from agentkeep.runs.executor import AgentCache
+
+    return AgentCache(size=CACHED_SPECS)
 
 
 def _now() -> datetime:
@@ -117,8 +125,12 @@ class RunDriver:
         # Set by whoever runs this driver: where the next turn of a thread goes when one ends.
         self.dispatch: Dispatch | None = None
         self.model_clients: ModelClients | None = None
+        self.agents: AgentCache | None = None
         self.lease_seconds = float(settings.run_lease_seconds)
-        self.hub = hub_of_engine(sessionmaker.kw["bind"])
+        engine = sessionmaker.kw["bind"]
+        self.hub = hub_of_engine(engine)
+        # PostgreSQL: sessions without a transaction, for event batches written in one statement.
+        self.autocommit = create_read_sessionmaker(engine) if engine.dialect.name == "postgresql" else None
         self.keeper = LeaseKeeper(sessionmaker, owner, self.lease_seconds)
         # Runs this driver is executing right now. The sweep of the same process leaves them
         # alone: a stalled event loop may let their leases lapse before the heartbeat runs,
@@ -146,6 +158,8 @@ class RunDriver:
 
             # Each run has at most one model request in flight: a connection per run.
             self.model_clients = ModelClients(max_connections=self.settings.run_concurrency)
+        if self.agents is None:
+            self.agents = await asyncio.to_thread(_agent_cache)
 
     async def close(self) -> None:
         """Close the model clients this runner kept open (at shutdown, after its runs)."""
@@ -252,6 +266,7 @@ class RunDriver:
             max_retries=self.settings.model_max_retries,
             history=tuple(history),
             model_clients=self.model_clients,
+            agents=self.agents,
         )
 
     async def _spec(self, session: AsyncSession, claim: Claim) -> AgentSpec:

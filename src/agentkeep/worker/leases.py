@@ -34,7 +34,7 @@ from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import ColumnElement
 
 from agentkeep.notify import topics
-from agentkeep.notify.announce import announce
+from agentkeep.notify.announce import CHANNEL, hub_of
 from agentkeep.runs.contract import RunOutcome, Usage
 from agentkeep.runs.models import Run, RunEvent
 from agentkeep.runs.repository import append_event, append_events
@@ -246,28 +246,55 @@ async def append_fenced(
     *,
     now: datetime,
 ) -> None:
-    """`fence`, then append `events` numbered from `first_seq`; raise LeaseLost (nothing
-    written) if the lease is gone. On PostgreSQL one statement does both: the fence's UPDATE
-    in a WITH clause, each event inserted once per row it returns (none when the lease is gone)."""
-    if session.get_bind().dialect.name != "postgresql":
-        await fence(session, run_id, owner, now)
-        await append_events(session, run_id, events, first_seq)
-        return
+    """`fence`, then append `events` numbered from `first_seq`, in the session's transaction;
+    raise LeaseLost (nothing written) if the lease is gone."""
+    await fence(session, run_id, owner, now)
+    await append_events(session, run_id, events, first_seq)
+
+
+async def append_fenced_at_once(
+    session: AsyncSession,
+    run_id: uuid.UUID,
+    owner: str,
+    events: list[tuple[EventKind, dict[str, Any]]],
+    first_seq: int,
+    *,
+    now: datetime,
+) -> None:
+    """`append_fenced` on PostgreSQL as one statement in a session without a transaction
+    (`db.session.create_read_sessionmaker`): one round trip where BEGIN, fence, INSERT,
+    pg_notify and COMMIT were five.
+
+    The fence's UPDATE runs in a WITH clause and takes the row lock as `fence` does; each
+    event is inserted once per row it returns, so none when the lease is gone; the run's
+    streams are notified (as `announce` would) only when the events were written. The
+    statement commits on its own, all or nothing.
+    """
     fenced = update(Run).where(_held_by(run_id, owner)).values(updated_at=now).returning(Run.id).cte("fence")
     table = RunEvent.__table__
-    rows = values(
+    batch = values(
         *(column(name, table.c[name].type) for name in ("seq", "kind", "data", "created_at")),
         name="batch",
     ).data([(first_seq + offset, kind.value, data, now) for offset, (kind, data) in enumerate(events)])
-    statement = insert(RunEvent).from_select(
-        ["run_id", "seq", "kind", "data", "created_at"],
-        select(fenced.c.id, rows.c.seq, rows.c.kind, rows.c.data, rows.c.created_at).join_from(
-            fenced, rows, true()
-        ),
+    inserted = (
+        insert(RunEvent)
+        .from_select(
+            ["run_id", "seq", "kind", "data", "created_at"],
+            select(fenced.c.id, batch.c.seq, batch.c.kind, batch.c.data, batch.c.created_at).join_from(
+                fenced, batch, true()
+            ),
+        )
+        .returning(RunEvent.seq)
+        .cte("inserted")
     )
-    if _rows(await session.execute(statement)) != len(events):
+    written = select(func.count().label("rows")).select_from(inserted).subquery("written")
+    topic = topics.run_events(run_id)
+    statement = select(written.c.rows, func.pg_notify(CHANNEL, topic)).where(written.c.rows > 0)
+    if (await session.execute(statement)).first() is None:
         raise LeaseLost(str(run_id))
-    announce(session, topics.run_events(run_id))
+    hub = hub_of(session)
+    if hub is not None:
+        hub.deliver(topic)  # this process's waiters, as after a commit
 
 
 async def renew(

@@ -37,8 +37,16 @@ class FencedEventSink:
     that records the outcome (after them, the final status), saving that batch its own.
     """
 
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], claim: Claim, owner: str) -> None:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        claim: Claim,
+        owner: str,
+        autocommit: async_sessionmaker[AsyncSession] | None = None,
+    ) -> None:
         self.sessionmaker = sessionmaker
+        # PostgreSQL: sessions without a transaction, for a batch written in one statement.
+        self.autocommit = autocommit
         self.run_id = claim.run_id
         self.owner = owner
         self.next_seq = claim.next_seq
@@ -115,8 +123,14 @@ class FencedEventSink:
             self._written.set()
 
     async def _write(self, batch: list[tuple[EventKind, dict[str, JsonValue]]]) -> None:
-        async with self.sessionmaker() as session, session.begin():
-            await leases.append_fenced(session, self.run_id, self.owner, batch, self.next_seq, now=_now())
+        if self.autocommit is not None:
+            async with self.autocommit() as session:
+                await leases.append_fenced_at_once(
+                    session, self.run_id, self.owner, batch, self.next_seq, now=_now()
+                )
+        else:
+            async with self.sessionmaker() as session, session.begin():
+                await leases.append_fenced(session, self.run_id, self.owner, batch, self.next_seq, now=_now())
         self.next_seq += len(batch)
         self.batches += 1
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import event, select, update
 
 from agentkeep.runs.executor import execute
 from agentkeep.runs.models import Run
@@ -49,7 +49,7 @@ async def test_an_event_batch_of_a_runner_that_lost_its_lease_is_refused_whole(
     stale = await _claim(sessionmaker, run_id, "paused-worker", lease=30)
     # Another runner took the run over (as a claim after the lease lapsed would).
     async with sessionmaker() as session, session.begin():
-        await session.execute(Run.__table__.update().where(Run.id == run_id).values(lease_owner="new-worker"))
+        await session.execute(update(Run).where(Run.id == run_id).values(lease_owner="new-worker"))
 
     stale_sink = FencedEventSink(sessionmaker, stale, "paused-worker", autocommit)
     await stale_sink.emit(EventKind.MODEL_REQUEST, {"step": 1})

@@ -20,6 +20,10 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+# How long the writer waits for more events before it writes a batch.
+LINGER_SECONDS = 0.025
+
+
 class FencedEventSink:
     """Appends a run attempt's events under its lease, in batches (group commit).
 
@@ -32,6 +36,10 @@ class FencedEventSink:
 
     A write that fails (the lease lost, the database gone) stops the writer: the failure is
     kept, raised by the next `emit` and by `drain`, and reported to `on_failure` at once.
+    Before it takes a batch, the writer lingers `linger` seconds (a few hundredths), so the
+    events of a step that arrive together are written together even while the loop is busy
+    with other runs; streams see an event at most that much later.
+
     `drain` waits until everything emitted is written. `settle` instead stops the writer and
     hands over what it has not written yet: the driver writes those events in the transaction
     that records the outcome (after them, the final status), saving that batch its own.
@@ -58,6 +66,7 @@ class FencedEventSink:
         self.failure: Exception | None = None
         self.on_failure: Callable[[Exception], None] | None = None
         self.batches = 0
+        self.linger = LINGER_SECONDS
         self._queued: list[tuple[EventKind, dict[str, JsonValue]]] = []
         self._wake = asyncio.Event()
         self._written = asyncio.Event()
@@ -65,6 +74,7 @@ class FencedEventSink:
         self._writer: asyncio.Task[None] | None = None
         # Set by `settle`: the writer takes no further batch.
         self._settled = False
+        self._writing = False
 
     async def emit(self, kind: EventKind, data: Mapping[str, JsonValue]) -> None:
         if self.failure is not None:
@@ -92,7 +102,8 @@ class FencedEventSink:
         failure if one failed. Events emitted afterwards are not written."""
         self._settled = True
         if self._writer is not None and not self._writer.done():
-            self._wake.set()  # a writer waiting for work sees `_settled` and stops
+            if not self._writing:
+                self._writer.cancel()  # waiting or lingering: what is queued is the caller's
             await asyncio.gather(self._writer, return_exceptions=True)
         if self.failure is not None:
             raise self.failure
@@ -110,7 +121,9 @@ class FencedEventSink:
             await self._wake.wait()
             self._wake.clear()
             while self._queued and not self._settled:
+                await asyncio.sleep(self.linger)
                 batch, self._queued = self._queued, []
+                self._writing = True
                 try:
                     await self._write(batch)
                 except Exception as exc:
@@ -120,6 +133,8 @@ class FencedEventSink:
                     if self.on_failure is not None:
                         self.on_failure(exc)
                     return
+                finally:
+                    self._writing = False
             self._written.set()
 
     async def _write(self, batch: list[tuple[EventKind, dict[str, JsonValue]]]) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Response, status
 
@@ -23,6 +23,9 @@ from agentkeep.audit.service import AuditDep
 from agentkeep.auth.dependencies import Principal
 from agentkeep.db.session import SessionDep
 from agentkeep.idempotency.models import IDEMPOTENCY_KEY_MAX, IDEMPOTENCY_KEY_PATTERN
+from agentkeep.mcp.agent_check import McpToolCheck
+from agentkeep.mcp.catalog import McpToolCatalog
+from agentkeep.mcp.router import get_mcp_tool_catalog
 from agentkeep.rbac.dependencies import require
 from agentkeep.rbac.permissions import Permission
 
@@ -45,8 +48,10 @@ IfMatchHeader = Annotated[
 ]
 
 
-async def get_agent_service(session: SessionDep, audit: AuditDep) -> AgentService:
-    return AgentService(session, audit)
+async def get_agent_service(
+    session: SessionDep, audit: AuditDep, catalog: Annotated[McpToolCatalog, Depends(get_mcp_tool_catalog)]
+) -> AgentService:
+    return AgentService(session, audit, McpToolCheck(catalog))
 
 
 AgentServiceDep = Annotated[AgentService, Depends(get_agent_service)]
@@ -57,6 +62,12 @@ ETAG = {
     }
 }
 LOCATION = {"Location": {"description": "The created agent.", "schema": {"type": "string"}}}
+# An `mcp:` tool is checked against its server's tool list, asked for when none is cached.
+MCP_ANSWERS: dict[int | str, dict[str, Any]] = {
+    422: {"description": "Invalid, or an `mcp:` tool no enabled server of the organization offers."},
+    502: {"description": "An MCP server had to be asked for its tools and did not answer as one."},
+    504: {"description": "An MCP server had to be asked for its tools and did not answer in time."},
+}
 
 
 def actor_of(principal: Principal) -> AgentActor:
@@ -76,6 +87,7 @@ def _read(agent: Agent, response: Response) -> AgentRead:
     responses={
         201: {"headers": {**ETAG, **LOCATION}},
         409: {"description": "The name is taken, or the Idempotency-Key was used with another body."},
+        **MCP_ANSWERS,
     },
 )
 async def create_agent(
@@ -118,6 +130,7 @@ async def get_agent(
     responses={
         200: {"headers": ETAG},
         409: {"description": "The name is taken, or the agent changed concurrently; read it again."},
+        **MCP_ANSWERS,
     },
 )
 async def update_agent(

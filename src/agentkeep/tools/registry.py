@@ -12,6 +12,7 @@ validates them. A `ToolError` from `run` is the tool's answer to the model, not 
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -106,6 +107,9 @@ _MCP_NAME = re.compile(rf"mcp:(?P<server>{MCP_SERVER_PATTERN})/(?P<tool>{MCP_TOO
 TOOL_NAME_MAX = len(MCP_PREFIX) + 100 + 1 + 128
 TOOL_NAME_PATTERN = "^(" + "|".join(TOOL_NAMES) + rf"|mcp:{MCP_SERVER_PATTERN}/{MCP_TOOL_PATTERN})$"
 
+MODEL_TOOL_NAME_MAX = 64
+_MODEL_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+
 Approval = Literal["always", "never"]
 # Built-in tools act inside the agent's own limits; an MCP tool acts on someone's service.
 DEFAULT_APPROVAL: dict[bool, Approval] = {False: "never", True: "always"}
@@ -121,6 +125,19 @@ class McpToolName:
     @property
     def name(self) -> str:
         return f"{MCP_PREFIX}{self.server}/{self.tool}"
+
+    @property
+    def model_name(self) -> str:
+        """The name the model calls it by. Providers accept `^[A-Za-z0-9_-]{1,64}$`: this is
+        `mcp__<server>__<tool>`, with every other character replaced by `_`; when that changed
+        the name or it is too long, cut and suffixed with a hash of the real name, so two tools
+        never share one."""
+        plain = f"mcp__{self.server}__{self.tool}"
+        safe = _MODEL_UNSAFE.sub("_", plain)
+        if safe == plain and len(safe) <= MODEL_TOOL_NAME_MAX:
+            return safe
+        digest = hashlib.sha256(self.name.encode()).hexdigest()[:10]
+        return f"{safe[: MODEL_TOOL_NAME_MAX - len(digest) - 1]}_{digest}"
 
 
 def parse_mcp_name(name: str) -> McpToolName | None:

@@ -122,6 +122,7 @@ class ApprovalService:
         if resumed:
             await self._resume(run, approval, queue, now)
         run = await self.runs.reload(run)
+        approval = await self.approvals.approval(run.id)
         return Decided(_view(run, approval, await self.approvals.calls(run.id)), resumed)
 
     async def _record(

@@ -3,6 +3,8 @@ discovered tools when the agent is saved; every tool has an approval policy (doc
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 
 from agentkeep.rbac.permissions import Role
@@ -93,7 +95,12 @@ async def test_approvers_and_the_timeout_are_bounded_and_versioned(client: httpx
     owner = team.headers(Role.OWNER)
     agent = await create_agent(client, owner, [], approvers=["owner"], approval_timeout_seconds=60)
     assert agent["approvers"] == ["owner"]
-    for bad in ({"approvers": []}, {"approvers": ["owner", "owner"]}, {"approvers": ["boss"]}):
+    bad_approvers: list[dict[str, Any]] = [
+        {"approvers": []},
+        {"approvers": ["owner", "owner"]},
+        {"approvers": ["boss"]},
+    ]
+    for bad in bad_approvers:
         response = await client.patch(f"/api/agents/{agent['id']}", json=bad, headers=owner)
         assert response.status_code == 422, bad
     for bad_timeout in (9, 7 * 24 * 3600 + 1, "60"):

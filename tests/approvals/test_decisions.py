@@ -3,6 +3,8 @@ call decided once (409), unknown calls (422), who may decide (403, audited), aud
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 from fastapi import FastAPI
 
@@ -12,7 +14,7 @@ from tests.approvals.seeding import seed_paused_run
 from tests.orgs.helpers import create_key, key_header, make_team
 from tests.runs.seeding import audit_rows
 
-TWO_CALLS = (
+TWO_CALLS: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("call_a", "calculator", {"expression": "2+2"}),
     ("call_b", "current_time", {}),
 )

@@ -15,6 +15,9 @@ through the API (50 concurrent, an Idempotency-Key each); the workers resume (SI
 runs/s = runs / (last finished - first started), from the runs table. Worker CPU per run =
 the workers' CPU (/proc, summed) between the pause and the last run finishing / runs.
 RUN_CONCURRENCY is the product default unless `--concurrency` is given.
+
+`--baseline-src DIR` (the `src` folder of another checkout) measures that checkout's workers
+too, alternating with this one's in each round, so both see the same load on a shared host.
 """
 
 from __future__ import annotations
@@ -45,7 +48,9 @@ from tests.support.server import running_server
 WARM_UP = 3
 
 
-def measure(admin_url: str, count: int, args: argparse.Namespace) -> dict[str, Any]:
+def measure(
+    admin_url: str, count: int, args: argparse.Namespace, baseline: Path | None = None
+) -> dict[str, Any]:
     folder = Path(tempfile.mkdtemp(prefix="agentkeep-queue-rate-"))
     extra = {"RUN_CONCURRENCY": str(args.concurrency)} if args.concurrency else {}
     concurrency = args.concurrency or Settings.model_fields["run_concurrency"].default
@@ -54,7 +59,8 @@ def measure(admin_url: str, count: int, args: argparse.Namespace) -> dict[str, A
         with running_server(env, workdir=folder) as server:
             account = register(server.base_url)
             agent_id = create_agent(server.base_url, account, "test")
-            with workers(env, count, folder) as started:
+            worker_env = env if baseline is None else {**env, "PYTHONPATH": str(baseline)}
+            with workers(worker_env, count, folder) as started:
                 asyncio.run(create_runs(server.base_url, account, agent_id, WARM_UP, 1, first=10_000))
                 asyncio.run(wait_terminal(database_url, WARM_UP, 120))
                 for worker in started:
@@ -74,7 +80,7 @@ def measure(admin_url: str, count: int, args: argparse.Namespace) -> dict[str, A
                 postgres_cpu = cpu_seconds(postgres) - postgres_cpu
                 rows = asyncio.run(run_rows(database_url))
                 statements = statement_delta(
-                    statements_before, asyncio.run(statement_counts(database_url)), top=12
+                    statements_before, asyncio.run(statement_counts(database_url)), top=args.top
                 )
     wanted = set(created.ids)
     ours = [row for row in rows if str(row.id) in wanted]
@@ -87,6 +93,7 @@ def measure(admin_url: str, count: int, args: argparse.Namespace) -> dict[str, A
         if row.finished_at and row.started_at
     ]
     return {
+        "code": "baseline" if baseline is not None else "this",
         "workers": count,
         "run_concurrency": concurrency,
         "runs": args.runs,
@@ -114,11 +121,19 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="alternating rounds per worker count")
     parser.add_argument("--limit", type=float, default=600)
     parser.add_argument("--profile", type=Path, help="py-spy the first worker while the queue drains")
+    parser.add_argument("--top", type=int, default=12, help="statements listed per measurement")
+    parser.add_argument(
+        "--baseline-src", type=Path, help="another checkout's src/: its workers measured in turn with these"
+    )
     args = parser.parse_args()
     with private_postgres() as admin_url:
         for _ in range(args.repeat):
             for count in args.workers:
                 print(json.dumps(measure(admin_url, count, args)), flush=True)
+                if args.baseline_src is not None:
+                    print(
+                        json.dumps(measure(admin_url, count, args, args.baseline_src.resolve())), flush=True
+                    )
     if args.profile:
         print(summarise(args.profile))
 

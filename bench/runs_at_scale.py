@@ -20,6 +20,9 @@ requests, an Idempotency-Key each) while the worker runs. Reported:
 - the worker: the most PostgreSQL connections it held (pg_stat_activity matched to its
   sockets, polled every 0.25 s), by application_name; peak RSS (VmHWM); CPU seconds per run
   (its CPU over the phase / runs); log lines per run.
+
+`--baseline-src DIR` (the `src` folder of another checkout) measures that checkout's worker
+too, in turn with this one's in each round ("code": "this" / "baseline").
 """
 
 from __future__ import annotations
@@ -62,7 +65,7 @@ from tests.support.server import running_server
 WARM_UP = 3
 
 
-def measure(admin_url: str, args: argparse.Namespace) -> dict[str, Any]:
+def measure(admin_url: str, args: argparse.Namespace, baseline: Path | None = None) -> dict[str, Any]:
     concurrency = args.concurrency or min(run_concurrency_cap(), args.runs)
     folder = Path(tempfile.mkdtemp(prefix="agentkeep-scale-"))
     with (
@@ -74,7 +77,8 @@ def measure(admin_url: str, args: argparse.Namespace) -> dict[str, Any]:
         with running_server(env, workdir=folder) as server:
             account = register(server.base_url)
             agent_id = create_agent(server.base_url, account, "openai:bench")
-            with workers(env, 1, folder) as (worker,):
+            worker_env = env if baseline is None else {**env, "PYTHONPATH": str(baseline)}
+            with workers(worker_env, 1, folder) as (worker,):
                 asyncio.run(create_runs(server.base_url, account, agent_id, WARM_UP, 1, first=10_000))
                 asyncio.run(wait_terminal(database_url, WARM_UP, 120))
                 served_before = model_requests_served(model)
@@ -162,10 +166,16 @@ def main() -> None:
     parser.add_argument("--limit", type=float, default=600, help="give up after this many seconds")
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--profile", type=Path, help="py-spy the worker during the phase (collapsed stacks)")
+    parser.add_argument(
+        "--baseline-src", type=Path, help="another checkout's src/: its worker measured in turn with this one"
+    )
     args = parser.parse_args()
     with private_postgres() as admin_url:
         for _ in range(args.repeat):
-            print(json.dumps(measure(admin_url, args)), flush=True)
+            print(json.dumps({"code": "this", **measure(admin_url, args)}), flush=True)
+            if args.baseline_src is not None:
+                result = measure(admin_url, args, args.baseline_src.resolve())
+                print(json.dumps({"code": "baseline", **result}), flush=True)
     if args.profile:
         print(summarise(args.profile))
 

@@ -70,17 +70,22 @@ class Created:
     seconds: float
     latencies_ms: list[float]
     statuses: dict[int, int]
+    # Requests that got no answer (the connection dropped) and were sent again with their key.
+    resent: int = 0
 
 
 async def create_runs(
     base_url: str, account: Account, agent_id: str, count: int, clients: int, first: int = 0
 ) -> Created:
     """`count` runs through `POST /api/agents/{id}/runs`, `clients` at a time, each with its
-    own Idempotency-Key. Index i gets input `run_input(first + i)`."""
+    own Idempotency-Key. Index i gets input `run_input(first + i)`. A request that gets no
+    answer (a keep-alive connection the server closed as it was sent) is sent again with
+    the same key, as a client would: the key makes that safe."""
     ids: list[str] = [""] * count
     keys = [f"bench-{uuid.uuid4().hex}" for _ in range(count)]
     latencies: list[float] = []
     statuses: dict[int, int] = {}
+    resent = 0
     pending = iter(range(count))
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(
@@ -88,14 +93,19 @@ async def create_runs(
     ) as http:
 
         async def client() -> None:
+            nonlocal resent
             for index in pending:
                 while True:
                     sent = time.perf_counter()
-                    answer = await http.post(
-                        f"/api/agents/{agent_id}/runs",
-                        json={"input": run_input(first + index)},
-                        headers={"Idempotency-Key": keys[index]},
-                    )
+                    try:
+                        answer = await http.post(
+                            f"/api/agents/{agent_id}/runs",
+                            json={"input": run_input(first + index)},
+                            headers={"Idempotency-Key": keys[index]},
+                        )
+                    except (httpx.ReadError, httpx.RemoteProtocolError):
+                        resent += 1
+                        continue
                     latencies.append((time.perf_counter() - sent) * 1000)
                     statuses[answer.status_code] = statuses.get(answer.status_code, 0) + 1
                     if answer.status_code == 503:  # overloaded: retry the same key, as told
@@ -108,7 +118,9 @@ async def create_runs(
         started = time.perf_counter()
         await asyncio.gather(*(client() for _ in range(clients)))
         seconds = time.perf_counter() - started
-    return Created(ids=ids, keys=keys, seconds=seconds, latencies_ms=latencies, statuses=statuses)
+    return Created(
+        ids=ids, keys=keys, seconds=seconds, latencies_ms=latencies, statuses=statuses, resent=resent
+    )
 
 
 async def status_counts(database_url: str) -> dict[str, int]:

@@ -117,6 +117,29 @@ async def test_requests_beyond_the_bound_are_refused_at_once_while_probes_answer
     await assert_whole_bound(client, held)
 
 
+async def test_preflights_and_oversized_bodies_are_answered_as_without_the_bound(
+    client: httpx.AsyncClient, held: Held, settings: Settings
+) -> None:
+    tasks = await hold(client, held, BOUND)
+    # A preflight takes no slot: the browser may still learn whether it could retry.
+    preflight = await client.options(
+        "/api/agents", headers={"Origin": ORIGIN, "Access-Control-Request-Method": "POST"}
+    )
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] == ORIGIN
+    # A body over MAX_BODY_BYTES is refused for its size (413), not buffered for a slot.
+    oversized = await client.post("/test/echo", content=b"x" * (settings.max_body_bytes + 1))
+    assert oversized.status_code == 413
+    assert oversized.headers["content-type"] == "application/problem+json"
+    # An origin CORS does not allow reads nothing of a refusal.
+    foreign = await client.get("/test/held", headers={"Origin": "https://elsewhere.example"})
+    assert_overloaded(foreign)
+    assert "access-control-allow-origin" not in foreign.headers
+    assert foreign.headers["x-content-type-options"] == "nosniff"
+    held.gate.set()
+    assert [(await task).status_code for task in tasks] == [200] * BOUND
+
+
 async def test_refusals_are_logged_at_most_once_a_second(client: httpx.AsyncClient, held: Held) -> None:
     tasks = await hold(client, held, BOUND)
     with capture_logs() as logs:

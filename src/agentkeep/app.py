@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 import structlog
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from agentkeep import __version__
 from agentkeep.api import mount_routers
@@ -27,8 +28,8 @@ from agentkeep.heap import freeze_after
 from agentkeep.idempotency.purge import IdempotencyPurger
 from agentkeep.notify.announce import hub_of_engine
 from agentkeep.notify.listener import listen_for
-from agentkeep.observability.metrics import Metrics, MetricsMiddleware
-from agentkeep.observability.middleware import RequestIdMiddleware, UnhandledErrorMiddleware
+from agentkeep.observability.metrics import UNMATCHED_ROUTE, Metrics
+from agentkeep.observability.middleware import RequestMiddleware, UnhandledErrorMiddleware, request_id_for
 from agentkeep.observability.tracing import Tracing
 from agentkeep.openapi import install_openapi
 from agentkeep.profile import relaxed_safeguards
@@ -37,9 +38,9 @@ from agentkeep.ratelimit.lockout import LoginThrottle
 from agentkeep.redis_client import create_redis
 from agentkeep.security.body_limit import BodyLimitMiddleware
 from agentkeep.security.client_ip import parse_networks
-from agentkeep.security.headers import SecurityHeadersMiddleware
+from agentkeep.security.headers import security_headers
 from agentkeep.security.hosts import AllowedHostsMiddleware
-from agentkeep.security.in_flight import InFlightLimit, InFlightLimitMiddleware
+from agentkeep.security.in_flight import InFlightGate, InFlightLimit
 from agentkeep.security.passwords import PasswordHasher, default_concurrency
 from agentkeep.security.secretbox import secretbox_from_settings
 from agentkeep.security.tokens import TokenCodec
@@ -135,6 +136,37 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         logger.info("stopped")
 
 
+class AgentKeepAPI(FastAPI):
+    """FastAPI behind the admission gate (security/in_flight.py), which sits outside
+    everything else, Starlette's own error and exception layers (and tracing) included: a
+    refusal costs next to nothing. Built on the first call, once the app's state is set."""
+
+    _gate: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._gate is None:
+            self._gate = self._admission_gate()
+        await self._gate(scope, receive, send)
+
+    def _admission_gate(self) -> ASGIApp:
+        settings: Settings = self.state.settings
+        metrics: Metrics = self.state.metrics
+
+        def count_refused(method: str) -> None:
+            metrics.http_requests.labels(UNMATCHED_ROUTE, method, "503").inc()
+
+        return InFlightGate(
+            super().__call__,
+            self.state.requests_in_flight,
+            max_body_bytes=settings.max_body_bytes,
+            request_id=request_id_for,
+            static_headers=security_headers(hsts=settings.environment == "production"),
+            cors_origins=settings.cors_origins,
+            cors_expose=CORS_EXPOSED,
+            on_refused_request=count_refused,
+        )
+
+
 def create_app(settings: Settings, *, freeze_heap: bool = False) -> FastAPI:
     """Build an AgentKeep application for `settings` (already validated).
 
@@ -142,7 +174,7 @@ def create_app(settings: Settings, *, freeze_heap: bool = False) -> FastAPI:
     startup allocated is frozen out of garbage collection (agentkeep.heap).
     """
     docs = settings.api_docs_enabled
-    app = FastAPI(
+    app = AgentKeepAPI(
         title="AgentKeep",
         version=__version__,
         summary="A secure, self-hostable control plane for AI agents.",
@@ -158,14 +190,13 @@ def create_app(settings: Settings, *, freeze_heap: bool = False) -> FastAPI:
     install_error_handlers(app)
     mount_routers(app)
     install_openapi(app)
-    # Added innermost first: the request id wraps everything, CORS wraps even a 500.
+    # Added innermost first: CORS wraps even a 500, the per-request layer (request id,
+    # security headers, metrics, access line) wraps everything but the admission gate,
+    # which AgentKeepAPI puts outside all of them.
     app.add_middleware(UnhandledErrorMiddleware)
-    # Inside the body limit (an oversized body is refused before it is buffered) and inside
-    # CORS, request id and metrics, so a refusal is an ordinary answer a browser can read.
     app.state.requests_in_flight = InFlightLimit(
         settings.max_requests_in_flight, on_refusal=lambda: app.state.metrics.overload_refusals.inc()
     )
-    app.add_middleware(InFlightLimitMiddleware, limit=app.state.requests_in_flight)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(
         CORSMiddleware,
@@ -178,12 +209,13 @@ def create_app(settings: Settings, *, freeze_heap: bool = False) -> FastAPI:
     )
     if settings.allowed_hosts:
         app.add_middleware(AllowedHostsMiddleware, allowed_hosts=settings.allowed_hosts)
-    app.add_middleware(MetricsMiddleware, metrics_of=lambda: app.state.metrics)
-    app.add_middleware(SecurityHeadersMiddleware, hsts=settings.environment == "production")
-    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(
+        RequestMiddleware, metrics_of=lambda: app.state.metrics, hsts=settings.environment == "production"
+    )
     app.state.tracing = Tracing.for_settings(settings)
     if app.state.tracing is not None:
-        # Outermost: a request's span covers every middleware, rejections included.
+        # Outermost but for the admission gate: a request's span covers every middleware,
+        # rejections included (not the gate's refusals: they are counted, not traced).
         app.state.tracing.instrument_app(app)
     return app
 

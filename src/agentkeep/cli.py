@@ -173,7 +173,7 @@ def worker(
     import asyncio
 
     from agentkeep.observability.logging import configure_logging
-    from agentkeep.worker.command import run_worker
+    from agentkeep.worker.command import event_loop_factory, run_worker
 
     settings = _settings()
     if settings.is_sqlite:
@@ -183,7 +183,8 @@ def worker(
         )
         raise typer.Exit(EXIT_CONFIG)
     configure_logging(settings.log_level, settings.log_format)
-    asyncio.run(run_worker(settings, metrics_port=metrics_port, metrics_host=metrics_host))
+    with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+        runner.run(run_worker(settings, metrics_port=metrics_port, metrics_host=metrics_host))
 
 
 def _exit_cleanly(_signum: int, _frame: object) -> None:

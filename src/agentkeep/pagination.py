@@ -71,7 +71,7 @@ def decode_cursor(cursor: str) -> dict[str, Any]:
     return position
 
 
-def _decode_position(cursor: str) -> tuple[datetime, uuid.UUID]:
+def decode_position(cursor: str) -> tuple[datetime, uuid.UUID]:
     position = decode_cursor(cursor)
     try:
         moment = datetime.fromisoformat(str(position["t"]))
@@ -93,7 +93,7 @@ def _keyset_statement(
     newest_first: bool,
 ) -> AnySelect:
     if cursor:
-        moment, after = _decode_position(cursor)
+        moment, after = decode_position(cursor)
         earlier = time_column < moment if newest_first else time_column > moment
         tie = id_column < after if newest_first else id_column > after
         statement = statement.where(or_(earlier, and_(time_column == moment, tie)))
@@ -107,8 +107,12 @@ def _cut(
     if len(rows) <= limit:
         return rows, None
     rows = rows[:limit]
-    moment, last_id = position(rows[-1])
-    return rows, encode_cursor({"t": moment.isoformat(), "id": str(last_id)})
+    return rows, position_cursor(*position(rows[-1]))
+
+
+def position_cursor(moment: datetime, last_id: uuid.UUID) -> str:
+    """The cursor that resumes a (time, id) list after this position."""
+    return encode_cursor({"t": moment.isoformat(), "id": str(last_id)})
 
 
 async def keyset_page(

@@ -34,12 +34,13 @@ ATTEMPTS = 5
 class WireLog:
     """Every statement the app sends to PostgreSQL while `capture` runs a request.
 
-    SQLAlchemy's cursor events see the statements it executes; asyncpg sends transaction
-    control (BEGIN, COMMIT, ROLLBACK) and the pool's ping itself, outside them, so those are
-    read from asyncpg's own query log (its argument-less queries: those with arguments are
-    the ones the cursor events already saw). asyncpg reports a query once it is done, so
-    the list is not in the order sent. Statements of the app's background tasks (the audit
-    sealer, the sweeps) are left out: only the captured request's count.
+    SQLAlchemy's cursor events see the statements it executes (as prepared statements,
+    which asyncpg does not log); asyncpg sends transaction control (BEGIN, COMMIT, ROLLBACK)
+    and the pool's ping itself, outside them, and a query sent through the driver directly
+    (db/rows.py) passes no cursor event either: those are read from asyncpg's own query log.
+    asyncpg reports a query once it is done, so the list is not in the order sent.
+    Statements of the app's background tasks (the audit sealer, the sweeps) are left out:
+    only the captured request's count.
     """
 
     def __init__(self, app: FastAPI) -> None:
@@ -63,7 +64,7 @@ class WireLog:
     @staticmethod
     def _logged(record: Any) -> None:
         captured = _CAPTURED.get()  # asyncpg calls back in the context of the query's sender
-        if captured is not None and not record.args:
+        if captured is not None:
             captured.append(record.query)
 
     async def capture(self, request: Awaitable[httpx.Response]) -> tuple[httpx.Response, list[str]]:

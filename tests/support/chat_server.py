@@ -136,9 +136,13 @@ def server_error() -> Reply:
 
 @contextlib.contextmanager
 def running_chat_server(
-    script: list[Step] | None = None, chat: ChatServer | None = None
+    script: list[Step] | None = None, chat: ChatServer | None = None, *, keep_alive_seconds: int = 5
 ) -> Iterator[ChatServer]:
-    """Serve `chat` (by default one answering from `script`) on a free loopback port until the block ends."""
+    """Serve `chat` (by default one answering from `script`) on a free loopback port until the block ends.
+
+    `keep_alive_seconds`: how long an idle connection stays open (uvicorn's default, 5 s,
+    unless told otherwise).
+    """
     chat = chat or ChatServer(script=list(script or []))
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
@@ -150,6 +154,7 @@ def running_chat_server(
         ws="none",
         http="h11",
         timeout_graceful_shutdown=1,
+        timeout_keep_alive=keep_alive_seconds,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)

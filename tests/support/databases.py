@@ -15,6 +15,7 @@ from sqlalchemy.pool import NullPool
 
 from agentkeep.db.migrate import upgrade
 from agentkeep.db.models import Base
+from agentkeep.worker.queue_schema import apply_queue_schema
 from tests.support.secret_scan import scan_database, watch_database
 
 ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
@@ -71,8 +72,15 @@ async def drop_postgres_database(url: str) -> None:
         await engine.dispose()
 
 
+# procrastinate's tables emptied with ours (`agentkeep migrate` creates them on PostgreSQL).
+QUEUE_TABLES = ("procrastinate_jobs", "procrastinate_events", "procrastinate_periodic_defers")
+
+
 async def migrate(url: str) -> None:
+    """As `agentkeep migrate` does: our schema, and on PostgreSQL the job queue's."""
     await asyncio.to_thread(upgrade, url)
+    if make_url(url).get_backend_name() == "postgresql":
+        await asyncio.to_thread(apply_queue_schema, url)
 
 
 async def truncate_all(url: str) -> None:
@@ -81,7 +89,14 @@ async def truncate_all(url: str) -> None:
     try:
         async with engine.begin() as connection:
             if connection.dialect.name == "postgresql":
-                names = ", ".join(f'"{table.name}"' for table in Base.metadata.sorted_tables)
+                present = set(
+                    await connection.scalars(
+                        text("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
+                    )
+                )
+                queue = [name for name in QUEUE_TABLES if name in present]
+                tables = [table.name for table in Base.metadata.sorted_tables] + queue
+                names = ", ".join(f'"{name}"' for name in tables)
                 if names:
                     await connection.execute(text(f"TRUNCATE {names} CASCADE"))
             else:

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from asgi_lifespan import LifespanManager
+from sqlalchemy import func, select, update
 
 from agentkeep.app import create_app
 from agentkeep.config import Settings
+from agentkeep.runs.models import Run
 from agentkeep.runs.states import RunStatus
 from agentkeep.worker.driver import RunDriver
 from agentkeep.worker.inprocess import InProcessRunQueue
-from agentkeep.worker.recovery import RecoverySweep
+from agentkeep.worker.recovery import BATCH, RecoverySweep
 from tests.worker.helpers import (
     RecordingHolder,
     ScriptedExecutor,
@@ -174,6 +177,64 @@ async def test_the_sweep_leaves_alone_runs_its_own_process_is_executing(
     assert (await load_run(sessionmaker, run_id)).lease_owner == "me"
     other = RecoverySweep(sessionmaker, run_settings(), holder)
     assert (await other.run_once()).requeued == [run_id]
+
+
+async def _expire(sessionmaker: Sessionmaker, count: int, owner: str) -> list[uuid.UUID]:
+    """`count` runs left running by `owner` under leases that expired a minute ago."""
+    run_ids = [await make_run(sessionmaker, f"run {n}") for n in range(count)]
+    lapsed = datetime.now(UTC) - timedelta(minutes=1)
+    async with sessionmaker() as session, session.begin():
+        await session.execute(
+            update(Run)
+            .where(Run.id.in_(run_ids))
+            .values(status=RunStatus.RUNNING, lease_owner=owner, lease_expires_at=lapsed, attempts=1)
+        )
+    return run_ids
+
+
+class CountingHolder(RecordingHolder):
+    """Records, at the first hand-over, how many runs were still running."""
+
+    def __init__(self, sessionmaker: Sessionmaker) -> None:
+        super().__init__(sessionmaker)
+        self.running_at_first_hand_over: int | None = None
+
+    async def hand_over(self, run_id: uuid.UUID) -> bool:
+        if self.running_at_first_hand_over is None:
+            async with self.sessionmaker() as session:
+                statement = select(func.count()).where(Run.status == RunStatus.RUNNING)
+                self.running_at_first_hand_over = int(await session.scalar(statement) or 0)
+        return await super().hand_over(run_id)
+
+
+async def test_one_sweep_requeues_every_expired_run_beyond_a_batch_before_handing_any_over(
+    sessionmaker: Sessionmaker, run_settings: Callable[..., Settings]
+) -> None:
+    """A worker that died with more runs than a batch: all back in the queue in one pass."""
+    run_ids = await _expire(sessionmaker, BATCH + 30, "dead")
+    holder = CountingHolder(sessionmaker)
+
+    report = await RecoverySweep(sessionmaker, run_settings(), holder).run_once()
+
+    assert sorted(report.requeued) == sorted(run_ids)
+    assert sorted(holder.handed) == sorted(run_ids)
+    assert holder.running_at_first_hand_over == 0
+    async with sessionmaker() as session:
+        rows = (await session.execute(select(Run.status, Run.attempts).where(Run.id.in_(run_ids)))).all()
+    assert {tuple(row) for row in rows} == {("queued", 1)}
+
+
+async def test_a_full_batch_of_its_own_runs_does_not_keep_the_sweep_going(
+    sessionmaker: Sessionmaker, run_settings: Callable[..., Settings]
+) -> None:
+    """Expired leases of runs this process executes are skipped; the pass still ends."""
+    own = await _expire(sessionmaker, BATCH, "me")
+    holder = RecordingHolder(sessionmaker)
+
+    sweep = RecoverySweep(sessionmaker, run_settings(), holder, executing=set(own))
+    report = await asyncio.wait_for(sweep.run_once(), timeout=30)
+
+    assert (report.requeued, report.failed, holder.handed) == ([], [], [])
 
 
 async def test_serve_executes_runs_with_the_real_agent_loop(

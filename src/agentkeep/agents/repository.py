@@ -4,26 +4,44 @@ for the agent an idempotency key created."""
 
 from __future__ import annotations
 
+import functools
 import uuid
 from typing import Any
 
-from sqlalchemy import Select, Uuid, bindparam, select
+from sqlalchemy import Integer, Select, Uuid, and_, bindparam, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agentkeep.agents.models import Agent, AgentVersion
 from agentkeep.agents.schemas import AgentRead
-from agentkeep.db.rows import columns_for
-from agentkeep.pagination import InvalidCursor, decode_cursor, encode_cursor, keyset_rows
+from agentkeep.db.base import UTCDateTime
+from agentkeep.db.rows import RowQuery, columns_for
+from agentkeep.pagination import InvalidCursor, decode_cursor, decode_position, encode_cursor, position_cursor
 
 # Versions are 32-bit integers in the database; a cursor beyond that is not ours.
 MAX_VERSION = 2**31 - 1
-# The organization's live agents as the list shows them (rows, db/rows.py), built once with
-# the organization as a parameter: the list is the hottest read there is. (The type is
-# explicit: a foreign key column's type is only known once its target table is, after this
-# module is imported.)
-_LISTED_IN_ORG = select(*columns_for(Agent, AgentRead)).where(
-    Agent.org_id == bindparam("org_id", type_=Uuid()), Agent.archived_at.is_(None)
-)
+
+
+@functools.cache
+def _listed_in_org(*, status: bool, name: bool, after: bool) -> RowQuery:
+    """The organization's live agents as the list shows them (rows, db/rows.py), newest
+    first, keyed on (created_at, id): one statement per combination of filters and cursor,
+    built once with everything as a parameter, since the list is the hottest read there is.
+    (The organization's type is explicit: a foreign key column's type is only known once its
+    target table is, after this module is imported.)"""
+    statement = select(*columns_for(Agent, AgentRead)).where(
+        Agent.org_id == bindparam("org_id", type_=Uuid()), Agent.archived_at.is_(None)
+    )
+    if status:
+        statement = statement.where(Agent.status == bindparam("status"))
+    if name:
+        statement = statement.where(Agent.name == bindparam("name"))
+    if after:
+        moment = bindparam("moment", type_=UTCDateTime())
+        statement = statement.where(
+            or_(Agent.created_at < moment, and_(Agent.created_at == moment, Agent.id < bindparam("after")))
+        )
+    statement = statement.order_by(Agent.created_at.desc(), Agent.id.desc())
+    return RowQuery(statement.limit(bindparam("limit", type_=Integer())))
 
 
 class AgentRepository:
@@ -74,20 +92,15 @@ class AgentRepository:
         self, org_id: uuid.UUID, limit: int, cursor: str | None, *, status: str | None, name: str | None
     ) -> tuple[list[dict[str, Any]], str | None]:
         """Live agents as AgentRead rows, newest first, keyed on (created_at, id)."""
-        statement = _LISTED_IN_ORG
-        if status is not None:
-            statement = statement.where(Agent.status == status)
-        if name is not None:
-            statement = statement.where(Agent.name == name)
-        return await keyset_rows(
-            self.session,
-            statement,
-            Agent.created_at,
-            Agent.id,
-            limit=limit,
-            cursor=cursor,
-            parameters={"org_id": org_id},
-        )
+        parameters: dict[str, Any] = {"org_id": org_id, "status": status, "name": name, "limit": limit + 1}
+        if cursor:
+            parameters["moment"], parameters["after"] = decode_position(cursor)
+        query = _listed_in_org(status=status is not None, name=name is not None, after=bool(cursor))
+        rows = await query.rows(self.session, parameters)
+        if len(rows) <= limit:
+            return rows, None
+        rows = rows[:limit]
+        return rows, position_cursor(rows[-1]["created_at"], rows[-1]["id"])
 
     async def versions_page(
         self, org_id: uuid.UUID, agent_id: uuid.UUID, limit: int, cursor: str | None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Response, status
+from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 
 from agentkeep.agents.models import Agent
 from agentkeep.agents.schemas import (
@@ -19,15 +19,14 @@ from agentkeep.agents.schemas import (
     AgentVersionRead,
 )
 from agentkeep.agents.service import AgentActor, AgentService, entity_tag
-from agentkeep.audit.service import AuditDep
+from agentkeep.audit.service import audit_service_for
 from agentkeep.auth.dependencies import Principal
 from agentkeep.db.session import SessionDep
 from agentkeep.idempotency.models import IDEMPOTENCY_KEY_MAX, IDEMPOTENCY_KEY_PATTERN
 from agentkeep.mcp.agent_check import McpToolCheck
-from agentkeep.mcp.catalog import McpToolCatalog
-from agentkeep.mcp.router import get_mcp_tool_catalog
 from agentkeep.rbac.dependencies import require
 from agentkeep.rbac.permissions import Permission
+from agentkeep.responses import RowPage
 
 router = APIRouter(prefix="/api/agents", tags=["agents"])
 
@@ -48,12 +47,14 @@ IfMatchHeader = Annotated[
 ]
 
 
-async def get_agent_service(
-    session: SessionDep, audit: AuditDep, catalog: Annotated[McpToolCatalog, Depends(get_mcp_tool_catalog)]
-) -> AgentService:
-    return AgentService(session, audit, McpToolCheck(catalog))
+async def get_agent_service(request: Request, session: SessionDep) -> AgentService:
+    # The audit service and the MCP tool check are built here rather than declared: every
+    # agents route, the list (the hottest read) included, would pay FastAPI for more
+    # dependencies to resolve. The check only does work for agents that name MCP tools.
+    return AgentService(session, audit_service_for(request, session), McpToolCheck.of_app(request.app))
 
 
+AGENT_PAGE = RowPage(AgentRead)
 AgentServiceDep = Annotated[AgentService, Depends(get_agent_service)]
 ETAG = {
     "ETag": {
@@ -108,12 +109,12 @@ async def create_agent(
 @router.get("", response_model=AgentPage)
 async def list_agents(
     principal: AgentsRead, query: Annotated[AgentListQuery, Query()], service: AgentServiceDep
-) -> AgentPage:
+) -> Response:
     """The organization's agents, newest first, cursor-paginated; filters `status`, `name`."""
     rows, next_cursor = await service.page(
         actor_of(principal), query.limit, query.cursor, status=query.status, name=query.name
     )
-    return AgentPage(items=[AgentRead.model_validate(row) for row in rows], next_cursor=next_cursor)
+    return AGENT_PAGE.response(rows, next_cursor)
 
 
 @router.get("/{agent_id}", response_model=AgentRead, responses={200: {"headers": ETAG}})

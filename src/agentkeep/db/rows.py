@@ -7,9 +7,12 @@ is built for a row that is thrown away once serialised.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel
+from sqlalchemy import Dialect, Select
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
 
@@ -21,3 +24,39 @@ def columns_for(model: type[Any], schema: type[BaseModel]) -> tuple[Instrumented
         for name, field in schema.model_fields.items()
     ]
     return tuple(getattr(model, name) for name in names)
+
+
+class RowQuery:
+    """A SELECT built once with named parameters, run as rows (dicts by column name).
+
+    On PostgreSQL with asyncpg it is compiled once and sent on the session's connection
+    through the driver itself: SQLAlchemy's per-execution work (cache key, execution
+    context, cursor adaptation, result processing) is most of what a short read costs in
+    Python. That needs values the driver takes as they are (UUID, aware datetime, str, int)
+    and columns it decodes as SQLAlchemy would (timestamps with time zone arrive in UTC,
+    JSONB through the codec the dialect installs on each connection). Its errors are the
+    driver's own, which agentkeep.db.faults classifies like SQLAlchemy's. Elsewhere
+    (SQLite) the session executes the statement.
+    """
+
+    def __init__(self, statement: Select[Any]) -> None:
+        self.statement = statement
+        self._compiled: tuple[str, tuple[str, ...]] | None = None
+
+    def _for(self, dialect: Dialect) -> tuple[str, tuple[str, ...]]:
+        if self._compiled is None:  # the same for every asyncpg engine
+            sql = self.statement.compile(dialect=dialect)
+            self._compiled = (sql.string, tuple(sql.positiontup or ()))
+        return self._compiled
+
+    async def rows(self, session: AsyncSession, parameters: Mapping[str, Any]) -> list[dict[str, Any]]:
+        dialect = session.get_bind().dialect
+        if dialect.name == "postgresql" and dialect.driver == "asyncpg":
+            sql, names = self._for(dialect)
+            connection = await session.connection()
+            driver: Any = (await connection.get_raw_connection()).driver_connection
+            records = await driver.fetch(sql, *(parameters[name] for name in names))
+            return [dict(record) for record in records]
+        result = await session.execute(self.statement, parameters)
+        keys = tuple(result.keys())
+        return [dict(zip(keys, row, strict=True)) for row in result]

@@ -116,7 +116,12 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
             await _abandon(session, exc)
             raise
         try:
-            await session.commit()
+            if without_transaction(session) and not (session.new or session.dirty or session.deleted):
+                # Nothing to flush and no transaction to end: each statement committed on
+                # its own. Giving the connection back is all a commit would do here.
+                await session.close()
+            else:
+                await session.commit()
         except BaseException as exc:
             await _abandon(session, exc, rolled_back=True)
             raise

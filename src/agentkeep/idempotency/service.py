@@ -4,10 +4,12 @@ The key row is written *before* the resource, in the request's transaction, so o
 concurrent requests with the same key exactly one creates: the other waits on the unique
 index until the first commits, then finds its row and returns the same resource (or 409 if
 its body differs). Keys are kept for `IDEMPOTENCY_TTL`; an older key is treated as new.
+The INSERT comes first: a new key (the usual case) costs that one statement.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import uuid
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, delete, select
+from sqlalchemy import CursorResult, Insert, Table, delete, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -50,6 +52,15 @@ def validate_key(key: str) -> str:
     return key
 
 
+@functools.cache
+def _insert_if_absent_statement(dialect: str) -> Insert:
+    """INSERT ... ON CONFLICT DO NOTHING of one key row, built once (values are bound)."""
+    table = IdempotencyKey.__table__
+    assert isinstance(table, Table)
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    return insert(table).on_conflict_do_nothing()
+
+
 class IdempotencyStore:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -61,18 +72,19 @@ class IdempotencyStore:
         id an earlier identical request created. `IdempotencyKeyReused` (409) when the
         earlier request had another body."""
         key = validate_key(key)
+        # The first request with a key is the common case: one INSERT, no read before it.
+        if await self._insert_if_absent(scope, key, request_fingerprint, new_resource_id):
+            return None
         existing = await self._find(scope, key)
         if existing is not None and existing.created_at < datetime.now(UTC) - IDEMPOTENCY_TTL:
             await self.session.execute(delete(IdempotencyKey).where(IdempotencyKey.id == existing.id))
-            existing = None
-        if existing is None:
             if await self._insert_if_absent(scope, key, request_fingerprint, new_resource_id):
                 return None
             existing = await self._find(scope, key)
-            if existing is None:  # pragma: no cover - the twin rolled back; let the client retry
-                raise IdempotencyKeyReused(
-                    "A concurrent request with this Idempotency-Key did not complete; retry."
-                )
+        if existing is None:  # pragma: no cover - the twin rolled back; let the client retry
+            raise IdempotencyKeyReused(
+                "A concurrent request with this Idempotency-Key did not complete; retry."
+            )
         if existing.fingerprint != request_fingerprint:
             raise IdempotencyKeyReused(
                 "This Idempotency-Key was used with a different request body.",
@@ -88,23 +100,18 @@ class IdempotencyStore:
         No savepoint: on SQLite, a SAVEPOINT opened outside a transaction commits when it is
         released, which would make the key durable before (or without) its resource.
         """
-        connection = await self.session.connection()
-        insert = postgresql_insert if connection.dialect.name == "postgresql" else sqlite_insert
-        statement = (
-            insert(IdempotencyKey)
-            .values(
-                id=uuid.uuid4(),
-                org_id=scope.org_id,
-                principal=scope.principal,
-                scope=scope.scope,
-                key=key,
-                fingerprint=request_fingerprint,
-                resource_id=resource_id,
-                created_at=datetime.now(UTC),
-            )
-            .on_conflict_do_nothing()
-        )
-        result = await self.session.execute(statement)
+        values = {
+            "id": uuid.uuid4(),
+            "org_id": scope.org_id,
+            "principal": scope.principal,
+            "scope": scope.scope,
+            "key": key,
+            "fingerprint": request_fingerprint,
+            "resource_id": resource_id,
+            "created_at": datetime.now(UTC),
+        }
+        statement = _insert_if_absent_statement(self.session.get_bind().dialect.name)
+        result = await self.session.execute(statement, values)
         return int(cast(CursorResult[Any], result).rowcount) == 1
 
     async def _find(self, scope: IdempotencyScope, key: str) -> IdempotencyKey | None:

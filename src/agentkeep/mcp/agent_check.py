@@ -4,12 +4,16 @@ once when nothing is cached yet). Refusals name what is available instead."""
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+
+from fastapi import FastAPI
 
 from agentkeep.errors import InvalidInput
 from agentkeep.mcp.catalog import McpToolCatalog
+from agentkeep.mcp.connect import McpEgress
 from agentkeep.mcp.repository import McpServerRepository
 from agentkeep.mcp.service import McpActor
 from agentkeep.tools.registry import McpToolName
@@ -31,8 +35,23 @@ def _listed(names: Iterable[str]) -> str:
 
 
 class McpToolCheck:
-    def __init__(self, catalog: McpToolCatalog) -> None:
-        self.catalog = catalog
+    def __init__(self, catalog: Callable[[], McpToolCatalog]) -> None:
+        self._catalog = catalog
+
+    @classmethod
+    def of_app(cls, app: FastAPI) -> McpToolCheck:
+        """The check with the app's sessions, secrets box and MCP connection policy (read only
+        when an agent names MCP tools)."""
+        state = app.state
+        return cls(
+            lambda: McpToolCatalog(
+                state.sessionmaker, state.secretbox, McpEgress.from_settings(state.settings)
+            )
+        )
+
+    @functools.cached_property
+    def catalog(self) -> McpToolCatalog:
+        return self._catalog()
 
     async def check(self, user_id: uuid.UUID, org_id: uuid.UUID, tools: Iterable[McpToolName]) -> None:
         """Raise McpToolUnknown (422) for a server or tool the organization does not offer;

@@ -7,10 +7,8 @@ writes its samples to files there and a scrape of any worker aggregates all of t
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
-import structlog
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -21,9 +19,7 @@ from prometheus_client import (
 )
 from prometheus_client.multiprocess import MultiProcessCollector
 from sqlalchemy.ext.asyncio import AsyncEngine
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-access_logger = structlog.get_logger("agentkeep.access")
+from starlette.types import Scope
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 UNMATCHED_ROUTE = "<unmatched>"
@@ -156,45 +152,9 @@ class Metrics:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
 
-def _route_template(scope: Scope) -> str:
+def route_template(scope: Scope) -> str:
+    """The route a request matched, as its template (`/api/agents/{agent_id}`): metric labels
+    and log fields never carry ids."""
     route = scope.get("route")
     path = getattr(route, "path", None)
     return path if isinstance(path, str) else UNMATCHED_ROUTE
-
-
-class MetricsMiddleware:
-    """Count, time and log every request by its route template (never the raw path: no ids).
-
-    The log line is the access log: one structured event per request, carrying the request
-    id (and the user and organization once the auth dependency has bound them).
-    """
-
-    def __init__(self, app: ASGIApp, metrics_of: Callable[[], Metrics | None]) -> None:
-        self.app = app
-        self.metrics_of = metrics_of
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        metrics = self.metrics_of() if scope["type"] == "http" else None
-        if metrics is None:
-            await self.app(scope, receive, send)
-            return
-        status = 500
-        started = time.perf_counter()
-
-        async def recording_send(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
-        try:
-            await self.app(scope, receive, recording_send)
-        finally:
-            route = _route_template(scope)
-            method = str(scope.get("method", ""))
-            metrics.http_requests.labels(route, method, str(status)).inc()
-            elapsed = time.perf_counter() - started
-            metrics.http_latency.labels(route, method).observe(elapsed)
-            access_logger.info(
-                "request", method=method, route=route, status=status, duration_ms=round(elapsed * 1000, 2)
-            )

@@ -44,11 +44,16 @@ class ProviderRepository:
         if name is not None:
             statement = select(Provider).where(Provider.org_id == org_id, Provider.name == name)
             return (await self.session.scalars(statement)).first()
-        default = await self.for_runs(org_id, DEFAULT_PROVIDER_NAME)
-        if default is not None:
-            return default
-        statement = select(Provider).where(Provider.org_id == org_id).limit(2)
+        # One query for both rules: "default" sorts first, and a second row tells "only" apart.
+        statement = (
+            select(Provider)
+            .where(Provider.org_id == org_id)
+            .order_by((Provider.name == DEFAULT_PROVIDER_NAME).desc())
+            .limit(2)
+        )
         candidates = list((await self.session.scalars(statement)).all())
+        if candidates and candidates[0].name == DEFAULT_PROVIDER_NAME:
+            return candidates[0]
         return candidates[0] if len(candidates) == 1 else None
 
     async def delete(self, provider: Provider) -> None:

@@ -22,6 +22,7 @@ from agentkeep.tools.netguard import EgressAllowlist
 from agentkeep.tools.registry import ToolConfig
 
 if TYPE_CHECKING:
+    from agentkeep.runs.executor import AgentCache
     from agentkeep.runs.model_clients import ModelClients
 
 
@@ -95,6 +96,8 @@ class RunRequest:
     history: tuple[ModelMessage, ...] = ()
     # The runner's model clients, kept open across its runs (None: one client per run).
     model_clients: ModelClients | None = None
+    # The runner's pydantic-ai agents, one per agent version (None: one built for the run).
+    agents: AgentCache | None = None
 
 
 @dataclass(slots=True)

@@ -9,11 +9,12 @@ propagates untouched.
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import structlog
-from pydantic import JsonValue
+from pydantic import BaseModel, JsonValue
 from pydantic_ai import Agent
 from pydantic_ai.capabilities.process_history import ProcessHistory
 from pydantic_ai.exceptions import (
@@ -34,7 +35,7 @@ from pydantic_ai.usage import UsageLimits
 from agentkeep.db.faults import classify
 from agentkeep.runs.agent_tools import RunDeps, build_tools
 from agentkeep.runs.context_window import context_window
-from agentkeep.runs.contract import EventSink, RunOutcome, RunRequest, Transcript, Usage
+from agentkeep.runs.contract import AgentSpec, EventSink, RunOutcome, RunRequest, Transcript, Usage
 from agentkeep.runs.models_factory import ModelUnavailable, open_model
 from agentkeep.runs.states import EventKind, RunStatus, StopReason
 from agentkeep.tools.context import ToolContext
@@ -152,13 +153,65 @@ async def execute(
     return RunOutcome(RunStatus.COMPLETED, StopReason.END_TURN, output=output, usage=progress.usage())
 
 
+@dataclass(frozen=True, slots=True)
+class _Built:
+    spec: AgentSpec  # held so that its id, the cache key, stays its own
+    agent: Agent[RunDeps, str]
+    tool_settings: Mapping[str, BaseModel]
+
+
+class AgentCache:
+    """pydantic-ai agents built once per agent version and reused by a runner's runs.
+
+    An Agent holds configuration only (instructions, tools, capabilities); everything of a
+    run (deps, model, messages, usage, retries) lives in the run it starts, so runs of one
+    version share it, concurrently too. Keyed on the AgentSpec object: the driver keeps one
+    per version for its whole life. The least recently used are dropped beyond `size`.
+    """
+
+    def __init__(self, size: int = 256) -> None:
+        self.size = size
+        self._built: OrderedDict[int, _Built] = OrderedDict()
+        self.created = 0
+
+    def agent_for(self, spec: AgentSpec) -> _Built:
+        built = self._built.get(id(spec))
+        if built is not None and built.spec is spec:
+            self._built.move_to_end(id(spec))
+            return built
+        built = _build(spec)
+        self.created += 1
+        self._built[id(spec)] = built
+        while len(self._built) > self.size:
+            self._built.popitem(last=False)
+        return built
+
+
+def _build(spec: AgentSpec) -> _Built:
+    tools, tool_settings = build_tools(spec.tools)
+    max_context = spec.limits.max_context_tokens
+    # The history processor runs before every model request (pydantic-ai's ProcessHistory).
+    capabilities = (
+        [ProcessHistory(context_window(max_context, spec.system_prompt or None))] if max_context else []
+    )
+    agent = Agent(
+        None,
+        output_type=str,
+        deps_type=RunDeps,
+        instructions=spec.system_prompt or None,
+        tools=tools,
+        capabilities=capabilities,
+    )
+    return _Built(spec, agent, tool_settings)
+
+
 async def _drive(request: RunRequest, progress: _Progress, tool_context: ToolContext | None) -> str:
     spec = request.spec
-    tools, settings = build_tools(spec.tools)
+    built = request.agents.agent_for(spec) if request.agents is not None else _build(spec)
     deps = RunDeps(
         emit=progress.emit,
         tool_context=tool_context or ToolContext(run_id=request.run_id, agent_id=request.agent_id),
-        settings=settings,
+        settings=built.tool_settings,
     )
     model_settings = ModelSettings(
         max_tokens=spec.limits.max_output_tokens,
@@ -170,34 +223,24 @@ async def _drive(request: RunRequest, progress: _Progress, tool_context: ToolCon
         output_tokens_limit=spec.limits.max_output_tokens,
         total_tokens_limit=request.token_budget,
     )
-    max_context = spec.limits.max_context_tokens
-    # The history processor runs before every model request (pydantic-ai's ProcessHistory).
-    capabilities = (
-        [ProcessHistory(context_window(max_context, spec.system_prompt or None))] if max_context else []
-    )
     try:
-        async with open_model(request, deps.tool_context.resolve, request.model_clients) as model:
-            agent = Agent(
-                model,
-                output_type=str,
-                deps_type=RunDeps,
-                instructions=spec.system_prompt or None,
-                tools=tools,
-                model_settings=model_settings,
-                capabilities=capabilities,
-            )
-            async with agent.iter(
+        async with (
+            open_model(request, deps.tool_context.resolve, request.model_clients) as model,
+            built.agent.iter(
                 request.input,
+                model=model,
                 deps=deps,
+                model_settings=model_settings,
                 usage_limits=usage_limits,
                 message_history=list(request.history) or None,
-            ) as run:
-                progress.run = run
-                try:
-                    return await _iterate(run, request, progress)
-                finally:
-                    # Also on cancellation: an interrupted turn keeps what it said so far.
-                    progress.transcript.messages = run.new_messages()
+            ) as run,
+        ):
+            progress.run = run
+            try:
+                return await _iterate(run, request, progress)
+            finally:
+                # Also on cancellation: an interrupted turn keeps what it said so far.
+                progress.transcript.messages = run.new_messages()
     except Exception:
         if deps.crashed_tool is not None:
             raise _Failed(StopReason.TOOL_ERROR, f"tool {deps.crashed_tool} failed unexpectedly") from None

@@ -198,6 +198,12 @@ def reply(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
     )
 
 
+async def _reply_inline(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+    # A coroutine function: pydantic-ai calls it on the event loop. `reply` is quick and pure,
+    # and a plain function would be sent to a worker thread for every request.
+    return reply(messages, info)
+
+
 def offline_model() -> FunctionModel:
     """A fresh instance of the `test` model."""
-    return FunctionModel(reply, model_name=MODEL_NAME)
+    return FunctionModel(_reply_inline, model_name=MODEL_NAME)

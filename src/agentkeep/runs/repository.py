@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, CursorResult, func, or_, select, update
+from sqlalchemy import ColumnElement, CursorResult, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agentkeep.agents.models import Agent
+from agentkeep.db.base import utcnow
 from agentkeep.notify import topics
 from agentkeep.notify.announce import announce
 from agentkeep.pagination import keyset_rows
@@ -204,13 +205,18 @@ async def append_events(
     events: list[tuple[EventKind, dict[str, Any]]],
     first_seq: int,
 ) -> None:
-    """Append a batch numbered from `first_seq`, in one statement; the current writer only
-    (see `append_event`), which keeps count."""
-    session.add_all(
-        RunEvent(run_id=run_id, seq=first_seq + offset, kind=kind.value, data=data)
+    """Append a batch numbered from `first_seq`, in one INSERT statement; the current writer
+    only (see `append_event`), which keeps count."""
+    if not events:
+        return
+    now = utcnow()
+    rows = [
+        {"run_id": run_id, "seq": first_seq + offset, "kind": kind.value, "data": data, "created_at": now}
         for offset, (kind, data) in enumerate(events)
-    )
-    await session.flush()
+    ]
+    # Multi-row VALUES: one statement and one round trip, where the ORM's executemany would
+    # send (and PostgreSQL execute) one per event.
+    await session.execute(insert(RunEvent).values(rows))
     announce(session, topics.run_events(run_id))
 
 

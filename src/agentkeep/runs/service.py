@@ -1,5 +1,6 @@
 """Run rules: create (idempotent, rate- and budget-limited), list, read, cancel. No HTTP
-objects, never a commit: the request's session commits, then the new run is dispatched."""
+objects, never a commit: the request's session commits, and the new run is dispatched with
+it (its job is part of the transaction) or right after it (the in-process runner)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from agentkeep.idempotency.service import IdempotencyScope, IdempotencyStore, fi
 from agentkeep.notify import topics
 from agentkeep.notify.announce import announce
 from agentkeep.runs.budget import next_month_start, remaining_tokens
+from agentkeep.runs.creation import insert_run, load_target, queued_run
 from agentkeep.runs.models import Run
 from agentkeep.runs.repository import RunFilters, RunRepository, append_event, next_turn
 from agentkeep.runs.states import TERMINAL_STATUSES, EventKind, RunStatus, StopReason
@@ -50,6 +52,21 @@ class BudgetExceeded(AppError):
     status_code = 429
     type_slug = "budget-exceeded"
     title = "Monthly token budget exhausted"
+
+
+def _refuse_disabled(agent_status: str) -> None:
+    if agent_status == AGENT_DISABLED:
+        raise AgentDisabled("This agent is disabled; enable it before starting runs.")
+
+
+def _refuse_spent(tokens_left: int | None, now: datetime) -> None:
+    if tokens_left == 0:
+        retry_after = math.ceil((next_month_start(now) - now).total_seconds())
+        raise BudgetExceeded(
+            "The organization's monthly token budget is used up; runs resume next month.",
+            headers={"Retry-After": str(retry_after)},
+            extra={"retry_after": retry_after},
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,21 +132,24 @@ class RunService:
         queue: RunQueue,
         idempotency_key: str | None = None,
     ) -> CreatedRun:
-        """Queue a run of the agent's current version; `queue` receives it once committed.
+        """Queue a run of the agent's current version; `queue` takes it with the transaction.
         With an idempotency key, a repeat of the same request answers the run it created."""
-        agent = await self.agents.get_in_org(actor.org_id, agent_id)
-        if agent is None:
+        now = datetime.now(UTC)
+        target = await load_target(self.session, actor.org_id, agent_id, self.default_budget, now)
+        if target is None:
             raise AgentNotFound("No such agent.")
         run_id = uuid.uuid4()
         if idempotency_key is not None:
             scope = IdempotencyScope(
-                org_id=actor.org_id, principal=actor.principal, scope=f"runs.create:{agent.id}"
+                org_id=actor.org_id, principal=actor.principal, scope=f"runs.create:{target.id}"
             )
-            request = fingerprint({"agent_id": str(agent.id), "input": input_text})
+            request = fingerprint({"agent_id": str(target.id), "input": input_text})
             earlier = await IdempotencyStore(self.session).claim(scope, idempotency_key, request, run_id)
             if earlier is not None:
                 return CreatedRun(run=await self.get(actor, earlier), replayed=True)
-        run = await self.queue_run(actor, agent, agent.version, input_text, queue, run_id=run_id)
+        _refuse_disabled(target.status)
+        _refuse_spent(target.tokens_left, now)
+        run = await self._insert(actor, target.id, target.version, input_text, queue, run_id=run_id, now=now)
         return CreatedRun(run=run, replayed=False)
 
     async def queue_run(
@@ -144,35 +164,43 @@ class RunService:
         run_id: uuid.UUID | None = None,
     ) -> Run:
         """Queue a run of `version` of `agent` (a live one) once the agent and the budget allow it."""
-        if agent.status == AGENT_DISABLED:
-            raise AgentDisabled("This agent is disabled; enable it before starting runs.")
+        _refuse_disabled(agent.status)
         now = datetime.now(UTC)
-        if await remaining_tokens(self.session, actor.org_id, self.default_budget, now) == 0:
-            retry_after = math.ceil((next_month_start(now) - now).total_seconds())
-            raise BudgetExceeded(
-                "The organization's monthly token budget is used up; runs resume next month.",
-                headers={"Retry-After": str(retry_after)},
-                extra={"retry_after": retry_after},
-            )
-        run = Run(
-            id=run_id or uuid.uuid4(),
+        _refuse_spent(await remaining_tokens(self.session, actor.org_id, self.default_budget, now), now)
+        return await self._insert(
+            actor, agent.id, version, input_text, queue, run_id=run_id or uuid.uuid4(), now=now, turn=turn
+        )
+
+    async def _insert(
+        self,
+        actor: RunActor,
+        agent_id: uuid.UUID,
+        version: int,
+        input_text: str,
+        queue: RunQueue,
+        *,
+        run_id: uuid.UUID,
+        now: datetime,
+        turn: Turn | None = None,
+    ) -> Run:
+        """Write the run, its first event and its audit record; `queue` takes it in the same
+        transaction (its job) or once it commits (the in-process runner)."""
+        dispatched = await queue.accept(self.session, run_id)
+        run = queued_run(
+            run_id,
             org_id=actor.org_id,
-            agent_id=agent.id,
+            agent_id=agent_id,
             agent_version=version,
             created_by=actor.user_id,
             api_key_id=actor.api_key_id,
             thread_id=turn.thread_id if turn else None,
             thread_turn=turn.number if turn else None,
-            input=input_text,
-            status=RunStatus.QUEUED.value,
-            created_at=now,
-            updated_at=now,
+            input_text=input_text,
+            now=now,
+            dispatched=dispatched,
         )
-        await self.repository.add(run)
-        await append_event(
-            self.session, run.id, EventKind.STATUS, {"status": RunStatus.QUEUED.value}, now=now
-        )
-        details: dict[str, object] = {"agent_id": str(agent.id), "agent_version": version}
+        await insert_run(self.session, run)
+        details: dict[str, object] = {"agent_id": str(agent_id), "agent_version": version}
         if turn is not None:
             details.update(thread_id=str(turn.thread_id), turn=turn.number)
         await self.audit.record(
@@ -184,15 +212,7 @@ class RunService:
             resource_id=run.id,
             details=details,
         )
-        self._dispatch_after_commit(queue, run.id)
         return run
-
-    def _dispatch_after_commit(self, queue: RunQueue, run_id: uuid.UUID) -> None:
-        async def dispatch() -> None:
-            await queue.dispatch(run_id)
-
-        # Only a committed run is handed over: a worker must find the row it is given.
-        after_commit(self.session, dispatch)
 
     async def get(self, actor: RunActor, run_id: uuid.UUID) -> Run:
         run = await self.repository.get_visible(actor.viewer, run_id)

@@ -31,7 +31,11 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = Headers(scope=scope).get("content-length")
+        headers = Headers(scope=scope)
+        declared = headers.get("content-length")
+        if declared is None and "transfer-encoding" not in headers:
+            await self.app(scope, receive, send)  # no body: nothing to count
+            return
         if declared is not None:
             if not declared.isdigit():
                 response = problem_response(Request(scope), 400, detail="Invalid Content-Length.")

@@ -1,9 +1,8 @@
-"""Security headers on every response class (2xx, 4xx, 5xx, preflights), as pure ASGI."""
+"""The security headers every response carries (2xx, 4xx, 5xx, preflights, refusals),
+encoded once: the per-request middleware (observability/middleware.py) and the admission
+gate (security/in_flight.py) append them as they are."""
 
 from __future__ import annotations
-
-from starlette.datastructures import MutableHeaders
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
 # The interactive docs load Swagger UI / ReDoc from their CDN and run inline bootstrap code.
@@ -16,31 +15,23 @@ DOCS_CSP = (
 DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc"})
 HSTS = "max-age=63072000; includeSubDomains"
 
+EncodedHeaders = tuple[tuple[bytes, bytes], ...]
 
-class SecurityHeadersMiddleware:
-    def __init__(self, app: ASGIApp, *, hsts: bool) -> None:
-        self.app = app
-        self.hsts = hsts
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        csp = DOCS_CSP if scope.get("path") in DOCS_PATHS else API_CSP
+def security_headers(*, hsts: bool, csp: str = API_CSP) -> EncodedHeaders:
+    """The headers, as ASGI wants them (lower-case names, bytes)."""
+    headers = {
+        "x-content-type-options": "nosniff",
+        "content-security-policy": csp,
+        "referrer-policy": "no-referrer",
+        "x-frame-options": "DENY",
+        "cross-origin-opener-policy": "same-origin",
+        "cross-origin-resource-policy": "same-origin",
+    }
+    if hsts:
+        headers["strict-transport-security"] = HSTS
+    return tuple((name.encode(), value.encode()) for name, value in headers.items())
 
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                headers["X-Content-Type-Options"] = "nosniff"
-                headers["Content-Security-Policy"] = csp
-                headers["Referrer-Policy"] = "no-referrer"
-                headers["X-Frame-Options"] = "DENY"
-                headers["Cross-Origin-Opener-Policy"] = "same-origin"
-                headers["Cross-Origin-Resource-Policy"] = "same-origin"
-                if self.hsts:
-                    headers["Strict-Transport-Security"] = HSTS
-                if "server" in headers:
-                    del headers["server"]
-            await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+# Set by us alone: a response's own value of one of these (or the server's name) is dropped.
+REPLACED_HEADERS = frozenset(name for name, _ in security_headers(hsts=True)) | {b"server"}

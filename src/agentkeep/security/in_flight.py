@@ -2,31 +2,39 @@
 
 Beyond the bound a request is answered at once with 503 problem+json and `Retry-After`,
 instead of queueing behind the others: admitted requests keep their latency, and a client
-(or a load balancer) learns within a millisecond that it should retry, here or elsewhere.
+(or a load balancer) learns at once that it should retry, here or elsewhere.
+
+The gate is the outermost layer of the application (around Starlette's own error
+middleware), so a refusal runs through no other middleware, builds no Request, writes no log
+line: its answer is pre-encoded, with the request id, the security headers and the CORS
+headers an allowed browser origin needs filled in. Under overload refusals are most of the
+requests a process answers; what each one costs is taken from the admitted ones.
 
 A slot covers the work of producing an answer, not the client's speed:
 
 - a request with a body takes its slot once the whole body has arrived, so slow uploads
-  cannot fill the bound (a slow upload holds a connection, as it did without the bound);
+  cannot fill the bound (a slow upload holds a connection, as it did without the bound); a
+  body over MAX_BODY_BYTES is not buffered here but handed on for the body limit to refuse;
 - the slot is given back when the last piece of the answer is handed to the server, so a
   slow reader of a large answer holds no slot either;
 - an event stream (`text/event-stream`) gives its slot back as soon as its headers are sent:
   opening it is work like any request, the idle connection that follows is not;
-- probes and `/metrics` never take a slot and are never refused: they must stay fast
-  precisely when the process is overloaded.
+- probes, `/metrics` and CORS preflights never take a slot and are never refused: the probes
+  must stay fast precisely when the process is overloaded, and a preflight is answered by
+  the CORS layer without reaching a route.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import structlog
-from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from agentkeep.errors import problem_response
+from agentkeep.errors import PROBLEM_JSON, problem_body
 
 logger = structlog.get_logger("agentkeep.overload")
 
@@ -34,13 +42,17 @@ NEVER_REFUSED = frozenset({"/health", "/health/live", "/health/ready", "/metrics
 RETRY_AFTER_SECONDS = 1
 LOG_INTERVAL_SECONDS = 1.0
 OVERLOADED_SLUG = "overloaded"
+OVERLOADED_DETAIL = "The server is handling as many requests as it accepts; retry after Retry-After seconds."
+# Between the two: the request path (JSON-encoded) and the request id (a sane token).
+_INSTANCE_MARK = "\x00instance\x00"
+_REQUEST_ID_MARK = "\x00request_id\x00"
 
 
 class InFlightLimit:
     """The requests this process is working on, and the bound beyond which it refuses more.
 
-    One per app, shared by the middleware (which Starlette builds lazily). The event loop runs
-    one request's code at a time, so the count needs no lock.
+    One per app, shared by the gate. The event loop runs one request's code at a time, so
+    the count needs no lock.
     """
 
     def __init__(self, limit: int, on_refusal: Callable[[], None]) -> None:
@@ -55,7 +67,7 @@ class InFlightLimit:
         return self.count >= self.limit
 
     def admit(self) -> bool:
-        if self.full:
+        if self.count >= self.limit:
             return False
         self.count += 1
         return True
@@ -76,17 +88,26 @@ class InFlightLimit:
             self._logged_at = now
 
 
+def _encoded_body_parts() -> tuple[bytes, bytes, bytes]:
+    """The refusal's problem+json, split around its per-request values."""
+    body = problem_body(
+        503,
+        title="Overloaded",
+        detail=OVERLOADED_DETAIL,
+        type_slug=OVERLOADED_SLUG,
+        instance=_INSTANCE_MARK,
+        request_id=_REQUEST_ID_MARK,
+    )
+    text = json.dumps(body, separators=(",", ":"))
+    head, _, rest = text.partition(json.dumps(_INSTANCE_MARK))
+    middle, _, tail = rest.partition(json.dumps(_REQUEST_ID_MARK))
+    return head.encode(), (middle + '"').encode(), ('"' + tail).encode()
+
+
 def _route_path(scope: Scope) -> str:
     path: str = scope["path"]
     root = scope.get("root_path", "")
     return path[len(root) :] if root and path.startswith(root) else path
-
-
-def _has_body(scope: Scope) -> bool:
-    for name, value in scope["headers"]:
-        if (name == b"content-length" and value.strip() not in (b"", b"0")) or name == b"transfer-encoding":
-            return True
-    return False
 
 
 def _is_event_stream(start: Message) -> bool:
@@ -96,55 +117,128 @@ def _is_event_stream(start: Message) -> bool:
     )
 
 
-async def _received_whole(receive: Receive) -> tuple[Receive, bool]:
-    """Read the request body to its end (BodyLimitMiddleware's receive refuses an oversized
-    one as it arrives), to be replayed to the application; False when the client left first."""
+async def _received_whole(receive: Receive, max_bytes: int) -> tuple[Receive, str]:
+    """Read the request body to its end, to be replayed to the application.
+
+    Returns the replaying receive and how the reading ended: "complete", "left" (the client
+    went away first) or "oversized" (more than `max_bytes` arrived: reading stops there and
+    the application, whose body limit refuses the request, gets the rest from the client)."""
     messages: deque[Message] = deque()
+    received = 0
+    outcome = "complete"
     while True:
         message = await receive()
         messages.append(message)
-        if message["type"] != "http.request" or not message.get("more_body", False):
+        if message["type"] != "http.request":
+            outcome = "left"
             break
-
-    complete = messages[-1]["type"] == "http.request"
+        received += len(message.get("body", b""))
+        if received > max_bytes:
+            outcome = "oversized"
+            break
+        if not message.get("more_body", False):
+            break
 
     async def replay() -> Message:
         return messages.popleft() if messages else await receive()
 
-    return replay, complete
+    return replay, outcome
 
 
-class InFlightLimitMiddleware:
-    def __init__(self, app: ASGIApp, limit: InFlightLimit) -> None:
+class InFlightGate:
+    """The admission gate, as the outermost ASGI layer (see the module docstring).
+
+    `request_id`: the id a refusal carries, from the request's headers (the client's
+    X-Request-ID when sane, else a new one); `static_headers`: the security headers every
+    answer carries; `cors_origins`, `cors_expose`: the allowed browser origins, and what a
+    refusal lets them read.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        limit: InFlightLimit,
+        *,
+        max_body_bytes: int,
+        request_id: Callable[[bytes], str],
+        static_headers: Sequence[tuple[bytes, bytes]],
+        cors_origins: Sequence[str],
+        cors_expose: Sequence[str],
+        on_refused_request: Callable[[str], None] = lambda method: None,
+    ) -> None:
         self.app = app
         self.limit = limit
+        self.max_body_bytes = max_body_bytes
+        self._request_id = request_id
+        self._on_refused_request = on_refused_request
+        self._head, self._middle, self._tail = _encoded_body_parts()
+        self._headers = [
+            (b"content-type", PROBLEM_JSON.encode()),
+            (b"retry-after", str(RETRY_AFTER_SECONDS).encode()),
+            (b"vary", b"Origin"),  # as CORS marks every answer: it depends on the Origin
+            *static_headers,
+        ]
+        self._cors_origins = frozenset(origin.encode("latin-1") for origin in cors_origins)
+        self._cors_headers = [
+            (b"access-control-allow-credentials", b"true"),
+            (b"access-control-expose-headers", ", ".join(cors_expose).encode()),
+        ]
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def refuse(self, scope: Scope, send: Send, supplied_id: bytes, origin: bytes | None) -> None:
         self.limit.refused()
-        response = problem_response(
-            Request(scope),
-            503,
-            title="Overloaded",
-            detail="The server is handling as many requests as it accepts; retry after Retry-After seconds.",
-            type_slug=OVERLOADED_SLUG,
-            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        self._on_refused_request(scope["method"])
+        request_id = self._request_id(supplied_id)
+        body = b"".join(
+            (self._head, json.dumps(scope["path"]).encode(), self._middle, request_id.encode(), self._tail)
         )
-        await response(scope, receive, send)
+        headers = [
+            *self._headers,
+            (b"content-length", str(len(body)).encode()),
+            (b"x-request-id", request_id.encode()),
+        ]
+        if origin is not None and origin in self._cors_origins:
+            headers += [(b"access-control-allow-origin", origin), *self._cors_headers]
+        await send({"type": "http.response.start", "status": 503, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or _route_path(scope) in NEVER_REFUSED:
             await self.app(scope, receive, send)
             return
+        supplied_id = b""
+        origin: bytes | None = None
+        has_body = preflight = declared_too_large = False
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                value = value.strip()
+                has_body = has_body or value not in (b"", b"0")
+                # Not a size, or too large: the body limit answers without the body.
+                declared_too_large = not value.isdigit() or int(value) > self.max_body_bytes
+            elif name == b"transfer-encoding":
+                has_body = True
+            elif name == b"x-request-id":
+                supplied_id = value
+            elif name == b"origin":
+                origin = value
+            elif name == b"access-control-request-method":
+                preflight = True
+        if (preflight and origin is not None and scope["method"] == "OPTIONS") or declared_too_large:
+            # Answered before any route, without a slot: by CORS, or by the body limit.
+            await self.app(scope, receive, send)
+            return
         limit = self.limit
         if limit.full:  # refused before its body is read: a refusal costs next to nothing
-            await self._refuse(scope, receive, send)
+            await self.refuse(scope, send, supplied_id, origin)
             return
-        if _has_body(scope):
-            receive, complete = await _received_whole(receive)
-            if not complete:
+        if has_body:
+            receive, outcome = await _received_whole(receive, self.max_body_bytes)
+            if outcome == "left":
                 return  # the client left before its body arrived: nobody to answer
+            if outcome == "oversized":
+                await self.app(scope, receive, send)  # refused by the body limit, no slot
+                return
         if not limit.admit():
-            await self._refuse(scope, receive, send)
+            await self.refuse(scope, send, supplied_id, origin)
             return
         held = True
 

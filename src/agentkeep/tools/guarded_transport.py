@@ -23,6 +23,9 @@ class EgressRefused(httpx2.ConnectError):
     """The request's target is not a permitted address; nothing was sent."""
 
 
+KEEPALIVE_EXPIRY_SECONDS = 4.0
+
+
 def _pinned(request: httpx2.Request, target: Target, address: IPAddress) -> httpx2.Request:
     pinned = pin(target, address)
     extensions = dict(request.extensions)
@@ -49,11 +52,20 @@ class GuardedTransport(httpx2.AsyncBaseTransport):
         self.allowlist = allowlist
         self.resolve = resolve
         self._verify = verify
-        # httpx's default pool (100 connections, 20 kept alive) unless the owner sizes it.
+        # httpx's default pool (100 connections, 20 kept alive) unless the owner sizes it. An
+        # idle connection is dropped before common servers drop theirs (uvicorn, behind vLLM
+        # and LiteLLM, closes after 5 s, as httpx's default expiry): a request sent on a
+        # connection the server is closing at that instant never reaches it.
         self._limits = (
-            httpx2.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+            httpx2.Limits(
+                max_connections=max_connections,
+                max_keepalive_connections=max_connections,
+                keepalive_expiry=KEEPALIVE_EXPIRY_SECONDS,
+            )
             if max_connections is not None
-            else httpx2.Limits(max_connections=100, max_keepalive_connections=20)
+            else httpx2.Limits(
+                max_connections=100, max_keepalive_connections=20, keepalive_expiry=KEEPALIVE_EXPIRY_SECONDS
+            )
         )
         # One connection pool per host name: a TLS connection verified for one name is never
         # reused for another name that happens to share its address.

@@ -13,8 +13,8 @@ from pydantic import JsonValue
 
 from agentkeep.db.faults import DatabaseFault, classify
 from agentkeep.notify import topics
-from agentkeep.runs.contract import RunOutcome, Transcript
-from agentkeep.runs.repository import append_event
+from agentkeep.runs.contract import RunOutcome, RunRequest, Transcript
+from agentkeep.runs.repository import append_event, append_events
 from agentkeep.runs.states import EventKind, RunStatus, StopReason
 from agentkeep.threads.history import ThreadHistory, complete
 from agentkeep.tools.context import ToolContext
@@ -41,10 +41,11 @@ def _now() -> datetime:
 class Attempt:
     """One claimed attempt: the executor task, its heartbeat, and how it ended."""
 
-    def __init__(self, driver: RunDriver, claim: Claim) -> None:
+    def __init__(self, driver: RunDriver, claim: Claim, request: RunRequest | RunSetupError) -> None:
         self.driver = driver
         self.claim = claim
-        self.sink = FencedEventSink(driver.sessionmaker, claim, driver.owner)
+        self.request = request
+        self.sink = FencedEventSink(driver.sessionmaker, claim, driver.owner, driver.autocommit)
         self.sink.on_failure = self._events_failed
         self.transcript = Transcript()
         self.stop: Stop | None = None
@@ -69,10 +70,9 @@ class Attempt:
         self.halt(Stop.LEASE_LOST if isinstance(exc, LeaseLost) else Stop.WRITE_FAILED)
 
     async def _execute(self) -> RunStatus | None:
-        try:
-            request = await self.driver.build_request(self.claim)
-        except RunSetupError as exc:
-            return await self._finish(RunOutcome(RunStatus.FAILED, exc.stop_reason, error=str(exc)))
+        request = self.request
+        if isinstance(request, RunSetupError):
+            return await self._finish(RunOutcome(RunStatus.FAILED, request.stop_reason, error=str(request)))
         tool_context = ToolContext(run_id=self.claim.run_id, agent_id=self.claim.agent_id)
         work = asyncio.create_task(
             self.driver.executor(request, self.sink, tool_context=tool_context, transcript=self.transcript)
@@ -170,16 +170,18 @@ class Attempt:
         return None
 
     async def _finish(self, outcome: RunOutcome) -> RunStatus | None:
-        """Record the outcome, its status event and audit record in one transaction, after
-        every event the attempt emitted."""
+        """Record the outcome, the events not written yet, the final status event and the
+        audit record in one transaction, after every event the attempt emitted."""
         try:
-            await self.sink.drain()
+            pending = await self.sink.settle()
         except LeaseLost:
             self.log.warning("run_lease_lost")
             return None
         run_id = self.claim.run_id
         async with self.driver.sessionmaker() as session, session.begin():
-            if not await leases.finish(session, run_id, self.driver.owner, outcome, now=_now()):
+            # The outcome's UPDATE is the fence: it matches only while the lease is held.
+            finished = await leases.finish(session, run_id, self.driver.owner, outcome, now=_now())
+            if finished is None:
                 self.log.warning("run_lease_lost_before_outcome", status=outcome.status)
                 return None
             thread_id = self.claim.thread_id
@@ -187,11 +189,10 @@ class Attempt:
                 messages = complete(self.transcript.messages)
                 await ThreadHistory(session, thread_id).append(run_id, messages, _now())
             data: dict[str, JsonValue] = {"status": outcome.status, "stop_reason": outcome.stop_reason}
-            # Every event of the attempt is written (drained) and the lease is held: the sink
-            # knows the next number, so no max(seq) query.
-            await append_event(session, run_id, EventKind.STATUS, data, seq=self.sink.next_seq)
-            await audit_finished(session, run_id)
-        await self.driver._count(run_id)
+            # Every earlier event is written, or written here: the sink knows the next number.
+            await append_events(session, run_id, [*pending, (EventKind.STATUS, data)], self.sink.next_seq)
+            await audit_finished(session, run_id, finished)
+        self.driver.count(finished)
         if thread_id is not None:
             await self.driver.dispatch_next_turn(thread_id)
         return outcome.status

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import Callable
 
 import structlog
 from prometheus_client import start_http_server
@@ -31,6 +32,16 @@ logger = structlog.get_logger("agentkeep.worker")
 # procrastinate's connections: its LISTEN connection, fetching, finishing jobs, abort polling
 # and its heartbeat. None is held while a job runs, so this does not grow with RUN_CONCURRENCY.
 QUEUE_POOL_SIZE = 6
+
+
+def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop where it is installed (with uvicorn[standard]): a worker spends
+    much of its CPU in the event loop and socket writes, which uvloop does in C. None: asyncio's."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is not built for every platform
+        return None
+    return uvloop.new_event_loop
 
 
 async def run_worker(

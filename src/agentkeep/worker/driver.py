@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections import OrderedDict
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol
 
@@ -36,6 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from agentkeep.agents.repository import AgentRepository
 from agentkeep.config import Settings
 from agentkeep.db.faults import classify
+from agentkeep.db.session import create_read_sessionmaker
 from agentkeep.notify.announce import hub_of_engine
 from agentkeep.observability.metrics import Metrics
 from agentkeep.runs.budget import remaining_tokens
@@ -54,17 +56,20 @@ from agentkeep.worker import leases
 from agentkeep.worker.attempt import Attempt
 from agentkeep.worker.endpoints import EndpointResolver, RunSetupError, organization_endpoint
 from agentkeep.worker.lease_keeper import LeaseKeeper
-from agentkeep.worker.leases import Claim
-from agentkeep.worker.reporting import audit_finished, count_finished
+from agentkeep.worker.leases import Claim, Finished
+from agentkeep.worker.reporting import audit_finished, count_finished, count_finished_run
 from agentkeep.worker.turn_order import Dispatch, dispatch_next_turn
 
 if TYPE_CHECKING:
+    from agentkeep.runs.executor import AgentCache
     from agentkeep.runs.model_clients import ModelClients
 
 logger = structlog.get_logger("agentkeep.worker")
 
 # Transient database trouble: the heartbeat keeps trying until the lease would have expired.
 DB_ERRORS = (SQLAlchemyError, OSError, TimeoutError)
+# Parsed agent versions a runner keeps (the least recently used go first).
+CACHED_SPECS = 1024
 
 
 class Executor(Protocol):
@@ -84,8 +89,18 @@ def default_executor() -> Executor:
     return execute
 
 
+def _agent_cache() -> AgentCache:
+    from agentkeep.runs.executor import AgentCache
+
+    return AgentCache(size=CACHED_SPECS)
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+class _BuildCrashed(Exception):
+    """Building a claimed run's request raised something unexpected (the claim rolled back)."""
 
 
 class RunDriver:
@@ -110,13 +125,19 @@ class RunDriver:
         # Set by whoever runs this driver: where the next turn of a thread goes when one ends.
         self.dispatch: Dispatch | None = None
         self.model_clients: ModelClients | None = None
+        self.agents: AgentCache | None = None
         self.lease_seconds = float(settings.run_lease_seconds)
-        self.hub = hub_of_engine(sessionmaker.kw["bind"])
+        engine = sessionmaker.kw["bind"]
+        self.hub = hub_of_engine(engine)
+        # PostgreSQL: sessions without a transaction, for event batches written in one statement.
+        self.autocommit = create_read_sessionmaker(engine) if engine.dialect.name == "postgresql" else None
         self.keeper = LeaseKeeper(sessionmaker, owner, self.lease_seconds)
         # Runs this driver is executing right now. The sweep of the same process leaves them
         # alone: a stalled event loop may let their leases lapse before the heartbeat runs,
         # and this process knows they are alive. Other processes still take them over.
         self.active: set[uuid.UUID] = set()
+        # Agent versions are immutable rows: each is read and parsed once per process.
+        self._specs: OrderedDict[tuple[uuid.UUID, uuid.UUID, int], AgentSpec] = OrderedDict()
 
     @property
     def executor(self) -> Executor:
@@ -137,6 +158,8 @@ class RunDriver:
 
             # Each run has at most one model request in flight: a connection per run.
             self.model_clients = ModelClients(max_connections=self.settings.run_concurrency)
+        if self.agents is None:
+            self.agents = await asyncio.to_thread(_agent_cache)
 
     async def close(self) -> None:
         """Close the model clients this runner kept open (at shutdown, after its runs)."""
@@ -152,36 +175,64 @@ class RunDriver:
         self.active.add(run_id)
         try:
             try:
-                claim = await self._claim(run_id)
+                started = await self._claim(run_id)
             except Exception as exc:
                 if (fault := classify(exc)) is None:
                     raise
                 # Still queued: the recovery sweep dispatches it again once the database is back.
                 logger.warning("run_claim_failed", run_id=str(run_id), fault=fault.kind)
                 return None
-            if claim is None:
+            if started is None:
                 return None
+            claim, request = started
             log = logger.bind(run_id=str(run_id), attempt=claim.attempt, worker=self.owner)
             log.debug("run_started")  # at INFO a run writes one line, run_ended
-            status = await Attempt(self, claim).execute()
+            status = await Attempt(self, claim, request).execute()
             log.info("run_ended", status=status)
             return status
         finally:
             self.active.discard(run_id)
 
-    async def _claim(self, run_id: uuid.UUID) -> Claim | None:
+    async def _claim(self, run_id: uuid.UUID) -> tuple[Claim, RunRequest | RunSetupError] | None:
+        """Claim the run and build its request in one transaction (a database fault rolls
+        both back: the run stays queued)."""
+        try:
+            return await self._claim_and_build(run_id)
+        except _BuildCrashed as crash:
+            # A bug, not the run's doing: the run fails (internal_error) rather than go back
+            # to the queue unclaimed, to crash the same way forever.
+            logger.error("run_setup_crashed", run_id=str(run_id), exc_info=crash.__cause__)
+            async with self.sessionmaker() as session, session.begin():
+                claim = await self._lease(session, run_id, _now())
+            if claim is None:
+                return None
+            return claim, RunSetupError("internal error while preparing the run")
+
+    async def _lease(self, session: AsyncSession, run_id: uuid.UUID, now: datetime) -> Claim | None:
+        return await leases.claim(
+            session,
+            run_id,
+            self.owner,
+            now=now,
+            lease_seconds=self.lease_seconds,
+            max_attempts=self.settings.run_max_attempts,
+        )
+
+    async def _claim_and_build(self, run_id: uuid.UUID) -> tuple[Claim, RunRequest | RunSetupError] | None:
         now = _now()
         async with self.sessionmaker() as session, session.begin():
-            claim = await leases.claim(
-                session,
-                run_id,
-                self.owner,
-                now=now,
-                lease_seconds=self.lease_seconds,
-                max_attempts=self.settings.run_max_attempts,
-            )
+            claim = await self._lease(session, run_id, now)
             if claim is not None:
-                return claim
+                request: RunRequest | RunSetupError
+                try:
+                    request = await self.build_request(claim, session)
+                except RunSetupError as exc:
+                    request = exc  # the attempt fails the run, under the lease taken here
+                except Exception as exc:
+                    if classify(exc) is not None:
+                        raise
+                    raise _BuildCrashed from exc
+                return claim, request
             failed = await leases.exhaust(
                 session, run_id, now=now, max_attempts=self.settings.run_max_attempts
             )
@@ -189,24 +240,20 @@ class RunDriver:
                 await audit_finished(session, run_id)
         if failed:
             logger.warning("run_attempts_exhausted", run_id=str(run_id))
-            await self._count(run_id)
+            await self._count_from_database(run_id)
             await self.dispatch_next_turn(run_id=run_id)
         return None
 
-    async def build_request(self, claim: Claim) -> RunRequest:
-        async with self.sessionmaker() as session:
-            version = await AgentRepository(session).get_version(
-                claim.org_id, claim.agent_id, claim.agent_version
-            )
-            if version is None:
-                raise RunSetupError("the agent version this run pinned no longer exists")
-            try:
-                spec = AgentSpec.from_config(version.config)
-            except (KeyError, TypeError, ValueError) as exc:
-                raise RunSetupError("the agent version's configuration is not valid") from exc
-            budget = await remaining_tokens(session, claim.org_id, self.settings.org_monthly_token_budget)
-            endpoint = await self.endpoint_for(session, claim.org_id)
-            history = await ThreadHistory(session, claim.thread_id).load() if claim.thread_id else []
+    async def build_request(self, claim: Claim, session: AsyncSession | None = None) -> RunRequest:
+        """The run's request: its pinned agent version (kept per process: versions never
+        change), the organization's budget and endpoint, a thread turn's history."""
+        if session is None:
+            async with self.sessionmaker() as own:
+                return await self.build_request(claim, own)
+        spec = await self._spec(session, claim)
+        budget = await remaining_tokens(session, claim.org_id, self.settings.org_monthly_token_budget)
+        endpoint = await self.endpoint_for(session, claim.org_id)
+        history = await ThreadHistory(session, claim.thread_id).load() if claim.thread_id else []
         return RunRequest(
             run_id=claim.run_id,
             org_id=claim.org_id,
@@ -219,7 +266,26 @@ class RunDriver:
             max_retries=self.settings.model_max_retries,
             history=tuple(history),
             model_clients=self.model_clients,
+            agents=self.agents,
         )
+
+    async def _spec(self, session: AsyncSession, claim: Claim) -> AgentSpec:
+        key = (claim.org_id, claim.agent_id, claim.agent_version)
+        spec = self._specs.get(key)
+        if spec is not None:
+            self._specs.move_to_end(key)
+            return spec
+        version = await AgentRepository(session).get_version(*key)
+        if version is None:
+            raise RunSetupError("the agent version this run pinned no longer exists")
+        try:
+            spec = AgentSpec.from_config(version.config)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise RunSetupError("the agent version's configuration is not valid") from exc
+        self._specs[key] = spec
+        while len(self._specs) > CACHED_SPECS:
+            self._specs.popitem(last=False)
+        return spec
 
     async def dispatch_next_turn(
         self, thread_id: uuid.UUID | None = None, *, run_id: uuid.UUID | None = None
@@ -228,7 +294,10 @@ class RunDriver:
         if self.dispatch is not None:
             await dispatch_next_turn(self.sessionmaker, self.dispatch, thread_id, ended=run_id)
 
-    async def _count(self, run_id: uuid.UUID) -> None:
+    def count(self, run: Finished) -> None:
+        count_finished_run(run, self.metrics)
+
+    async def _count_from_database(self, run_id: uuid.UUID) -> None:
         if self.metrics is None:
             return
         try:

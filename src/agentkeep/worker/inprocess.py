@@ -1,7 +1,8 @@
 """The embedded runner: runs execute inside `serve`, RUN_CONCURRENCY at a time.
 
-`dispatch` puts the run id on an in-memory queue that RUN_CONCURRENCY consumer tasks read.
-The queue is only a hint: the runs table decides (a consumer claims the run before it
+`dispatch` puts the run id on an in-memory queue that RUN_CONCURRENCY consumer tasks read
+(`accept` does so for a new run once its transaction has committed: a consumer must find
+the row). The queue is only a hint: the runs table decides (a consumer claims the run before it
 executes it), and the recovery sweep dispatches again whatever this memory loses when the
 process dies. The runner knows what it holds (waiting in memory, or taken by a consumer):
 the sweep never sends those again, and before each sweep the runner vouches for them in the
@@ -27,6 +28,7 @@ import structlog
 from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from agentkeep.db.session import after_commit
 from agentkeep.worker import leases, redispatch
 from agentkeep.worker.driver import DB_ERRORS, RunDriver
 
@@ -74,6 +76,15 @@ class InProcessRunQueue:
             self._waiting.add(run_id)
             self._queue.put_nowait(run_id)
         return True
+
+    async def accept(self, session: AsyncSession, run_id: uuid.UUID) -> bool:
+        """Dispatch the run once `session`'s transaction has committed (never if it rolls back)."""
+
+        async def dispatch() -> None:
+            await self.dispatch(run_id)
+
+        after_commit(session, dispatch)
+        return False
 
     async def dispatch(self, run_id: uuid.UUID) -> None:
         """Hand a committed queued run to the runner (never raises; the sweep covers failures)."""

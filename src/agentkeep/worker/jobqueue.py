@@ -1,5 +1,8 @@
 """Production dispatch: one procrastinate job per run, on the PostgreSQL database itself.
 
+A new run's job is written in the transaction that creates the run (`accept`), so the API
+never accepts a run without its job, and needs no second transaction to hand it over.
+
 A job carries only the run id; the runs table stays the source of truth (a job for a run
 that is no longer claimable does nothing). Each run has a queueing lock, so however often a
 run is dispatched (by the API, the sweep, a handing-back worker) at most one job for it
@@ -32,7 +35,7 @@ from agentkeep.config import Settings
 from agentkeep.db.faults import classify
 from agentkeep.worker import leases
 from agentkeep.worker.driver import DB_ERRORS
-from agentkeep.worker.jobrows import has_job, plan_stalled, queueing_lock, run_of
+from agentkeep.worker.jobrows import defer_in, has_job, plan_stalled, queueing_lock, run_of
 
 logger = structlog.get_logger("agentkeep.worker")
 
@@ -111,6 +114,11 @@ class JobRunQueue:
         self.app = app
         self.sessionmaker = sessionmaker
         self.stalled_after = stalled_after
+
+    async def accept(self, session: AsyncSession, run_id: uuid.UUID) -> bool:
+        """Write the new run's job in its transaction: both commit, or neither does."""
+        await defer_in(session, run_id, queue_name=QUEUE_NAME, task_name=TASK_NAME)
+        return True
 
     async def hand_over(self, run_id: uuid.UUID) -> bool:
         deferrer = self.app.configure_task(TASK_NAME, queue=QUEUE_NAME, queueing_lock=queueing_lock(run_id))

@@ -1,4 +1,11 @@
-"""procrastinate's job rows, read for recovery: which runs still have a job, what a stalled job gets.
+"""procrastinate's job rows: written with a new run, read for recovery (which runs still have
+a job, what a stalled job gets).
+
+A new run's job is written in the transaction that creates the run (`defer_in`), through
+procrastinate's own defer function, `procrastinate_defer_jobs_v1`: the SQL its
+`JobManager.defer_job_async` runs, with the values `App.configure_task` gives a job of the
+run task (default priority, no lock, not scheduled). The job's insert trigger notifies the
+workers, and they see the job when the run commits with it, never before.
 
 A run's job carries the queueing lock `run:<id>`. While a job is `todo` (waiting) or `doing`
 (fetched by a worker), the run is held: the sweep does not send it again, however long the
@@ -21,8 +28,23 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from procrastinate.jobs import Job
-from sqlalchemy import BigInteger, String, Text, cast, column, exists, literal, literal_column, select, table
+from procrastinate.jobs import DEFAULT_PRIORITY, Job
+from sqlalchemy import (
+    BigInteger,
+    Integer,
+    String,
+    Text,
+    bindparam,
+    cast,
+    column,
+    exists,
+    literal,
+    literal_column,
+    select,
+    table,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -38,8 +60,39 @@ _jobs = table(
 _LIVE: tuple[ColumnElement[str], ...] = (literal_column("'todo'"), literal_column("'doing'"))
 
 
+# One job of procrastinate's composite type `procrastinate_job_to_defer_v1`: queue_name,
+# task_name, priority, lock, queueing_lock, args, scheduled_at.
+_DEFER = text(
+    "SELECT procrastinate_defer_jobs_v1(ARRAY[ROW(:queue_name, :task_name, :priority, NULL, "
+    ":queueing_lock, :args, NULL)]::procrastinate_job_to_defer_v1[])"
+).bindparams(
+    bindparam("queue_name", type_=String),
+    bindparam("task_name", type_=String),
+    bindparam("priority", type_=Integer),
+    bindparam("queueing_lock", type_=Text),
+    bindparam("args", type_=JSONB),
+)
+
+
 def queueing_lock(run_id: uuid.UUID) -> str:
     return f"run:{run_id}"
+
+
+async def defer_in(session: AsyncSession, run_id: uuid.UUID, *, queue_name: str, task_name: str) -> None:
+    """Write the run's job in `session`'s transaction (PostgreSQL): it commits with the run.
+
+    Only for a run created in this transaction: no other job can hold its queueing lock yet.
+    """
+    await session.execute(
+        _DEFER,
+        {
+            "queue_name": queue_name,
+            "task_name": task_name,
+            "priority": DEFAULT_PRIORITY,
+            "queueing_lock": queueing_lock(run_id),
+            "args": {"run_id": str(run_id)},
+        },
+    )
 
 
 def has_job(*, besides: Sequence[int] = ()) -> ColumnElement[bool]:

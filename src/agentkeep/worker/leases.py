@@ -15,14 +15,29 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, and_, exists, func, literal, or_, select, update
+from sqlalchemy import (
+    CursorResult,
+    and_,
+    column,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    true,
+    update,
+    values,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import ColumnElement
 
+from agentkeep.notify import topics
+from agentkeep.notify.announce import CHANNEL, hub_of
 from agentkeep.runs.contract import RunOutcome, Usage
-from agentkeep.runs.models import Run
-from agentkeep.runs.repository import append_event
+from agentkeep.runs.models import Run, RunEvent
+from agentkeep.runs.repository import append_event, append_events
 from agentkeep.runs.states import ACTIVE_STATUSES, EventKind, RunStatus, StopReason
 
 
@@ -99,25 +114,25 @@ async def claim(
     Appends the `running` status event. None when another runner holds it, it is finished,
     cancelled, or out of attempts (see `exhaust`).
     """
-    result = await session.execute(
-        update(Run)
-        .where(Run.id == run_id, Run.attempts < max_attempts, _claimable(now))
-        .values(
-            status=RunStatus.RUNNING,
-            lease_owner=owner,
-            lease_expires_at=now + timedelta(seconds=lease_seconds),
-            heartbeat_at=now,
-            attempts=Run.attempts + 1,
-            started_at=func.coalesce(Run.started_at, _stamp(now)),
-            updated_at=now,
-        )
-        .execution_options(synchronize_session=False)
+    # The UPDATE hands back what the attempt needs, the number of the run's last event too:
+    # one statement where a claim, a read of the row and a max(seq) query were three.
+    last_seq = (
+        select(func.coalesce(func.max(RunEvent.seq), 0)).where(RunEvent.run_id == run_id).scalar_subquery()
     )
-    if _rows(result) != 1:
-        return None
     row = (
         await session.execute(
-            select(
+            update(Run)
+            .where(Run.id == run_id, Run.attempts < max_attempts, _claimable(now))
+            .values(
+                status=RunStatus.RUNNING,
+                lease_owner=owner,
+                lease_expires_at=now + timedelta(seconds=lease_seconds),
+                heartbeat_at=now,
+                attempts=Run.attempts + 1,
+                started_at=func.coalesce(Run.started_at, _stamp(now)),
+                updated_at=now,
+            )
+            .returning(
                 Run.org_id,
                 Run.agent_id,
                 Run.agent_version,
@@ -125,11 +140,20 @@ async def claim(
                 Run.attempts,
                 Run.started_at,
                 Run.thread_id,
-            ).where(Run.id == run_id)
+                last_seq.label("last_seq"),
+            )
+            .execution_options(synchronize_session=False)
         )
-    ).one()
-    running = await append_event(
-        session, run_id, EventKind.STATUS, {"status": RunStatus.RUNNING, "attempt": row.attempts}
+    ).first()
+    if row is None:
+        return None
+    running_seq = int(row.last_seq) + 1
+    await append_event(
+        session,
+        run_id,
+        EventKind.STATUS,
+        {"status": RunStatus.RUNNING, "attempt": row.attempts},
+        seq=running_seq,
     )
     return Claim(
         run_id=run_id,
@@ -140,7 +164,7 @@ async def claim(
         attempt=row.attempts,
         thread_id=row.thread_id,
         started_at=row.started_at or now,
-        next_seq=running.seq + 1,
+        next_seq=running_seq + 1,
     )
 
 
@@ -213,6 +237,66 @@ async def fence(session: AsyncSession, run_id: uuid.UUID, owner: str, now: datet
         raise LeaseLost(str(run_id))
 
 
+async def append_fenced(
+    session: AsyncSession,
+    run_id: uuid.UUID,
+    owner: str,
+    events: list[tuple[EventKind, dict[str, Any]]],
+    first_seq: int,
+    *,
+    now: datetime,
+) -> None:
+    """`fence`, then append `events` numbered from `first_seq`, in the session's transaction;
+    raise LeaseLost (nothing written) if the lease is gone."""
+    await fence(session, run_id, owner, now)
+    await append_events(session, run_id, events, first_seq)
+
+
+async def append_fenced_at_once(
+    session: AsyncSession,
+    run_id: uuid.UUID,
+    owner: str,
+    events: list[tuple[EventKind, dict[str, Any]]],
+    first_seq: int,
+    *,
+    now: datetime,
+) -> None:
+    """`append_fenced` on PostgreSQL as one statement in a session without a transaction
+    (`db.session.create_read_sessionmaker`): one round trip where BEGIN, fence, INSERT,
+    pg_notify and COMMIT were five.
+
+    The fence's UPDATE runs in a WITH clause and takes the row lock as `fence` does; each
+    event is inserted once per row it returns, so none when the lease is gone; the run's
+    streams are notified (as `announce` would) only when the events were written. The
+    statement commits on its own, all or nothing.
+    """
+    fenced = update(Run).where(_held_by(run_id, owner)).values(updated_at=now).returning(Run.id).cte("fence")
+    table = RunEvent.__table__
+    batch = values(
+        *(column(name, table.c[name].type) for name in ("seq", "kind", "data", "created_at")),
+        name="batch",
+    ).data([(first_seq + offset, kind.value, data, now) for offset, (kind, data) in enumerate(events)])
+    inserted = (
+        insert(RunEvent)
+        .from_select(
+            ["run_id", "seq", "kind", "data", "created_at"],
+            select(fenced.c.id, batch.c.seq, batch.c.kind, batch.c.data, batch.c.created_at).join_from(
+                fenced, batch, true()
+            ),
+        )
+        .returning(RunEvent.seq)
+        .cte("inserted")
+    )
+    written = select(func.count().label("rows")).select_from(inserted).subquery("written")
+    topic = topics.run_events(run_id)
+    statement = select(written.c.rows, func.pg_notify(CHANNEL, topic)).where(written.c.rows > 0)
+    if (await session.execute(statement)).first() is None:
+        raise LeaseLost(str(run_id))
+    hub = hub_of(session)
+    if hub is not None:
+        hub.deliver(topic)  # this process's waiters, as after a commit
+
+
 async def renew(
     session: AsyncSession, run_id: uuid.UUID, owner: str, *, now: datetime, lease_seconds: float
 ) -> bool:
@@ -272,27 +356,63 @@ def _usage_values(usage: Usage) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """A run's row as its end was recorded: what its audit record and metrics report."""
+
+    org_id: uuid.UUID
+    status: str
+    stop_reason: str | None
+    attempts: int
+    requests: int
+    input_tokens: int
+    output_tokens: int
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+FINISHED_COLUMNS = (
+    Run.org_id,
+    Run.status,
+    Run.stop_reason,
+    Run.attempts,
+    Run.requests,
+    Run.input_tokens,
+    Run.output_tokens,
+    Run.started_at,
+    Run.finished_at,
+)
+
+
+def finished(row: Any) -> Finished:
+    return Finished(*(row[index] for index in range(len(FINISHED_COLUMNS))))
+
+
 async def finish(
     session: AsyncSession, run_id: uuid.UUID, owner: str, outcome: RunOutcome, *, now: datetime
-) -> bool:
-    """Record the outcome (usage added to earlier attempts') if the lease is still held."""
-    result = await session.execute(
-        update(Run)
-        .where(_held_by(run_id, owner))
-        .values(
-            status=outcome.status,
-            stop_reason=outcome.stop_reason,
-            output=outcome.output,
-            error=outcome.error,
-            lease_owner=None,
-            lease_expires_at=None,
-            finished_at=now,
-            updated_at=now,
-            **_usage_values(outcome.usage),
+) -> Finished | None:
+    """Record the outcome (usage added to earlier attempts') if the lease is still held; the
+    row as recorded, or None when the lease is gone."""
+    row = (
+        await session.execute(
+            update(Run)
+            .where(_held_by(run_id, owner))
+            .values(
+                status=outcome.status,
+                stop_reason=outcome.stop_reason,
+                output=outcome.output,
+                error=outcome.error,
+                lease_owner=None,
+                lease_expires_at=None,
+                finished_at=now,
+                updated_at=now,
+                **_usage_values(outcome.usage),
+            )
+            .returning(*FINISHED_COLUMNS)
+            .execution_options(synchronize_session=False)
         )
-        .execution_options(synchronize_session=False)
-    )
-    return _rows(result) == 1
+    ).first()
+    return None if row is None else finished(row)
 
 
 async def hand_back(

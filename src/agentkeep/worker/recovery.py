@@ -119,18 +119,18 @@ class RecoverySweep:
         return report
 
     async def _expired(self, report: SweepReport) -> None:
-        now = datetime.now(UTC)
-        async with self.sessionmaker() as session:
-            expired = await leases.expired_runs(session, now=now, limit=BATCH)
-        for run_id in expired:
-            if run_id in self.executing:
-                continue
-            async with self.sessionmaker() as session, session.begin():
-                if await leases.requeue_expired(session, run_id, now=now, max_attempts=self.max_attempts):
-                    report.requeued.append(run_id)
-                elif await leases.exhaust(session, run_id, now=now, max_attempts=self.max_attempts):
-                    await audit_finished(session, run_id)
-                    report.failed.append(run_id)
+        """Every run whose lease expired back in the queue (or failed), then handed over.
+
+        Batches are settled until one comes back short or settles nothing, and only then
+        are the runs handed over: a worker that died with hundreds of runs has them all back
+        in the queue within one pass, before the runs handed over load this process. (A
+        batch per pass left the rest to later passes, each slower than the last while this
+        process worked on the runs it had just handed over.)
+        """
+        while True:
+            found, settled = await self._settle_expired(report)
+            if found < BATCH or settled == 0:
+                break
         for run_id in report.requeued:
             await self.holder.hand_over(run_id)
         for run_id in report.failed:
@@ -143,6 +143,25 @@ class RecoverySweep:
             async with self.sessionmaker() as session:
                 for run_id in report.failed:
                     await count_finished(session, run_id, self.metrics)
+
+    async def _settle_expired(self, report: SweepReport) -> tuple[int, int]:
+        """Requeue (or fail) one batch of expired runs: how many were found, how many settled."""
+        now = datetime.now(UTC)
+        async with self.sessionmaker() as session:
+            expired = await leases.expired_runs(session, now=now, limit=BATCH)
+        settled = 0
+        for run_id in expired:
+            if run_id in self.executing:
+                continue
+            async with self.sessionmaker() as session, session.begin():
+                if await leases.requeue_expired(session, run_id, now=now, max_attempts=self.max_attempts):
+                    report.requeued.append(run_id)
+                    settled += 1
+                elif await leases.exhaust(session, run_id, now=now, max_attempts=self.max_attempts):
+                    await audit_finished(session, run_id)
+                    report.failed.append(run_id)
+                    settled += 1
+        return len(expired), settled
 
     async def _undispatched(self, report: SweepReport) -> None:
         now = datetime.now(UTC)

@@ -16,6 +16,7 @@ from agentkeep.context import RequestContext
 from agentkeep.observability.metrics import Metrics
 from agentkeep.runs.models import Run
 from agentkeep.runs.states import RunStatus
+from agentkeep.worker.leases import FINISHED_COLUMNS, Finished, finished
 
 logger = structlog.get_logger("agentkeep.worker")
 
@@ -27,21 +28,16 @@ _AUDITED = {
 }
 
 
-async def audit_finished(session: AsyncSession, run_id: uuid.UUID) -> None:
-    """Audit a run's end in the transaction that recorded it (call last: takes the chain lock)."""
-    run = (
-        await session.execute(
-            select(
-                Run.org_id,
-                Run.status,
-                Run.stop_reason,
-                Run.attempts,
-                Run.requests,
-                Run.input_tokens,
-                Run.output_tokens,
-            ).where(Run.id == run_id)
-        )
-    ).one()
+async def finished_row(session: AsyncSession, run_id: uuid.UUID) -> Finished:
+    row = (await session.execute(select(*FINISHED_COLUMNS).where(Run.id == run_id))).one()
+    return finished(row)
+
+
+async def audit_finished(session: AsyncSession, run_id: uuid.UUID, run: Finished | None = None) -> None:
+    """Audit a run's end in the transaction that recorded it (`run`: the row as recorded,
+    read here when not given)."""
+    if run is None:
+        run = await finished_row(session, run_id)
     audited = _AUDITED.get(RunStatus(run.status))
     if audited is None:
         return
@@ -69,21 +65,15 @@ async def audit_finished(session: AsyncSession, run_id: uuid.UUID) -> None:
 
 
 async def count_finished(session: AsyncSession, run_id: uuid.UUID, metrics: Metrics | None) -> None:
-    """Count a finished run (after its transaction committed)."""
+    """Count a finished run (after its transaction committed), reading its row."""
+    if metrics is not None:
+        count_finished_run(await finished_row(session, run_id), metrics)
+
+
+def count_finished_run(run: Finished, metrics: Metrics | None) -> None:
+    """Count a finished run from its row as recorded (after its transaction committed)."""
     if metrics is None:
         return
-    run = (
-        await session.execute(
-            select(
-                Run.status,
-                Run.stop_reason,
-                Run.started_at,
-                Run.finished_at,
-                Run.input_tokens,
-                Run.output_tokens,
-            ).where(Run.id == run_id)
-        )
-    ).one()
     metrics.observe_run_finished(
         run.status,
         run.stop_reason or "",

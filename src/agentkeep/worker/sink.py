@@ -11,7 +11,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agentkeep.db.faults import DatabaseFault, classify
 from agentkeep.runs.contract import Usage
-from agentkeep.runs.repository import append_events
 from agentkeep.runs.states import EventKind
 from agentkeep.worker import leases
 from agentkeep.worker.leases import Claim
@@ -19,6 +18,10 @@ from agentkeep.worker.leases import Claim
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+# How long the writer waits for more events before it writes a batch.
+LINGER_SECONDS = 0.025
 
 
 class FencedEventSink:
@@ -33,12 +36,25 @@ class FencedEventSink:
 
     A write that fails (the lease lost, the database gone) stops the writer: the failure is
     kept, raised by the next `emit` and by `drain`, and reported to `on_failure` at once.
-    `drain` waits until everything emitted is written (the driver calls it before recording
-    the outcome, so the events of a run always precede its final status).
+    Before it takes a batch, the writer lingers `linger` seconds (a few hundredths), so the
+    events of a step that arrive together are written together even while the loop is busy
+    with other runs; streams see an event at most that much later.
+
+    `drain` waits until everything emitted is written. `settle` instead stops the writer and
+    hands over what it has not written yet: the driver writes those events in the transaction
+    that records the outcome (after them, the final status), saving that batch its own.
     """
 
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], claim: Claim, owner: str) -> None:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        claim: Claim,
+        owner: str,
+        autocommit: async_sessionmaker[AsyncSession] | None = None,
+    ) -> None:
         self.sessionmaker = sessionmaker
+        # PostgreSQL: sessions without a transaction, for a batch written in one statement.
+        self.autocommit = autocommit
         self.run_id = claim.run_id
         self.owner = owner
         self.next_seq = claim.next_seq
@@ -50,11 +66,15 @@ class FencedEventSink:
         self.failure: Exception | None = None
         self.on_failure: Callable[[Exception], None] | None = None
         self.batches = 0
+        self.linger = LINGER_SECONDS
         self._queued: list[tuple[EventKind, dict[str, JsonValue]]] = []
         self._wake = asyncio.Event()
         self._written = asyncio.Event()
         self._written.set()
         self._writer: asyncio.Task[None] | None = None
+        # Set by `settle`: the writer takes no further batch.
+        self._settled = False
+        self._writing = False
 
     async def emit(self, kind: EventKind, data: Mapping[str, JsonValue]) -> None:
         if self.failure is not None:
@@ -76,6 +96,20 @@ class FencedEventSink:
         if self.failure is not None:
             raise self.failure
 
+    async def settle(self) -> list[tuple[EventKind, dict[str, JsonValue]]]:
+        """Wait for the batch being written, stop writing, and return the events still queued
+        (numbered from `next_seq`) for the caller to write under the lease; raise the write
+        failure if one failed. Events emitted afterwards are not written."""
+        self._settled = True
+        if self._writer is not None and not self._writer.done():
+            if not self._writing:
+                self._writer.cancel()  # waiting or lingering: what is queued is the caller's
+            await asyncio.gather(self._writer, return_exceptions=True)
+        if self.failure is not None:
+            raise self.failure
+        pending, self._queued = self._queued, []
+        return pending
+
     async def close(self) -> None:
         """Stop the writer (what is still queued is dropped: call `drain` first to keep it)."""
         if self._writer is not None:
@@ -83,11 +117,13 @@ class FencedEventSink:
             await asyncio.gather(self._writer, return_exceptions=True)
 
     async def _write_forever(self) -> None:
-        while True:
+        while not self._settled:
             await self._wake.wait()
             self._wake.clear()
-            while self._queued:
+            while self._queued and not self._settled:
+                await asyncio.sleep(self.linger)
                 batch, self._queued = self._queued, []
+                self._writing = True
                 try:
                     await self._write(batch)
                 except Exception as exc:
@@ -97,12 +133,19 @@ class FencedEventSink:
                     if self.on_failure is not None:
                         self.on_failure(exc)
                     return
+                finally:
+                    self._writing = False
             self._written.set()
 
     async def _write(self, batch: list[tuple[EventKind, dict[str, JsonValue]]]) -> None:
-        async with self.sessionmaker() as session, session.begin():
-            await leases.fence(session, self.run_id, self.owner, _now())
-            await append_events(session, self.run_id, batch, self.next_seq)
+        if self.autocommit is not None:
+            async with self.autocommit() as session:
+                await leases.append_fenced_at_once(
+                    session, self.run_id, self.owner, batch, self.next_seq, now=_now()
+                )
+        else:
+            async with self.sessionmaker() as session, session.begin():
+                await leases.append_fenced(session, self.run_id, self.owner, batch, self.next_seq, now=_now())
         self.next_seq += len(batch)
         self.batches += 1
 

@@ -1,0 +1,116 @@
+"""What the driver does once instead of per run, and the event batch written in one statement
+(PostgreSQL) keeping the fence: on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import event, select, update
+
+from agentkeep.runs.executor import execute
+from agentkeep.runs.models import Run
+from agentkeep.runs.states import EventKind, RunStatus
+from agentkeep.worker import leases
+from agentkeep.worker.driver import RunDriver
+from agentkeep.worker.leases import LeaseLost
+from agentkeep.worker.sink import FencedEventSink
+from tests.worker.helpers import Sessionmaker, assert_gap_free, events, load_run, make_run
+
+DriverFactory = Callable[..., RunDriver]
+
+
+async def _claim(sessionmaker: Sessionmaker, run_id: uuid.UUID, owner: str, lease: float) -> leases.Claim:
+    async with sessionmaker() as session, session.begin():
+        claim = await leases.claim(
+            session, run_id, owner, now=datetime.now(UTC), lease_seconds=lease, max_attempts=3
+        )
+    assert claim is not None
+    return claim
+
+
+async def _another_run_of(sessionmaker: Sessionmaker, run_id: uuid.UUID, run_input: str) -> uuid.UUID:
+    async with sessionmaker() as session, session.begin():
+        first = (await session.scalars(select(Run).where(Run.id == run_id))).one()
+        run = Run(org_id=first.org_id, agent_id=first.agent_id, agent_version=1, input=run_input)
+        session.add(run)
+        await session.flush()
+        return run.id
+
+
+async def test_an_event_batch_of_a_runner_that_lost_its_lease_is_refused_whole(
+    sessionmaker: Sessionmaker, make_driver: DriverFactory
+) -> None:
+    # The driver's own way of writing batches: one statement on PostgreSQL, a transaction on SQLite.
+    autocommit = make_driver("w", execute).autocommit
+    run_id = await make_run(sessionmaker)
+    stale = await _claim(sessionmaker, run_id, "paused-worker", lease=30)
+    # Another runner took the run over (as a claim after the lease lapsed would).
+    async with sessionmaker() as session, session.begin():
+        await session.execute(update(Run).where(Run.id == run_id).values(lease_owner="new-worker"))
+
+    stale_sink = FencedEventSink(sessionmaker, stale, "paused-worker", autocommit)
+    await stale_sink.emit(EventKind.MODEL_REQUEST, {"step": 1})
+    await stale_sink.emit(EventKind.MODEL_RESPONSE, {"step": 1})
+    with pytest.raises(LeaseLost):
+        await stale_sink.drain()
+    await stale_sink.close()
+    assert [row.kind for row in await events(sessionmaker, run_id)] == ["status"]
+
+    holder = FencedEventSink(sessionmaker, stale, "new-worker", autocommit)
+    await holder.emit(EventKind.MODEL_REQUEST, {"step": 1})
+    await holder.emit(EventKind.MODEL_RESPONSE, {"step": 1, "text": "two"})
+    await holder.drain()
+    await holder.close()
+    rows = await events(sessionmaker, run_id)
+    assert_gap_free(rows)
+    assert [(row.kind, row.data) for row in rows[1:]] == [
+        ("model_request", {"step": 1}),
+        ("model_response", {"step": 1, "text": "two"}),
+    ]
+    run = await load_run(sessionmaker, run_id)
+    assert run.lease_owner == "new-worker"
+
+
+async def test_runs_of_one_agent_version_read_it_once_and_share_its_agent(
+    sessionmaker: Sessionmaker, make_driver: DriverFactory
+) -> None:
+    first = await make_run(sessionmaker, "what is 6 * 7?", tools=[{"name": "calculator"}])
+    second = await _another_run_of(sessionmaker, first, "what is 2 + 3?")
+    driver = make_driver("w1", execute)
+    engine = sessionmaker.kw["bind"].sync_engine
+    version_reads: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if "FROM agent_versions" in statement:
+            version_reads.append(statement)
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        assert await driver.drive(first) == RunStatus.COMPLETED
+        assert await driver.drive(second) == RunStatus.COMPLETED
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+
+    assert len(version_reads) == 1
+    assert driver.agents is not None
+    assert driver.agents.created == 1
+    # Each run got its own answer through the shared agent: no state leaked between them.
+    assert (await load_run(sessionmaker, first)).output == "calculator: 42"
+    assert (await load_run(sessionmaker, second)).output == "calculator: 5"
+    for run_id in (first, second):
+        rows = await events(sessionmaker, run_id)
+        assert_gap_free(rows)
+        assert [row.kind for row in rows] == [
+            "status",
+            "model_request",
+            "model_response",
+            "tool_call",
+            "tool_result",
+            "model_request",
+            "model_response",
+            "output",
+            "status",
+        ]

@@ -21,7 +21,13 @@ FULL: dict[str, Any] = {
     "model": "openai:gpt-4o-mini",
     "system_prompt": "You are careful.\nCite sources.",
     "tools": [{"name": "calculator"}, {"name": "http_get", "settings": {"allowed_hosts": ["example.com"]}}],
-    "limits": {"max_steps": 5, "max_output_tokens": 1000, "timeout_seconds": 60, "max_context_tokens": 8000},
+    "limits": {
+        "max_steps": 5,
+        "max_output_tokens": 1000,
+        "timeout_seconds": 60,
+        "max_context_tokens": 8000,
+        "max_tool_errors": 3,
+    },
     "status": "disabled",
 }
 
@@ -60,6 +66,8 @@ async def test_defaults_fill_what_a_minimal_body_leaves_out(client: httpx.AsyncC
         "max_output_tokens": 4096,
         "timeout_seconds": 120,
         "max_context_tokens": None,
+        # docs/agents.md: five failed tool calls go back to the model, the sixth ends the run.
+        "max_tool_errors": 5,
     }
     assert agent["status"] == "active"
     # docs/approvals.md: the roles holding runs:approve, and an hour.
@@ -116,6 +124,7 @@ async def test_a_patch_makes_a_new_version_and_keeps_the_old_config(client: http
         "max_output_tokens": 1000,
         "timeout_seconds": 60,
         "max_context_tokens": 8000,
+        "max_tool_errors": 3,
     }
     assert body["tools"] == agent["tools"]
     assert body["name"] == "researcher"

@@ -42,6 +42,7 @@ def run_request(
     endpoint: ModelEndpoint | None = None,
     request_timeout_seconds: float = 10.0,
     max_retries: int = 0,
+    max_tool_errors: int = 5,
 ) -> RunRequest:
     spec = AgentSpec(
         model=model,
@@ -50,7 +51,10 @@ def run_request(
             ToolConfig(name=name, settings=dict(settings)) for name, settings in (tools or {}).items()
         ),
         limits=AgentLimits(
-            max_steps=max_steps, max_output_tokens=max_output_tokens, timeout_seconds=timeout_seconds
+            max_steps=max_steps,
+            max_output_tokens=max_output_tokens,
+            timeout_seconds=timeout_seconds,
+            max_tool_errors=max_tool_errors,
         ),
     )
     return RunRequest(

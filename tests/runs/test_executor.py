@@ -100,6 +100,30 @@ async def test_a_tool_error_is_the_tools_answer_and_the_run_goes_on() -> None:
     assert outcome.output == "calculator: error: division by zero"
 
 
+async def test_failed_tool_calls_go_back_to_the_model_up_to_the_agents_limit_then_end_the_run() -> None:
+    # `#loop`: the test model calls its tools on every request; 1/0 fails each time.
+    sink = ListSink()
+    request = run_request("What is 1/0? #loop", tools={"calculator": {}}, max_steps=10, max_tool_errors=2)
+    outcome = await execute(request, sink)
+
+    assert outcome.status == RunStatus.FAILED
+    assert outcome.stop_reason == StopReason.TOOL_ERROR
+    assert outcome.error == "the run reached its limit of 2 failed tool calls (calculator failed last)"
+    # Two failures were answers the model read; the third ended the run, its error recorded.
+    assert [result["error"] for result in sink.of(E.TOOL_RESULT)] == ["division by zero"] * 3
+    assert outcome.usage.requests == 3
+    assert E.OUTPUT not in sink.kinds()
+
+
+async def test_a_limit_of_zero_failed_tool_calls_ends_the_run_at_the_first() -> None:
+    sink = ListSink()
+    outcome = await execute(run_request("What is 1/0?", tools={"calculator": {}}, max_tool_errors=0), sink)
+
+    assert (outcome.status, outcome.stop_reason) == (RunStatus.FAILED, StopReason.TOOL_ERROR)
+    assert outcome.usage.requests == 1
+    assert len(sink.of(E.TOOL_RESULT)) == 1
+
+
 async def test_an_unexpected_exception_in_a_tool_fails_the_run_with_tool_error() -> None:
     def broken_clock() -> datetime:
         raise RuntimeError("clock hardware on fire")

@@ -28,6 +28,7 @@ from agentkeep.agents.models import (
 )
 from agentkeep.pagination import DEFAULT_LIMIT, MAX_LIMIT, CursorParam, VersionCursorParam
 from agentkeep.rbac.permissions import Role
+from agentkeep.runs.contract import DEFAULT_MAX_TOOL_ERRORS
 from agentkeep.tools.registry import ToolConfig
 
 TEST_MODEL = "test"
@@ -47,6 +48,7 @@ MAX_CONTEXT_TOKENS = (256, 2_000_000)
 DEFAULT_MAX_STEPS = 10
 DEFAULT_MAX_OUTPUT_TOKENS = 4096
 DEFAULT_TIMEOUT_SECONDS = 120
+MAX_TOOL_ERRORS = (0, 100)
 
 AgentStatus = Literal["active", "disabled"]
 
@@ -179,6 +181,16 @@ class AgentLimits(BaseModel):
             "(oldest turns first); null sends the whole history."
         ),
     )
+    max_tool_errors: int = Field(
+        default=DEFAULT_MAX_TOOL_ERRORS,
+        ge=MAX_TOOL_ERRORS[0],
+        le=MAX_TOOL_ERRORS[1],
+        strict=True,
+        description=(
+            "Failed tool calls (errors, timeouts, an MCP server down) a run tolerates: each goes "
+            "back to the model as the tool's answer; one more ends the run `tool_error`."
+        ),
+    )
 
 
 class AgentLimitsPatch(BaseModel):
@@ -199,6 +211,9 @@ class AgentLimitsPatch(BaseModel):
         le=MAX_CONTEXT_TOKENS[1],
         strict=True,
         description="null turns trimming off.",
+    )
+    max_tool_errors: int | None = Field(
+        default=None, ge=MAX_TOOL_ERRORS[0], le=MAX_TOOL_ERRORS[1], strict=True
     )
 
     @model_validator(mode="after")

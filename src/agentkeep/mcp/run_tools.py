@@ -174,6 +174,7 @@ class McpServerToolset(AbstractToolset[Any]):
         except ToolFailed as exc:
             message = exc.message[:MAX_ERROR_CHARS]
             await emit(EventKind.TOOL_RESULT, {**identity, "error": message})
+            ctx.deps.tool_failed(spec.agent_name)
             raise ToolFailed(message) from None
         await emit(EventKind.TOOL_RESULT, {**identity, "result": result})
         return result

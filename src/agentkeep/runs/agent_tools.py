@@ -19,6 +19,7 @@ from pydantic import BaseModel, JsonValue
 from pydantic_ai import RunContext, Tool
 from pydantic_ai.exceptions import ToolFailed
 
+from agentkeep.runs.contract import DEFAULT_MAX_TOOL_ERRORS
 from agentkeep.runs.states import EventKind
 from agentkeep.tools.context import ToolContext
 from agentkeep.tools.errors import ToolError
@@ -38,6 +39,21 @@ class RunDeps:
     tool_context: ToolContext
     settings: Mapping[str, BaseModel]
     crashed_tool: str | None = None
+    max_tool_errors: int = DEFAULT_MAX_TOOL_ERRORS
+    tool_errors: int = 0
+    # The tool whose failure went past the agent's `max_tool_errors`.
+    over_error_limit: str | None = None
+
+    def tool_failed(self, name: str) -> None:
+        """Count a failed call (its error event is written); past the limit, end the run."""
+        self.tool_errors += 1
+        if self.tool_errors > self.max_tool_errors:
+            self.over_error_limit = name
+            raise ToolErrorLimit(name)
+
+
+class ToolErrorLimit(Exception):
+    """Not a tool's answer but the end of the run: pydantic-ai lets it through its loop."""
 
 
 def as_json(value: Any) -> JsonValue:
@@ -63,6 +79,7 @@ def as_pydantic_ai_tool(spec: ToolSpec[Any, Any]) -> Tool[RunDeps]:
             result = await spec.call(raw_args, deps.settings[spec.name], deps.tool_context)
         except ToolError as exc:
             await deps.emit(EventKind.TOOL_RESULT, {**identity, "error": exc.message})
+            deps.tool_failed(spec.name)
             raise ToolFailed(exc.message) from None
         except Exception as exc:
             deps.crashed_tool = spec.name

@@ -30,6 +30,9 @@ if TYPE_CHECKING:
 
 # Agent versions written before approvals existed wait this long (agents.models default).
 DEFAULT_APPROVAL_TIMEOUT_SECONDS = 3600.0
+# Failed tool calls a run tolerates (agents.schemas' default, and what versions written
+# before the limit existed get); one more ends the run `tool_error`.
+DEFAULT_MAX_TOOL_ERRORS = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +42,7 @@ class AgentLimits:
     timeout_seconds: float
     # A thread's history is trimmed to this many (estimated) tokens; None: sent whole.
     max_context_tokens: int | None = None
+    max_tool_errors: int = DEFAULT_MAX_TOOL_ERRORS
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +72,7 @@ class AgentSpec:
                 max_output_tokens=int(limits["max_output_tokens"]),
                 timeout_seconds=float(limits["timeout_seconds"]),
                 max_context_tokens=_optional_int(limits.get("max_context_tokens")),
+                max_tool_errors=int(limits.get("max_tool_errors", DEFAULT_MAX_TOOL_ERRORS)),
             ),
             approval_timeout_seconds=float(
                 config.get("approval_timeout_seconds") or DEFAULT_APPROVAL_TIMEOUT_SECONDS

@@ -290,6 +290,7 @@ async def _drive(request: RunRequest, progress: _Progress, tool_context: ToolCon
         emit=progress.emit,
         tool_context=tool_context or ToolContext(run_id=request.run_id, agent_id=request.agent_id),
         settings=built.tool_settings,
+        max_tool_errors=spec.limits.max_tool_errors,
     )
     model_settings = ModelSettings(
         max_tokens=spec.limits.max_output_tokens,
@@ -332,6 +333,12 @@ async def _drive(request: RunRequest, progress: _Progress, tool_context: ToolCon
                 # Also on cancellation: an interrupted turn keeps what it said so far.
                 progress.transcript.messages = [*before, *run.new_messages()]
     except Exception:
+        if deps.over_error_limit is not None:
+            raise _Failed(
+                StopReason.TOOL_ERROR,
+                f"the run reached its limit of {spec.limits.max_tool_errors} failed tool calls"
+                f" ({deps.over_error_limit} failed last)",
+            ) from None
         if deps.crashed_tool is not None:
             raise _Failed(StopReason.TOOL_ERROR, f"tool {deps.crashed_tool} failed unexpectedly") from None
         raise

@@ -83,8 +83,9 @@ async def test_a_frozen_redis_is_an_outage_after_one_unanswered_ping(
         storage = subject.limiter.storage
         assert (storage.degraded, storage.outages) == (True, 1)
     assert sorted(statuses) == [200] * 4 + [429] * 4
-    # The timeout, then one PING bound, not the 5 s a slow call may wait (2 s of margin).
-    assert took < settings.rate_limit_redis_timeout + PROBE_TIMEOUT_SECONDS + 2
+    # The timeout, then one PING bound, not the 5 s a slow call may wait (3.5 s of margin:
+    # 3.4 s was seen with the suite and other work on the same 2 cores).
+    assert took < settings.rate_limit_redis_timeout + PROBE_TIMEOUT_SECONDS + 3.5
 
 
 @pytest.mark.parametrize(

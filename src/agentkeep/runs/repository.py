@@ -104,27 +104,12 @@ class RunRepository:
             statement = statement.where(Run.status == filters.status.value)
         return await keyset_rows(self.session, statement, Run.created_at, Run.id, limit=limit, cursor=cursor)
 
-    async def cancel_if_queued(self, org_id: uuid.UUID, run_id: uuid.UUID, now: datetime) -> bool:
-        """Cancel a run no runner has claimed yet; False if it is no longer queued."""
+    async def cancel_if(self, status: RunStatus, org_id: uuid.UUID, run_id: uuid.UUID, now: datetime) -> bool:
+        """Cancel a run no runner holds (`queued`, or `requires_action`: waiting for approval);
+        False if it is no longer in `status`."""
         result = await self.session.execute(
             update(Run)
-            .where(Run.org_id == org_id, Run.id == run_id, Run.status == RunStatus.QUEUED.value)
-            .values(
-                status=RunStatus.CANCELLED.value,
-                stop_reason=StopReason.CANCELLED.value,
-                cancel_requested_at=now,
-                finished_at=now,
-                updated_at=now,
-            )
-            .execution_options(synchronize_session=False)
-        )
-        return _rowcount(result) == 1
-
-    async def cancel_if_paused(self, org_id: uuid.UUID, run_id: uuid.UUID, now: datetime) -> bool:
-        """Cancel a run waiting for approval (no runner holds it); False if it is not waiting."""
-        result = await self.session.execute(
-            update(Run)
-            .where(Run.org_id == org_id, Run.id == run_id, Run.status == RunStatus.REQUIRES_ACTION.value)
+            .where(Run.org_id == org_id, Run.id == run_id, Run.status == status.value)
             .values(
                 status=RunStatus.CANCELLED.value,
                 stop_reason=StopReason.CANCELLED.value,

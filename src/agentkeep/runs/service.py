@@ -245,7 +245,7 @@ class RunService:
         """Cancel a queued run or one waiting for approval, or ask a running one's runner to
         stop, audited; False when the run had finished or its runner was already asked."""
         now = datetime.now(UTC)
-        if await self.repository.cancel_if_queued(actor.org_id, run.id, now):
+        if await self.repository.cancel_if(RunStatus.QUEUED, actor.org_id, run.id, now):
             previous = RunStatus.QUEUED
             await append_event(
                 self.session,
@@ -254,7 +254,7 @@ class RunService:
                 {"status": RunStatus.CANCELLED.value, "stop_reason": StopReason.CANCELLED.value},
                 now=now,
             )
-        elif await self.repository.cancel_if_paused(actor.org_id, run.id, now):
+        elif await self.repository.cancel_if(RunStatus.REQUIRES_ACTION, actor.org_id, run.id, now):
             # Waiting for approval: no runner holds it, so its end is written here.
             previous = RunStatus.REQUIRES_ACTION
             await write_turn_history(self.session, run.id, run.thread_id, now)

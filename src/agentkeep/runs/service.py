@@ -29,6 +29,8 @@ from agentkeep.runs.models import Run
 from agentkeep.runs.repository import RunFilters, RunRepository, append_event, next_turn
 from agentkeep.runs.states import TERMINAL_STATUSES, EventKind, RunStatus, StopReason
 from agentkeep.threads.repository import Viewer
+from agentkeep.webhooks import outbox as webhook_outbox
+from agentkeep.webhooks.events import EventType
 from agentkeep.worker.queue import RunQueue
 
 AGENT_DISABLED = "disabled"
@@ -252,6 +254,17 @@ class RunService:
                 EventKind.STATUS,
                 {"status": RunStatus.CANCELLED.value, "stop_reason": StopReason.CANCELLED.value},
                 now=now,
+            )
+            await webhook_outbox.record(
+                self.session,
+                org_id=actor.org_id,
+                type=EventType.RUN_CANCELLED,
+                data={
+                    "run_id": str(run.id),
+                    "status": "cancelled",
+                    "stop_reason": "cancelled",
+                    "attempts": 0,
+                },
             )
         elif await self.repository.request_cancel_if_running(actor.org_id, run.id, now):
             previous = RunStatus.RUNNING

@@ -25,6 +25,13 @@ RUN_FINISHED_EVENTS = {
     "cancelled": EventType.RUN_CANCELLED,
     "timed_out": EventType.RUN_TIMED_OUT,
 }
+
+
+def run_event(status: str) -> str:
+    """The event of a run's final status."""
+    return str(RUN_FINISHED_EVENTS.get(status, f"run.{status}"))
+
+
 # Keys of `data` kept only for webhooks that opted in with include_content.
 CONTENT_KEYS = frozenset({"output"})
 

@@ -191,7 +191,7 @@ class Attempt:
             data: dict[str, JsonValue] = {"status": outcome.status, "stop_reason": outcome.stop_reason}
             # Every earlier event is written, or written here: the sink knows the next number.
             await append_events(session, run_id, [*pending, (EventKind.STATUS, data)], self.sink.next_seq)
-            await audit_finished(session, run_id, finished)
+            await audit_finished(session, run_id, finished, outcome.output)
         self.driver.count(finished)
         if thread_id is not None:
             await self.driver.dispatch_next_turn(thread_id)

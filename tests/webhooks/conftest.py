@@ -16,8 +16,10 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from agentkeep.config import Settings
+from agentkeep.observability.metrics import Metrics
 from agentkeep.security.secretbox import generate_key
 from agentkeep.worker.command import run_worker
 from tests.support.databases import REDIS_URL
@@ -119,14 +121,31 @@ def settings(
     return make_settings(**values)
 
 
+@dataclass
+class Sender:
+    """Whatever sends the test app's deliveries: the app itself (SQLite), or a worker."""
+
+    app: FastAPI
+    metrics_port: int | None
+
+    def metrics(self) -> str:
+        if self.metrics_port is None:
+            metrics: Metrics = self.app.state.metrics
+            return metrics.render()[0].decode()
+        return httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).text
+
+
 @pytest.fixture
-async def worker(backend: str, settings: Settings, client: httpx.AsyncClient) -> AsyncIterator[None]:
+async def worker(
+    backend: str, settings: Settings, app: FastAPI, client: httpx.AsyncClient
+) -> AsyncIterator[Sender]:
     """On PostgreSQL, an `agentkeep worker` (runs and deliveries) for the test's app."""
     if backend != "postgres":
-        yield
+        yield Sender(app, None)
         return
     stop = asyncio.Event()
-    task = asyncio.create_task(run_worker(settings, stop=stop))
-    yield
+    port = free_port()
+    task = asyncio.create_task(run_worker(settings, stop=stop, metrics_port=port))
+    yield Sender(app, port)
     stop.set()
     await asyncio.wait_for(task, timeout=60)

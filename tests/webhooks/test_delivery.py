@@ -16,7 +16,7 @@ from agentkeep.rbac.permissions import Role
 from tests.integration.conftest import audit_rows
 from tests.orgs.helpers import make_team
 from tests.support.throwaway import free_port
-from tests.webhooks.conftest import Receiver
+from tests.webhooks.conftest import Receiver, Sender
 from tests.webhooks.helpers import create_hook, deliveries, hooks_path, received_count, settled
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -99,8 +99,12 @@ async def test_the_schedule_spaces_attempts_as_configured(
 @pytest.mark.parametrize(
     "webhook_settings", [{"webhook_retry_schedule": "", "webhook_disable_after_failures": 2}]
 )
-async def test_repeated_failure_disables_the_webhook_audited(
-    app: FastAPI, client: httpx.AsyncClient, receiver: Receiver, webhook_settings: dict[str, Any]
+async def test_repeated_failure_disables_the_webhook_audited_and_counted(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    receiver: Receiver,
+    worker: Sender,
+    webhook_settings: dict[str, Any],
 ) -> None:
     team = await make_team(client)
     owner = team.headers(Role.OWNER)
@@ -115,6 +119,10 @@ async def test_repeated_failure_disables_the_webhook_audited(
     assert read["consecutive_failures"] == 2
     (disabled,) = await audit_rows(app, "webhook_disabled")
     assert str(disabled.resource_id) == hook["id"]
+    metrics = worker.metrics()
+    assert "agentkeep_webhooks_disabled_total 1.0" in metrics
+    assert 'agentkeep_webhook_deliveries_total{outcome="failed"} 2.0' in metrics
+    assert "agentkeep_webhook_delivery_lag_seconds_count 2.0" in metrics
     enabled = await client.patch(hooks_path(team.org_id, hook["id"]), json={"enabled": True}, headers=owner)
     assert enabled.json()["enabled"] is True
     assert enabled.json()["consecutive_failures"] == 0

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agentkeep.config import Settings
@@ -142,6 +142,17 @@ async def test_a_worker_killed_mid_delivery_still_delivers_one_logical_event(
             return row.status == "succeeded"
 
         assert await eventually(delivered, within=60), (tmp_path / "second.log").read_text()
+
+        # The killed worker's job, still `doing` in the queue, is deleted once procrastinate
+        # reports it stalled (its worker silent for 30 s); the delivery had its own job.
+        async def no_stalled_job() -> bool:
+            async with sessionmaker() as session:
+                left = await session.scalar(
+                    text("SELECT count(*) FROM procrastinate_jobs WHERE queue_name = 'webhooks'")
+                )
+            return bool(left == 0)
+
+        assert await eventually(no_stalled_job, within=90), (tmp_path / "second.log").read_text()
         second.send_signal(signal.SIGTERM)
         assert second.wait(timeout=30) == 0
 

@@ -42,6 +42,10 @@ SWEEP_BATCH = 100
 INPROCESS_CONCURRENCY = 8
 # A due delivery's job may wait this long in a busy queue before the sweep looks at it.
 QUEUE_GRACE_SECONDS = 2.0
+# How often a worker's sweep looks for stalled delivery jobs, and procrastinate's silence after
+# which a worker's `doing` jobs are stalled (as for runs: worker/jobqueue.py).
+STALLED_CHECK_SECONDS = 10.0
+STALLED_AFTER_SECONDS = 30.0
 
 
 def register_delivery_task(app: App, sender: WebhookSender) -> None:
@@ -58,11 +62,14 @@ class DeliverySweep:
         sender: WebhookSender,
         mode: Literal["inprocess", "queue"],
         interval: float,
+        job_app: App | None = None,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.sender = sender
         self.mode = mode
         self.interval = interval
+        self.job_app = job_app
+        self._last_tended = 0.0
         self._sending: dict[uuid.UUID, asyncio.Task[None]] = {}
         self._slots = asyncio.Semaphore(INPROCESS_CONCURRENCY)
 
@@ -99,7 +106,25 @@ class DeliverySweep:
             return len(due)
         async with self.sessionmaker() as session, session.begin():
             await jobs.defer_in(session, due)  # skips deliveries whose job is waiting
+        await self._drop_stalled_jobs()
         return len(due)
+
+    async def _drop_stalled_jobs(self) -> None:
+        """Delete the `doing` jobs of dead workers (procrastinate says which): their deliveries
+        are sent again by the sweep once the attempt's hold lapses, under a job of their own."""
+        loop = asyncio.get_running_loop()
+        if self.job_app is None or loop.time() - self._last_tended < STALLED_CHECK_SECONDS:
+            return
+        self._last_tended = loop.time()
+        from procrastinate.jobs import Status  # only workers (PostgreSQL) get here
+
+        manager = self.job_app.job_manager
+        stalled = await manager.get_stalled_jobs(
+            queue=jobs.QUEUE_NAME, task_name=jobs.TASK_NAME, seconds_since_heartbeat=STALLED_AFTER_SECONDS
+        )
+        for job in stalled:
+            with contextlib.suppress(Exception):  # finished or deleted meanwhile by another sweep
+                await manager.finish_job(job, status=Status.FAILED, delete_job=True)
 
     async def _send(self, delivery_id: uuid.UUID) -> None:
         try:
@@ -142,7 +167,8 @@ def background_delivery(
     settings: Settings,
     mode: Literal["inprocess", "queue"],
     metrics: Metrics | None = None,
+    job_app: App | None = None,
 ) -> BackgroundDelivery:
     sender = WebhookSender(sessionmaker, settings, secretbox_from_settings(settings), metrics)
-    sweep = DeliverySweep(sessionmaker, sender, mode, settings.webhook_sweep_seconds)
+    sweep = DeliverySweep(sessionmaker, sender, mode, settings.webhook_sweep_seconds, job_app)
     return BackgroundDelivery(sender, sweep)

@@ -63,7 +63,7 @@ async def run_worker(
     await driver.prepare()
     job_app = create_job_app(settings, max_size=QUEUE_POOL_SIZE)
     register_run_task(job_app, driver.drive)
-    webhooks = background_delivery(sessionmaker, settings, "queue", metrics)
+    webhooks = background_delivery(sessionmaker, settings, "queue", metrics, job_app)
     register_delivery_task(job_app, webhooks.sender)
     queue = JobRunQueue(job_app, sessionmaker)
     driver.dispatch = queue.dispatch
@@ -92,6 +92,7 @@ async def run_worker(
             loop.remove_signal_handler(signum)
         if metrics_server is not None:
             metrics_server.shutdown()
+            metrics_server.server_close()
         if notify_listener is not None:
             await notify_listener.stop()
         await driver.close()

@@ -8,14 +8,16 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 
 import pytest
-from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy import literal_column, select, text
+from sqlalchemy.exc import DBAPIError, DisconnectionError
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from agentkeep.config import Settings
 from agentkeep.db import engine as engine_module
 from agentkeep.db.engine import create_engine
+from agentkeep.db.faults import classify
+from agentkeep.db.rows import RowQuery
 from tests.support.databases import (
     ADMIN_URL,
     create_postgres_database,
@@ -74,3 +76,25 @@ async def test_a_connection_in_steady_use_is_not_pinged_and_heals_after_one_fail
         await backend_pid(engine)  # handed out unpinged: the query meets the dead connection
     second = await backend_pid(engine)
     assert second != first
+
+
+async def test_a_list_read_sent_past_sqlalchemy_on_a_dead_connection_is_an_outage_and_replaced(
+    engine: AsyncEngine,
+) -> None:
+    """The lists' RowQuery sends its statement through asyncpg itself: a connection that died
+    under it must read as the outage it is (503, not 500) and leave the pool, as SQLAlchemy
+    does for its own statements."""
+    query = RowQuery(select(literal_column("1").label("one")))
+    sessionmaker = async_sessionmaker(engine, expire_on_commit=False)
+    first = await backend_pid(engine)
+    await terminate(first)
+    async with sessionmaker() as session:
+        # asyncpg says only InterfaceError("connection is closed"), with no SQLSTATE.
+        with pytest.raises(DisconnectionError) as raised:
+            await query.rows(session, {})
+    fault = classify(raised.value)
+    assert fault is not None
+    assert fault.connection_unusable
+    async with sessionmaker() as session:
+        assert await query.rows(session, {}) == [{"one": 1}]
+    assert await backend_pid(engine) != first

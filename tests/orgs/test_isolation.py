@@ -31,6 +31,8 @@ SAMPLE_BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("PATCH", "/api/agents/{agent_id}"): {"description": "taken over"},
     ("PATCH", "/api/threads/{thread_id}"): {"title": "taken over"},
     ("POST", "/api/threads/{thread_id}/runs"): {"input": "taken over"},
+    ("POST", "/api/orgs/{org_id}/mcp-servers"): {"name": "tools", "url": "https://tools.example.com/mcp"},
+    ("PATCH", "/api/orgs/{org_id}/mcp-servers/{server_id}"): {"enabled": False},
 }
 
 
@@ -57,6 +59,12 @@ async def test_every_object_route_answers_404_for_another_organizations_ids(
         headers=theirs.headers(Role.OWNER),
     )
     assert their_thread.status_code == 201, their_thread.text
+    their_server = await client.post(
+        f"/api/orgs/{theirs.org_id}/mcp-servers",
+        json={"name": "their-tools", "url": "https://tools.example.com/mcp"},
+        headers=theirs.headers(Role.OWNER),
+    )
+    assert their_server.status_code == 201, their_server.text
     their_ids = {
         "org_id": theirs.org_id,
         "user_id": theirs.user_ids[Role.MEMBER],
@@ -64,6 +72,7 @@ async def test_every_object_route_answers_404_for_another_organizations_ids(
         "agent_id": their_agent.json()["id"],
         "run_id": await seed_run(app, theirs.org_id, their_agent.json()["id"], status=RunStatus.QUEUED),
         "thread_id": their_thread.json()["id"],
+        "server_id": their_server.json()["id"],
     }
     before = await _members(client, theirs)
     routes, _ = api_routes(app)
@@ -83,6 +92,11 @@ async def test_every_object_route_answers_404_for_another_organizations_ids(
     still = await client.get(f"/api/agents/{their_ids['agent_id']}", headers=theirs.headers(Role.OWNER))
     assert still.status_code == 200
     assert (still.json()["version"], still.json()["description"]) == (1, "")
+    server = await client.get(
+        f"/api/orgs/{theirs.org_id}/mcp-servers/{their_ids['server_id']}", headers=theirs.headers(Role.OWNER)
+    )
+    assert server.status_code == 200
+    assert (server.json()["name"], server.json()["enabled"]) == ("their-tools", True)
     thread = await client.get(f"/api/threads/{their_ids['thread_id']}", headers=theirs.headers(Role.OWNER))
     assert thread.status_code == 200
     assert thread.json()["title"] == "their thread"

@@ -39,7 +39,7 @@ from tests.support.timing import SCHEDULING_MARGIN_SECONDS
 from tests.worker.helpers import Sessionmaker, wait_for
 from tests.worker.test_worker_process import worker_process
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(480)]
 
 RUNS = 300
 MODEL = "openai:local-model"
@@ -50,9 +50,12 @@ ANSWER_AFTER_SECONDS = 2.0
 CREATING_AT_ONCE = 16
 # Bounds for a loaded 2-core host: a worker process starts in seconds (more when loaded), the
 # first one then claims and starts every run; the second one waits for the leases to expire
-# and the sweeps to requeue the runs (BATCH a sweep), then runs them, two answers each.
+# and the sweeps to requeue the runs (BATCH a sweep), then runs them, two answers each. The
+# recovery took 33 s on a quiet host and over 100 s with the rest of the suite and other
+# work on the same 2 cores: this test is about every run completing once, not about speed
+# (bench/ measures that).
 CLAIMED_WITHIN_SECONDS = 90.0
-RECOVERED_WITHIN_SECONDS = 100.0 + SCHEDULING_MARGIN_SECONDS
+RECOVERED_WITHIN_SECONDS = 220.0 + SCHEDULING_MARGIN_SECONDS
 
 # What one run leaves in its events: the API's `queued`, the killed attempt (claimed, inside
 # its first model call), the sweep's `queued`, then the whole second attempt (tests/runs:

@@ -12,8 +12,11 @@ from typing import Any
 
 from pydantic import BaseModel
 from sqlalchemy import Dialect, Select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
+
+from agentkeep.db.faults import classify
 
 
 def columns_for(model: type[Any], schema: type[BaseModel]) -> tuple[InstrumentedAttribute[Any], ...]:
@@ -55,8 +58,27 @@ class RowQuery:
             sql, names = self._for(dialect)
             connection = await session.connection()
             driver: Any = (await connection.get_raw_connection()).driver_connection
-            records = await driver.fetch(sql, *(parameters[name] for name in names))
+            try:
+                records = await driver.fetch(sql, *(parameters[name] for name in names))
+            except Exception as exc:
+                await _settle_failure(connection, driver, exc)
+                raise
             return [dict(record) for record in records]
         result = await session.execute(self.statement, parameters)
         keys = tuple(result.keys())
         return [dict(zip(keys, row, strict=True)) for row in result]
+
+
+async def _settle_failure(connection: AsyncConnection, driver: Any, exc: Exception) -> None:
+    """What SQLAlchemy does for its own statements, for one sent past it: a connection that
+    died under the statement is invalidated (never handed to the next request), and a
+    driver error that says only "closed" (asyncpg's InterfaceError carries no SQLSTATE) is
+    raised as the disconnection it is, a 503 rather than a 500."""
+    fault = classify(exc)
+    if fault is not None and not fault.connection_unusable:
+        return
+    if fault is None and not driver.is_closed():
+        return  # not about the connection: a bug, left as it is
+    await connection.invalidate(exc)
+    if fault is None:
+        raise DisconnectionError(f"the connection closed under the statement ({type(exc).__name__})") from exc

@@ -6,6 +6,7 @@ from fastapi import FastAPI
 
 from agentkeep.agents.router import router as agents_router
 from agentkeep.apikeys.router import router as apikeys_router
+from agentkeep.approvals.router import router as approvals_router
 from agentkeep.audit.router import router as audit_router
 from agentkeep.auth.router import router as auth_router
 from agentkeep.health.router import router as health_router
@@ -33,5 +34,6 @@ def mount_routers(app: FastAPI) -> None:
     app.include_router(webhooks_router)
     app.include_router(agents_router)
     app.include_router(runs_router)
+    app.include_router(approvals_router)
     app.include_router(threads_router)
     app.include_router(usage_router)

@@ -62,6 +62,9 @@ async def test_defaults_fill_what_a_minimal_body_leaves_out(client: httpx.AsyncC
         "max_context_tokens": None,
     }
     assert agent["status"] == "active"
+    # docs/approvals.md: the roles holding runs:approve, and an hour.
+    assert agent["approvers"] == ["owner", "admin", "member"]
+    assert agent["approval_timeout_seconds"] == 3600
 
 
 async def test_version_one_holds_the_whole_document_runs_read(
@@ -79,6 +82,8 @@ async def test_version_one_holds_the_whole_document_runs_read(
         "tools",
         "limits",
         "status",
+        "approvers",
+        "approval_timeout_seconds",
     }
     assert first["config"]["tools"] == agent["tools"]
     async with app.state.sessionmaker() as session:

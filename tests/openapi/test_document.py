@@ -35,13 +35,14 @@ EXPECTED: dict[tuple[str, str], tuple[set[str], list[str], str]] = {
     ),
     # Permission route with a path id, a body and If-Match.
     ("patch", "/api/agents/{agent_id}"): (
-        {"200", "400", "401", "403", "404", "409", "412", "413", "422", "429", "503"},
+        {"200", "400", "401", "403", "404", "409", "412", "413", "422", "429", "502", "503", "504"},
         ["BearerAuth", "ApiKeyAuth"],
         "Requires permission `agents:write`.",
     ),
     # Permission route with an Idempotency-Key and a body, no path id.
+    # An `mcp:` tool may have its server asked for its tools (docs/approvals.md): 502, 504.
     ("post", "/api/agents"): (
-        {"201", "400", "401", "403", "409", "413", "422", "429", "503"},
+        {"201", "400", "401", "403", "409", "413", "422", "429", "502", "503", "504"},
         ["BearerAuth", "ApiKeyAuth"],
         "Requires permission `agents:write`.",
     ),

@@ -164,6 +164,12 @@ async def _cancel_run(world: World, caller: Caller, allowed: bool) -> Call:
     return Call(f"/api/runs/{run_id}/cancel", caller.headers)
 
 
+async def _decide_tool_call(world: World, caller: Caller, allowed: bool) -> Call:
+    run_id = await world.fresh_paused_run() if allowed else world.ids["spare_run_id"]
+    body = {"decisions": [{"tool_call_id": "call_1", "decision": "deny", "reason": "oracle"}]}
+    return Call(f"/api/runs/{run_id}/approvals", caller.headers, json=body)
+
+
 async def _create_thread(world: World, caller: Caller, allowed: bool) -> Call:
     agent_id = world.ids["agent_id"]
     if caller.kind in ("outsider", "superuser"):
@@ -265,6 +271,8 @@ CALLS: dict[tuple[str, str], Builder] = {
     ("GET", "/api/runs/{run_id}"): _fixed("/api/runs/{run_id}"),
     ("POST", "/api/runs/{run_id}/cancel"): _cancel_run,
     ("GET", "/api/runs/{run_id}/events"): _fixed("/api/runs/{run_id}/events"),
+    ("GET", "/api/runs/{run_id}/approvals"): _fixed("/api/runs/{run_id}/approvals"),
+    ("POST", "/api/runs/{run_id}/approvals"): _decide_tool_call,
     ("GET", "/api/usage"): _fixed("/api/usage"),
     ("GET", "/api/threads"): _fixed("/api/threads"),
     ("POST", "/api/threads"): _create_thread,

@@ -88,6 +88,10 @@ OPERATIONS: dict[tuple[str, str], str] = {
     ("GET", "/api/runs/{run_id}"): "runs:read",
     ("POST", "/api/runs/{run_id}/cancel"): "runs:cancel",
     ("GET", "/api/runs/{run_id}/events"): "runs:read",
+    # Approval of tool calls (docs/approvals.md; an agent's `approvers` may change the roles,
+    # tested in tests/approvals).
+    ("GET", "/api/runs/{run_id}/approvals"): "runs:read",
+    ("POST", "/api/runs/{run_id}/approvals"): "runs:approve",
     ("GET", "/api/usage"): "usage:read",
     # Threads (docs/threads.md: reading needs runs:read, changing runs:create; which threads
     # a caller sees is narrowed further, tested in tests/threads).
@@ -108,7 +112,7 @@ OPERATIONS: dict[tuple[str, str], str] = {
 WIDENING = frozenset({"threads:read_all"})
 
 _READ = {"agents:read", "runs:read", "usage:read", "members:read"}
-_WORK = _READ | {"agents:write", "runs:create", "runs:cancel"}
+_WORK = _READ | {"agents:write", "runs:create", "runs:cancel", "runs:approve"}
 _ADMINISTER = _WORK | {"audit:read", "members:manage", "apikeys:manage", "threads:read_all"}
 
 # docs/SECURITY.md "Roles and permissions", restated.

@@ -29,6 +29,7 @@ ADMIN = [
     "agents:write",
     "runs:create",
     "runs:cancel",
+    "runs:approve",
     "audit:read",
     "members:manage",
     "apikeys:manage",

@@ -24,6 +24,7 @@ from sqlalchemy import text, update
 from agentkeep.mcp.models import McpServer
 from agentkeep.rbac.permissions import Role
 from agentkeep.runs.states import EventKind, RunStatus
+from tests.approvals.seeding import seed_paused_run
 from tests.auth.helpers import bearer, register
 from tests.orgs.helpers import Team, create_key, key_header, login_in, make_team
 from tests.runs.seeding import seed_run
@@ -152,6 +153,10 @@ class World:
 
     async def fresh_running_run(self) -> str:
         return await seed_run(self.app, self.team.org_id, self.ids["agent_id"], status=RunStatus.RUNNING)
+
+    async def fresh_paused_run(self) -> str:
+        """A run waiting for a decision on its one tool call, `call_1`."""
+        return await seed_paused_run(self.app, self.team.org_id, self.ids["agent_id"])
 
     async def fresh_session(self, caller: Caller) -> dict[str, str]:
         """A second login of a user caller (same organization), to be ended or moved; other

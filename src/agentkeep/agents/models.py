@@ -15,12 +15,17 @@ from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from agentkeep.db.base import Base, PortableJSON, Timestamps, UUIDPrimaryKey, utcnow
+from agentkeep.rbac.permissions import Permission, roles_with
 
 AGENT_NAME_MAX = 100
 AGENT_DESCRIPTION_MAX = 1000
 AGENT_MODEL_MAX = 200
 AGENT_STATUS_MAX = 16
 SYSTEM_PROMPT_MAX = 20_000
+# Defaults of the approval fields (agents/schemas.py validates them); runs of agent versions
+# written before these fields existed read the same defaults.
+DEFAULT_APPROVERS: tuple[str, ...] = tuple(role.value for role in roles_with(Permission.RUNS_APPROVE))
+DEFAULT_APPROVAL_TIMEOUT_SECONDS = 3600
 
 
 class Agent(UUIDPrimaryKey, Timestamps, Base):
@@ -49,6 +54,9 @@ class Agent(UUIDPrimaryKey, Timestamps, Base):
     # {"max_steps": int, "max_output_tokens": int, "timeout_seconds": int}
     limits: Mapped[dict[str, Any]] = mapped_column(PortableJSON, default=dict)
     status: Mapped[str] = mapped_column(String(AGENT_STATUS_MAX), default="active")
+    # The roles that may approve the agent's tool calls, and how long a run waits for them.
+    approvers: Mapped[list[Any]] = mapped_column(PortableJSON, default=lambda: list(DEFAULT_APPROVERS))
+    approval_timeout_seconds: Mapped[int] = mapped_column(default=DEFAULT_APPROVAL_TIMEOUT_SECONDS)
     version: Mapped[int] = mapped_column(default=1)
     archived_at: Mapped[datetime | None]
 
@@ -63,7 +71,7 @@ class AgentVersion(UUIDPrimaryKey, Base):
     org_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), index=True)
     version: Mapped[int]
     # The whole configuration of that version: name, description, model, system_prompt,
-    # tools, limits, status.
+    # tools, limits, status, approvers, approval_timeout_seconds.
     config: Mapped[dict[str, Any]] = mapped_column(PortableJSON)
     created_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

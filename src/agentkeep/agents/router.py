@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 
@@ -23,6 +23,7 @@ from agentkeep.audit.service import audit_service_for
 from agentkeep.auth.dependencies import Principal
 from agentkeep.db.session import SessionDep
 from agentkeep.idempotency.models import IDEMPOTENCY_KEY_MAX, IDEMPOTENCY_KEY_PATTERN
+from agentkeep.mcp.agent_check import McpToolCheck
 from agentkeep.rbac.dependencies import require
 from agentkeep.rbac.permissions import Permission
 from agentkeep.responses import RowPage
@@ -47,9 +48,10 @@ IfMatchHeader = Annotated[
 
 
 async def get_agent_service(request: Request, session: SessionDep) -> AgentService:
-    # The audit service is built here rather than declared: every agents route, the list
-    # (the hottest read) included, would pay FastAPI for one more dependency to resolve.
-    return AgentService(session, audit_service_for(request, session))
+    # The audit service and the MCP tool check are built here rather than declared: every
+    # agents route, the list (the hottest read) included, would pay FastAPI for more
+    # dependencies to resolve. The check only does work for agents that name MCP tools.
+    return AgentService(session, audit_service_for(request, session), McpToolCheck.of_app(request.app))
 
 
 AGENT_PAGE = RowPage(AgentRead)
@@ -61,6 +63,12 @@ ETAG = {
     }
 }
 LOCATION = {"Location": {"description": "The created agent.", "schema": {"type": "string"}}}
+# An `mcp:` tool is checked against its server's tool list, asked for when none is cached.
+MCP_ANSWERS: dict[int | str, dict[str, Any]] = {
+    422: {"description": "Invalid, or an `mcp:` tool no enabled server of the organization offers."},
+    502: {"description": "An MCP server had to be asked for its tools and did not answer as one."},
+    504: {"description": "An MCP server had to be asked for its tools and did not answer in time."},
+}
 
 
 def actor_of(principal: Principal) -> AgentActor:
@@ -80,6 +88,7 @@ def _read(agent: Agent, response: Response) -> AgentRead:
     responses={
         201: {"headers": {**ETAG, **LOCATION}},
         409: {"description": "The name is taken, or the Idempotency-Key was used with another body."},
+        **MCP_ANSWERS,
     },
 )
 async def create_agent(
@@ -122,6 +131,7 @@ async def get_agent(
     responses={
         200: {"headers": ETAG},
         409: {"description": "The name is taken, or the agent changed concurrently; read it again."},
+        **MCP_ANSWERS,
     },
 )
 async def update_agent(

@@ -19,8 +19,15 @@ from pydantic import (
 from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 
-from agentkeep.agents.models import AGENT_DESCRIPTION_MAX, AGENT_NAME_MAX, SYSTEM_PROMPT_MAX
+from agentkeep.agents.models import (
+    AGENT_DESCRIPTION_MAX,
+    AGENT_NAME_MAX,
+    DEFAULT_APPROVAL_TIMEOUT_SECONDS,
+    DEFAULT_APPROVERS,
+    SYSTEM_PROMPT_MAX,
+)
 from agentkeep.pagination import DEFAULT_LIMIT, MAX_LIMIT, CursorParam, VersionCursorParam
+from agentkeep.rbac.permissions import Role
 from agentkeep.tools.registry import ToolConfig
 
 TEST_MODEL = "test"
@@ -42,6 +49,9 @@ DEFAULT_MAX_OUTPUT_TOKENS = 4096
 DEFAULT_TIMEOUT_SECONDS = 120
 
 AgentStatus = Literal["active", "disabled"]
+
+# How long a run waits for the approval of a tool call before it ends `expired`.
+APPROVAL_TIMEOUT_SECONDS = (10, 7 * 24 * 3600)
 
 
 def storable(value: str) -> str:
@@ -118,6 +128,35 @@ def _tools(tools: list[ToolConfig]) -> list[ToolConfig]:
 Tools = Annotated[list[ToolConfig], Field(max_length=MAX_TOOLS), AfterValidator(_tools)]
 
 
+def _approvers(roles: list[Role]) -> list[Role]:
+    if len(set(roles)) != len(roles):
+        raise PydanticCustomError("duplicate_role", "each role may appear once")
+    return roles
+
+
+Approvers = Annotated[
+    list[Role],
+    Field(
+        min_length=1,
+        max_length=len(Role),
+        description=(
+            "The roles whose members may approve or deny this agent's tool calls (API keys "
+            "also need the `runs:approve` scope)."
+        ),
+    ),
+    AfterValidator(_approvers),
+]
+ApprovalTimeout = Annotated[
+    int,
+    Field(
+        ge=APPROVAL_TIMEOUT_SECONDS[0],
+        le=APPROVAL_TIMEOUT_SECONDS[1],
+        strict=True,
+        description="Seconds a run waits for approval of a tool call before it ends `expired`.",
+    ),
+]
+
+
 class AgentLimits(BaseModel):
     """What one run of the agent may use. Out-of-range values are refused, not clamped."""
 
@@ -178,6 +217,8 @@ class AgentCreate(BaseModel):
     tools: Tools = Field(default_factory=list)
     limits: AgentLimits = Field(default_factory=AgentLimits)
     status: AgentStatus = "active"
+    approvers: Approvers = Field(default_factory=lambda: [Role(role) for role in DEFAULT_APPROVERS])
+    approval_timeout_seconds: ApprovalTimeout = DEFAULT_APPROVAL_TIMEOUT_SECONDS
 
 
 # Limits whose null is a value ("no limit"), so a PATCH may set them to null.
@@ -210,6 +251,8 @@ class AgentUpdate(BaseModel):
     tools: Tools | SkipJsonSchema[None] = None
     limits: AgentLimitsPatch | SkipJsonSchema[None] = None
     status: AgentStatus | SkipJsonSchema[None] = None
+    approvers: Approvers | SkipJsonSchema[None] = None
+    approval_timeout_seconds: ApprovalTimeout | SkipJsonSchema[None] = None
 
     @model_validator(mode="after")
     def _no_nulls(self) -> Self:
@@ -229,6 +272,8 @@ class AgentRead(BaseModel):
     tools: list[dict[str, Any]]
     limits: dict[str, Any]
     status: str
+    approvers: list[str]
+    approval_timeout_seconds: int
     version: int
     created_by: uuid.UUID | None
     created_at: datetime

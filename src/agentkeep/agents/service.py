@@ -8,7 +8,7 @@ import copy
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,11 +20,25 @@ from agentkeep.audit.actions import ActorType, AuditAction
 from agentkeep.audit.service import AuditService
 from agentkeep.errors import Conflict, NotFound, PreconditionFailed
 from agentkeep.idempotency.service import IdempotencyScope, IdempotencyStore, fingerprint
+from agentkeep.tools.registry import McpToolName, ToolConfig
 from agentkeep.webhooks import outbox as webhook_outbox
 from agentkeep.webhooks.events import EventType
 
+if TYPE_CHECKING:
+    from agentkeep.mcp.agent_check import McpToolCheck
+
 # The keys of an `agent_versions.config` document (runs.contract.AgentSpec.from_config reads it).
-CONFIG_FIELDS = ("name", "description", "model", "system_prompt", "tools", "limits", "status")
+CONFIG_FIELDS = (
+    "name",
+    "description",
+    "model",
+    "system_prompt",
+    "tools",
+    "limits",
+    "status",
+    "approvers",
+    "approval_timeout_seconds",
+)
 IDEMPOTENCY_SCOPE = "agents.create"
 
 
@@ -87,14 +101,28 @@ def config_of(agent: Agent) -> dict[str, Any]:
 
 
 class AgentService:
-    def __init__(self, session: AsyncSession, audit: AuditService) -> None:
+    def __init__(
+        self, session: AsyncSession, audit: AuditService, mcp_tools: McpToolCheck | None = None
+    ) -> None:
         self.session = session
         self.repository = AgentRepository(session)
         self.idempotency = IdempotencyStore(session)
         self.audit = audit
+        self.mcp_tools = mcp_tools
+
+    async def _check_mcp_tools(self, actor: AgentActor, tools: list[ToolConfig]) -> None:
+        """Every MCP tool named must exist on an enabled server of the organization. Checked
+        before anything is written (discovery may write the server's cached list)."""
+        named = [tool.mcp for tool in tools if tool.mcp is not None]
+        if not named:
+            return
+        if self.mcp_tools is None:  # pragma: no cover - the router always gives one
+            raise RuntimeError("AgentService needs an McpToolCheck to accept MCP tools")
+        await self.mcp_tools.check(actor.user_id, actor.org_id, _unique(named))
 
     async def create(self, actor: AgentActor, body: AgentCreate, idempotency_key: str | None) -> CreatedAgent:
         config = _create_document(body)
+        await self._check_mcp_tools(actor, body.tools)
         agent_id = uuid.uuid4()
         if idempotency_key is not None:
             scope = IdempotencyScope(actor.org_id, actor.principal, IDEMPOTENCY_SCOPE)
@@ -158,6 +186,8 @@ class AgentService:
     ) -> Agent:
         """Apply a partial change as a new version. A change that changes nothing writes
         nothing. `if_match` (the If-Match header) must name the current version."""
+        if patch.tools is not None:
+            await self._check_mcp_tools(actor, patch.tools)
         agent = await self._locked(actor, agent_id, if_match)
         current = config_of(agent)
         proposed = _patched(current, patch)
@@ -248,6 +278,10 @@ class AgentService:
         )
 
 
+def _unique(names: list[McpToolName]) -> list[McpToolName]:
+    return list(dict.fromkeys(names))
+
+
 def _name_taken(name: str) -> AgentNameTaken:
     return AgentNameTaken(
         "An agent with this name exists in the organization.", extra={"field": "name", "name": name}
@@ -263,6 +297,8 @@ def _create_document(body: AgentCreate) -> dict[str, Any]:
         "tools": [tool.model_dump(mode="json") for tool in body.tools],
         "limits": body.limits.model_dump(mode="json"),
         "status": body.status,
+        "approvers": [role.value for role in body.approvers],
+        "approval_timeout_seconds": body.approval_timeout_seconds,
     }
 
 
@@ -275,6 +311,9 @@ def _patched(current: dict[str, Any], patch: AgentUpdate) -> dict[str, Any]:
         elif field == "limits":
             assert patch.limits is not None
             proposed["limits"] = {**current["limits"], **patch.limits.model_dump(exclude_unset=True)}
+        elif field == "approvers":
+            assert patch.approvers is not None
+            proposed["approvers"] = [role.value for role in patch.approvers]
         else:
             proposed[field] = getattr(patch, field)
     return proposed

@@ -32,6 +32,10 @@ class AuditAction(StrEnum):
     RUN_CANCELLED = "run_cancelled"
     RUN_COMPLETED = "run_completed"
     RUN_FAILED = "run_failed"
+    # Approval of tool calls.
+    TOOL_CALL_APPROVED = "tool_call_approved"
+    TOOL_CALL_DENIED = "tool_call_denied"
+    APPROVAL_EXPIRED = "approval_expired"
     # Threads.
     THREAD_CREATED = "thread_created"
     THREAD_DELETED = "thread_deleted"

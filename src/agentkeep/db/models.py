@@ -2,6 +2,7 @@
 
 from agentkeep.agents.models import Agent, AgentVersion
 from agentkeep.apikeys.models import ApiKey
+from agentkeep.approvals.models import RunApproval, RunApprovalCall
 from agentkeep.audit.models import AuditChainHead, AuditLog
 from agentkeep.auth.models import AuthSession, RefreshToken
 from agentkeep.db.base import Base
@@ -29,6 +30,8 @@ __all__ = [
     "Provider",
     "RefreshToken",
     "Run",
+    "RunApproval",
+    "RunApprovalCall",
     "RunEvent",
     "Thread",
     "ThreadMessage",

@@ -42,6 +42,10 @@ class McpServerRepository:
         statement = select(McpServer).where(McpServer.org_id == org_id, McpServer.name == name)
         return (await self.session.scalars(statement)).first()
 
+    async def names_in_org(self, org_id: uuid.UUID) -> list[str]:
+        statement = select(McpServer.name).where(McpServer.org_id == org_id).order_by(McpServer.name)
+        return list((await self.session.scalars(statement)).all())
+
     async def name_taken(self, org_id: uuid.UUID, name: str) -> bool:
         statement = select(McpServer.id).where(McpServer.org_id == org_id, McpServer.name == name)
         return (await self.session.execute(statement)).first() is not None

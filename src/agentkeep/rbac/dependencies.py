@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal
 from fastapi import Depends, FastAPI, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import iter_route_contexts
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.routing import BaseRoute
 
 from agentkeep.audit.actions import ActorType, AuditAction, AuditStatus
@@ -53,6 +54,12 @@ class RequirePermission:
     async def __call__(self, request: Request, principal: CurrentPrincipal, session: SessionDep) -> Principal:
         if principal.can(self.permission):
             return principal
+        raise await self.denial(request, principal, session)
+
+    async def denial(
+        self, request: Request, principal: Principal, session: AsyncSession, detail: str | None = None
+    ) -> PermissionDenied:
+        """Audit the denial (at most once a minute per principal and permission); the 403 to raise."""
         audit = audit_service_for(request, session)
         path = getattr(request.scope.get("route"), "path", None) or request.url.path
         limiter = rate_limiter_of(request)
@@ -75,12 +82,13 @@ class RequirePermission:
                 },
             )
         if principal.role is None:
-            raise PermissionDenied(
+            return PermissionDenied(
                 "You are not a member of the organization this token acts in; "
                 "switch organizations with POST /auth/switch-org."
             )
-        raise PermissionDenied(
-            f"This action requires the '{self.permission.value}' permission in the current organization."
+        return PermissionDenied(
+            detail
+            or f"This action requires the '{self.permission.value}' permission in the current organization."
         )
 
 

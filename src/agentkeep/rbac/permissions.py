@@ -11,6 +11,7 @@ class Permission(StrEnum):
     RUNS_CREATE = "runs:create"
     RUNS_READ = "runs:read"
     RUNS_CANCEL = "runs:cancel"
+    RUNS_APPROVE = "runs:approve"
     THREADS_READ_ALL = "threads:read_all"
     USAGE_READ = "usage:read"
     AUDIT_READ = "audit:read"
@@ -31,7 +32,12 @@ class Role(StrEnum):
 _READ = frozenset(
     {Permission.AGENTS_READ, Permission.RUNS_READ, Permission.MEMBERS_READ, Permission.USAGE_READ}
 )
-_WORK = _READ | {Permission.AGENTS_WRITE, Permission.RUNS_CREATE, Permission.RUNS_CANCEL}
+_WORK = _READ | {
+    Permission.AGENTS_WRITE,
+    Permission.RUNS_CREATE,
+    Permission.RUNS_CANCEL,
+    Permission.RUNS_APPROVE,
+}
 _ADMINISTER = _WORK | {
     Permission.AUDIT_READ,
     Permission.MEMBERS_MANAGE,
@@ -54,6 +60,7 @@ PERMISSION_DESCRIPTIONS: dict[Permission, str] = {
     Permission.RUNS_CREATE: "Start runs",
     Permission.RUNS_READ: "List and read runs and their events",
     Permission.RUNS_CANCEL: "Cancel runs",
+    Permission.RUNS_APPROVE: "Approve or deny the tool calls a run waits on (each agent's `approvers`)",
     Permission.THREADS_READ_ALL: "See every thread of the organization, not only one's own",
     Permission.USAGE_READ: "Read token usage and budgets",
     Permission.AUDIT_READ: "Read and export the organization's audit log",
@@ -70,6 +77,11 @@ def permissions_of(role: Role) -> frozenset[Permission]:
 
 def role_can(role: Role, permission: Permission) -> bool:
     return permission in ROLE_PERMISSIONS[role]
+
+
+def roles_with(permission: Permission) -> tuple[Role, ...]:
+    """The roles holding `permission`, in the order of `Role`."""
+    return tuple(role for role in Role if role_can(role, permission))
 
 
 def permission_table_markdown() -> str:

@@ -93,7 +93,7 @@ def build_tools(configs: tuple[ToolConfig, ...]) -> tuple[list[Tool[RunDeps]], d
     tools: list[Tool[RunDeps]] = []
     settings: dict[str, BaseModel] = {}
     for config in configs:
-        if config.name in settings:
+        if config.name in settings or config.mcp is not None:  # MCP tools: runs/approval_tools.py
             continue
         tools.append(as_pydantic_ai_tool(get_tool(config.name)))
         settings[config.name] = config.parsed_settings()

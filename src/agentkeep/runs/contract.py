@@ -22,8 +22,14 @@ from agentkeep.tools.netguard import EgressAllowlist
 from agentkeep.tools.registry import ToolConfig
 
 if TYPE_CHECKING:
+    from agentkeep.approvals.pause import Paused, PendingCall, Resume
+    from agentkeep.mcp.connect import McpEgress
+    from agentkeep.mcp.run_tools import McpRunServer
     from agentkeep.runs.executor import AgentCache
     from agentkeep.runs.model_clients import ModelClients
+
+# Agent versions written before approvals existed wait this long (agents.models default).
+DEFAULT_APPROVAL_TIMEOUT_SECONDS = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +49,11 @@ class AgentSpec:
     system_prompt: str
     tools: tuple[ToolConfig, ...]
     limits: AgentLimits
+    approval_timeout_seconds: float = DEFAULT_APPROVAL_TIMEOUT_SECONDS
+
+    @property
+    def mcp_tools(self) -> tuple[ToolConfig, ...]:
+        return tuple(tool for tool in self.tools if tool.mcp is not None)
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> AgentSpec:
@@ -57,6 +68,9 @@ class AgentSpec:
                 max_output_tokens=int(limits["max_output_tokens"]),
                 timeout_seconds=float(limits["timeout_seconds"]),
                 max_context_tokens=_optional_int(limits.get("max_context_tokens")),
+            ),
+            approval_timeout_seconds=float(
+                config.get("approval_timeout_seconds") or DEFAULT_APPROVAL_TIMEOUT_SECONDS
             ),
         )
 
@@ -98,6 +112,11 @@ class RunRequest:
     model_clients: ModelClients | None = None
     # The runner's pydantic-ai agents, one per agent version (None: one built for the run).
     agents: AgentCache | None = None
+    # The agent's MCP servers (endpoints with their headers decrypted) and the connection policy.
+    mcp_servers: tuple[McpRunServer, ...] = ()
+    mcp_egress: McpEgress | None = None
+    # A run that paused for approval and whose calls are all decided: where it continues.
+    resume: Resume | None = None
 
 
 @dataclass(slots=True)
@@ -123,12 +142,23 @@ class Usage:
 
 
 @dataclass(frozen=True, slots=True)
+class Pause:
+    """A run that stops on tool calls waiting for approval (status `requires_action`)."""
+
+    paused: Paused
+    calls: tuple[PendingCall, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class RunOutcome:
     status: RunStatus
-    stop_reason: StopReason
+    # None only for a pause (`requires_action`): the run has not ended.
+    stop_reason: StopReason | None
     output: str | None = None
     error: str | None = None
+    # This attempt's usage (added to the run's).
     usage: Usage = field(default_factory=Usage)
+    pause: Pause | None = None
 
 
 class EventSink(Protocol):

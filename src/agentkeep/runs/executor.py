@@ -4,13 +4,19 @@
 `Agent.iter`, emits every step to the sink as it happens and maps how the run ended to a
 `RunOutcome`. Status events are the driver's; cancellation (`asyncio.CancelledError`)
 propagates untouched.
+
+Tool calls that need a person's approval (runs/approval_tools.py) end the pydantic-ai run
+with `DeferredToolRequests`: the outcome is then a pause (`requires_action`) carrying every
+message so far, the usage and the pending calls. A request with `resume` continues that
+run: the stored messages as history, the decisions as `deferred_tool_results`, the usage so
+far as the run's starting usage (limits and budgets count across the pause).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import structlog
@@ -27,21 +33,34 @@ from pydantic_ai.exceptions import (
     UnexpectedModelBehavior,
     UsageLimitExceeded,
 )
-from pydantic_ai.messages import ModelResponse, TextPart, ToolCallPart
+from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, ToolCallPart
 from pydantic_ai.run import AgentRun
 from pydantic_ai.settings import ModelSettings
-from pydantic_ai.usage import UsageLimits
+from pydantic_ai.tools import DeferredToolRequests
+from pydantic_ai.toolsets import FunctionToolset
+from pydantic_ai.usage import RunUsage, UsageLimits
 
+from agentkeep.approvals.pause import Paused
 from agentkeep.db.faults import classify
 from agentkeep.runs.agent_tools import RunDeps, build_tools
+from agentkeep.runs.approval_tools import (
+    agent_names,
+    builtin_approvals,
+    mcp_toolsets,
+    needing_approval,
+    pending_calls,
+)
 from agentkeep.runs.context_window import context_window
-from agentkeep.runs.contract import AgentSpec, EventSink, RunOutcome, RunRequest, Transcript, Usage
+from agentkeep.runs.contract import AgentSpec, EventSink, Pause, RunOutcome, RunRequest, Transcript, Usage
 from agentkeep.runs.models_factory import ModelUnavailable, open_model
 from agentkeep.runs.states import EventKind, RunStatus, StopReason
 from agentkeep.tools.context import ToolContext
 from agentkeep.tools.guarded_transport import EgressRefused
 
 logger = structlog.get_logger("agentkeep.runs")
+
+# What a pydantic-ai run of an agent ends with: its answer, or calls waiting for approval.
+RunOutput = str | DeferredToolRequests
 
 MAX_ERROR_CHARS = 300
 REDACTED = "[redacted]"
@@ -62,26 +81,42 @@ class _Progress:
     sink: EventSink
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     transcript: Transcript = field(default_factory=Transcript)
-    run: AgentRun[RunDeps, str] | None = None
+    run: AgentRun[RunDeps, RunOutput] | None = None
     steps: int = 0
     responses_emitted: int = 0
+    # Usage before this stretch of the run (a resumed run's, from before its pause).
+    prior: Usage = field(default_factory=Usage)
+    # Responses in the history the run started from (earlier turns, or before the pause).
+    history_responses: int = 0
+    # A resumed run starts on the response whose calls waited: already emitted.
+    skip_response: bool = False
 
     async def emit(self, kind: EventKind, data: Mapping[str, JsonValue]) -> None:
         # Tool calls of one response run concurrently; the sink sees one event at a time.
         async with self.lock:
             await self.sink.emit(kind, data)
 
-    def usage(self) -> Usage:
+    def total_usage(self) -> Usage:
+        """The run's usage, before the pause included."""
         if self.run is None:
-            return Usage()
+            return Usage(self.prior.requests, self.prior.input_tokens, self.prior.output_tokens)
         used = self.run.usage
         return Usage(requests=used.requests, input_tokens=used.input_tokens, output_tokens=used.output_tokens)
+
+    def usage(self) -> Usage:
+        """This stretch's usage (what the outcome adds to the run's)."""
+        total, prior = self.total_usage(), self.prior
+        return Usage(
+            total.requests - prior.requests,
+            total.input_tokens - prior.input_tokens,
+            total.output_tokens - prior.output_tokens,
+        )
 
     async def emit_response(self, response: ModelResponse) -> None:
         self.responses_emitted += 1
         text = "".join(part.content for part in response.parts if isinstance(part, TextPart))
         data: dict[str, JsonValue] = {
-            "step": self.responses_emitted,
+            "step": self.steps_before + self.responses_emitted,
             "tool_calls": [
                 {"tool": part.tool_name, "tool_call_id": part.tool_call_id, "args": _args(part)}
                 for part in response.parts
@@ -102,10 +137,14 @@ class _Progress:
             return
         responses = [m for m in self.run.all_messages() if isinstance(m, ModelResponse)]
         try:
-            for response in responses[self.responses_emitted :]:
+            for response in responses[self.history_responses + self.responses_emitted :]:
                 await self.emit_response(response)
         except Exception as exc:  # the outcome still has to reach the driver
             logger.error("run_event_lost", error_type=type(exc).__name__)
+
+    @property
+    def steps_before(self) -> int:
+        return self.prior.requests
 
 
 def _args(part: ToolCallPart) -> JsonValue:
@@ -126,6 +165,14 @@ async def execute(
     """Run the agent on `request.input` after `request.history`, emitting each step to `sink`
     and keeping `transcript` current; never raises but on cancellation."""
     progress = _Progress(sink, transcript=transcript or Transcript())
+    if request.resume is not None:
+        resume = request.resume
+        progress.prior = Usage(resume.requests, resume.input_tokens, resume.output_tokens)
+        progress.steps = resume.steps
+        progress.history_responses = _responses(resume.messages)
+        progress.skip_response = True
+    else:
+        progress.history_responses = _responses(request.history)
     limits = request.spec.limits
     try:
         if request.token_budget is not None and request.token_budget <= 0:
@@ -149,14 +196,43 @@ async def execute(
         await progress.emit_missed_responses()
         reason, message = _classify(exc, request, progress)
         return _failed(progress, reason, _scrub(message, request))
+    if isinstance(output, DeferredToolRequests):
+        return _paused(request, progress, output)
     await progress.emit(EventKind.OUTPUT, {"text": output})
     return RunOutcome(RunStatus.COMPLETED, StopReason.END_TURN, output=output, usage=progress.usage())
+
+
+def _run_usage(usage: Usage) -> RunUsage:
+    return RunUsage(
+        requests=usage.requests, input_tokens=usage.input_tokens, output_tokens=usage.output_tokens
+    )
+
+
+def _responses(messages: Sequence[ModelMessage]) -> int:
+    return sum(isinstance(message, ModelResponse) for message in messages)
+
+
+def _paused(request: RunRequest, progress: _Progress, requests: DeferredToolRequests) -> RunOutcome:
+    """The run waits for decisions on `requests.approvals` (the driver stores the pause)."""
+    assert progress.run is not None
+    total = progress.total_usage()
+    paused = Paused(
+        messages=progress.run.all_messages(),
+        requests=total.requests,
+        input_tokens=total.input_tokens,
+        output_tokens=total.output_tokens,
+        steps=progress.steps,
+    )
+    calls = tuple(pending_calls(requests, agent_names(request.mcp_servers)))
+    return RunOutcome(
+        RunStatus.REQUIRES_ACTION, None, usage=progress.usage(), pause=Pause(paused=paused, calls=calls)
+    )
 
 
 @dataclass(frozen=True, slots=True)
 class _Built:
     spec: AgentSpec  # held so that its id, the cache key, stays its own
-    agent: Agent[RunDeps, str]
+    agent: Agent[RunDeps, RunOutput]
     tool_settings: Mapping[str, BaseModel]
 
 
@@ -194,18 +270,20 @@ def _build(spec: AgentSpec) -> _Built:
     capabilities = (
         [ProcessHistory(context_window(max_context, spec.system_prompt or None))] if max_context else []
     )
-    agent = Agent(
+    # Built-in tools whose policy is `always` wait for approval; MCP tools come per run.
+    builtins = needing_approval(FunctionToolset(tools), builtin_approvals(spec.tools))
+    agent: Agent[RunDeps, RunOutput] = Agent(
         None,
-        output_type=str,
+        output_type=[str, DeferredToolRequests],
         deps_type=RunDeps,
         instructions=spec.system_prompt or None,
-        tools=tools,
+        toolsets=[builtins],
         capabilities=capabilities,
     )
     return _Built(spec, agent, tool_settings)
 
 
-async def _drive(request: RunRequest, progress: _Progress, tool_context: ToolContext | None) -> str:
+async def _drive(request: RunRequest, progress: _Progress, tool_context: ToolContext | None) -> RunOutput:
     spec = request.spec
     built = request.agents.agent_for(spec) if request.agents is not None else _build(spec)
     deps = RunDeps(
@@ -218,41 +296,55 @@ async def _drive(request: RunRequest, progress: _Progress, tool_context: ToolCon
         timeout=request.request_timeout_seconds,
         max_retries=request.max_retries,
     )
+    prior = progress.prior
+    # The budget left was counted after the usage before the pause: the run's total may add it.
+    budget = None if request.token_budget is None else request.token_budget + prior.total_tokens
     usage_limits = UsageLimits(
         request_limit=spec.limits.max_steps,
         output_tokens_limit=spec.limits.max_output_tokens,
-        total_tokens_limit=request.token_budget,
+        total_tokens_limit=budget,
     )
+    resume = request.resume
+    egress = request.mcp_egress
+    toolsets = mcp_toolsets(request.mcp_servers, egress) if request.mcp_servers and egress else None
     try:
         async with (
             open_model(request, deps.tool_context.resolve, request.model_clients) as model,
             built.agent.iter(
-                request.input,
+                None if resume is not None else request.input,
                 model=model,
                 deps=deps,
                 model_settings=model_settings,
                 usage_limits=usage_limits,
-                message_history=list(request.history) or None,
+                message_history=(list(resume.messages) if resume else list(request.history)) or None,
+                deferred_tool_results=resume.results if resume else None,
+                usage=_run_usage(prior) if resume else None,
+                toolsets=toolsets,
             ) as run,
         ):
             progress.run = run
+            # A thread turn's messages: those before the pause (the stored ones after the
+            # thread's history), then this stretch's.
+            before = list(resume.messages[len(request.history) :]) if resume else []
             try:
                 return await _iterate(run, request, progress)
             finally:
                 # Also on cancellation: an interrupted turn keeps what it said so far.
-                progress.transcript.messages = run.new_messages()
+                progress.transcript.messages = [*before, *run.new_messages()]
     except Exception:
         if deps.crashed_tool is not None:
             raise _Failed(StopReason.TOOL_ERROR, f"tool {deps.crashed_tool} failed unexpectedly") from None
         raise
 
 
-async def _iterate(run: AgentRun[RunDeps, str], request: RunRequest, progress: _Progress) -> str:
+async def _iterate(run: AgentRun[RunDeps, RunOutput], request: RunRequest, progress: _Progress) -> RunOutput:
     spec = request.spec
     async for node in run:
         if Agent.is_model_request_node(node) and progress.steps < spec.limits.max_steps:
             progress.steps += 1
             await progress.emit(EventKind.MODEL_REQUEST, {"step": progress.steps})
+        elif Agent.is_call_tools_node(node) and progress.skip_response:
+            progress.skip_response = False  # the response whose calls waited: emitted before the pause
         elif Agent.is_call_tools_node(node):
             await progress.emit_response(node.model_response)
             if node.model_response.finish_reason == "length":
@@ -286,10 +378,13 @@ def _classify(exc: Exception, request: RunRequest, progress: _Progress) -> tuple
 
 def _limit_reached(request: RunRequest, progress: _Progress) -> tuple[StopReason, str]:
     """Which limit stopped the run, read from the usage rather than from pydantic-ai's message."""
-    usage, limits = progress.usage(), request.spec.limits
+    usage, limits = progress.total_usage(), request.spec.limits
     if usage.output_tokens > limits.max_output_tokens:
         return StopReason.MAX_TOKENS, _output_limit_message(request)
-    if request.token_budget is not None and usage.total_tokens > request.token_budget:
+    if (
+        request.token_budget is not None
+        and usage.total_tokens - progress.prior.total_tokens > request.token_budget
+    ):
         return StopReason.BUDGET_EXCEEDED, "the organization's token budget is exhausted"
     if usage.requests >= limits.max_steps:
         return StopReason.MAX_STEPS, f"the run reached its limit of {limits.max_steps} steps"

@@ -5,7 +5,11 @@ It plays a small, predictable agent so runs, limits and budgets work on a fresh 
 - first request, agent with tools: it calls each tool it has arguments for, all in one
   response — `calculator` with the longest arithmetic expression in the input, `current_time`
   with default arguments, `http_get` with the first http(s) URL in the input;
-- once tool results are in: it answers with one line per result, `calculator: 20`;
+- once tool results are in: it answers with one line per result, `calculator: 20` (a
+  failed call `<tool>: error: <message>`, a call a person denied `<tool>: denied: <reason>`);
+- an input naming MCP tools the agent has, `mcp:<server>/<tool>`, each optionally followed
+  by a JSON object of arguments (`mcp:calc/add {"a": 2, "b": 3}`), calls them too, in the
+  order named, with those arguments (none: `{}`);
 - no tools (or none it can call): it answers `echo: <the input, whitespace collapsed>`;
 - an input containing `#loop` makes it call its tools again on every request and never
   answer, so the agent's step limit ends the run;
@@ -44,6 +48,7 @@ from pydantic_ai.models.function import AgentInfo, FunctionModel
 from pydantic_ai.usage import RequestUsage
 
 from agentkeep.runs.tokens import CHARS_PER_TOKEN, count_tokens, part_text
+from agentkeep.tools.registry import MCP_SERVER_PATTERN, MCP_TOOL_PATTERN, McpToolName
 
 __all__ = ["CHARS_PER_TOKEN", "LOOP_MARKER", "MODEL_NAME", "count_tokens", "offline_model", "reply"]
 
@@ -58,6 +63,8 @@ _EXPRESSION = re.compile(r"[\d(.][\d\s+\-*/%().]*[\d)]|\d")
 _OPERATOR = re.compile(r"[+\-*/%]")
 _URL = re.compile(r"https?://[^\s<>\"']+")
 _URL_TRAILING = ".,;:!?)]}"
+_MCP_CALL = re.compile(rf"mcp:(?P<server>{MCP_SERVER_PATTERN})/(?P<tool>{MCP_TOOL_PATTERN})")
+_JSON = json.JSONDecoder()
 
 
 def find_expression(text: str) -> str | None:
@@ -73,8 +80,30 @@ def find_url(text: str) -> str | None:
     return match.group().rstrip(_URL_TRAILING) if match else None
 
 
+def mcp_calls(text: str, tool_names: list[str]) -> list[tuple[str, dict[str, Any]]]:
+    """The MCP tools `text` names that the agent has (by the names the model sees), each with
+    the JSON object that follows its name, if any."""
+    calls: list[tuple[str, dict[str, Any]]] = []
+    for match in _MCP_CALL.finditer(text):
+        name = McpToolName(match["server"], match["tool"]).model_name
+        if name not in tool_names:
+            continue
+        rest = text[match.end() :].lstrip()
+        args: dict[str, Any] = {}
+        if rest.startswith("{"):
+            try:
+                value, _end = _JSON.raw_decode(rest)
+            except ValueError:
+                value = None
+            if isinstance(value, dict):
+                args = value
+        calls.append((name, args))
+    return calls
+
+
 def planned_calls(text: str, tool_names: list[str]) -> list[tuple[str, dict[str, Any]]]:
-    """The tool calls the offline model makes for `text`, in the order the tools are listed."""
+    """The tool calls the offline model makes for `text`: the built-in tools in the order the
+    tools are listed, then the MCP tools named."""
     calls: list[tuple[str, dict[str, Any]]] = []
     for name in tool_names:
         if name == "calculator" and (expression := find_expression(text)) is not None:
@@ -83,7 +112,7 @@ def planned_calls(text: str, tool_names: list[str]) -> list[tuple[str, dict[str,
             calls.append((name, {}))
         elif name == "http_get" and (url := find_url(text)) is not None:
             calls.append((name, {"url": url}))
-    return calls
+    return calls + mcp_calls(text, tool_names)
 
 
 def _user_messages(messages: list[ModelMessage]) -> list[str]:
@@ -116,8 +145,8 @@ def _input_tokens(messages: list[ModelMessage], instructions: str | None) -> int
 def _format_result(part: ToolReturnPart) -> str:
     content = part.content
     text = content if isinstance(content, str) else json.dumps(content, sort_keys=True, default=str)
-    failed = part.outcome != "success"
-    return f"{part.tool_name}: {'error: ' if failed else ''}{text}"
+    marker = {"success": "", "denied": "denied: "}.get(part.outcome, "error: ")
+    return f"{part.tool_name}: {marker}{text}"
 
 
 def _latest_results(messages: list[ModelMessage]) -> list[ToolReturnPart]:

@@ -120,6 +120,22 @@ class RunRepository:
         )
         return _rowcount(result) == 1
 
+    async def cancel_if_paused(self, org_id: uuid.UUID, run_id: uuid.UUID, now: datetime) -> bool:
+        """Cancel a run waiting for approval (no runner holds it); False if it is not waiting."""
+        result = await self.session.execute(
+            update(Run)
+            .where(Run.org_id == org_id, Run.id == run_id, Run.status == RunStatus.REQUIRES_ACTION.value)
+            .values(
+                status=RunStatus.CANCELLED.value,
+                stop_reason=StopReason.CANCELLED.value,
+                cancel_requested_at=now,
+                finished_at=now,
+                updated_at=now,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        return _rowcount(result) == 1
+
     async def request_cancel_if_running(self, org_id: uuid.UUID, run_id: uuid.UUID, now: datetime) -> bool:
         """Ask the runner of a running run to stop; False if not running or already asked."""
         result = await self.session.execute(

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from agentkeep.agents.models import Agent
 from agentkeep.agents.repository import AgentRepository
 from agentkeep.agents.service import AgentNotFound
+from agentkeep.approvals.ending import write_turn_history
 from agentkeep.audit.actions import ActorType, AuditAction
 from agentkeep.audit.service import AuditService
 from agentkeep.db.faults import classify
@@ -243,8 +244,8 @@ class RunService:
         return await self.repository.reload(run)
 
     async def stop(self, actor: RunActor, run: Run) -> bool:
-        """Cancel a queued run or ask a running one's runner to stop, audited; False when the
-        run had finished or its runner was already asked."""
+        """Cancel a queued run or one waiting for approval, or ask a running one's runner to
+        stop, audited; False when the run had finished or its runner was already asked."""
         now = datetime.now(UTC)
         if await self.repository.cancel_if_queued(actor.org_id, run.id, now):
             previous = RunStatus.QUEUED
@@ -255,22 +256,29 @@ class RunService:
                 {"status": RunStatus.CANCELLED.value, "stop_reason": StopReason.CANCELLED.value},
                 now=now,
             )
-            await webhook_outbox.record(
+        elif await self.repository.cancel_if_paused(actor.org_id, run.id, now):
+            # Waiting for approval: no runner holds it, so its end is written here.
+            previous = RunStatus.REQUIRES_ACTION
+            await write_turn_history(self.session, run.id, run.thread_id, now)
+            await append_event(
                 self.session,
-                org_id=actor.org_id,
-                type=EventType.RUN_CANCELLED,
-                data={
-                    "run_id": str(run.id),
-                    "status": "cancelled",
-                    "stop_reason": "cancelled",
-                    "attempts": 0,
-                },
+                run.id,
+                EventKind.STATUS,
+                {"status": RunStatus.CANCELLED.value, "stop_reason": StopReason.CANCELLED.value},
+                now=now,
             )
         elif await self.repository.request_cancel_if_running(actor.org_id, run.id, now):
             previous = RunStatus.RUNNING
             announce(self.session, topics.run_cancel(run.id))  # its runner stops at once
         else:
             return False
+        if previous != RunStatus.RUNNING:  # a running run's end is announced by its runner
+            await webhook_outbox.record(
+                self.session,
+                org_id=actor.org_id,
+                type=EventType.RUN_CANCELLED,
+                data={"run_id": str(run.id), "status": "cancelled", "stop_reason": "cancelled"},
+            )
         await self.audit.record(
             AuditAction.RUN_CANCELLED,
             user_id=actor.user_id,

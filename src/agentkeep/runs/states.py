@@ -12,12 +12,17 @@ class RunStatus(StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     TIMED_OUT = "timed_out"
+    # Paused on tool calls that wait for a person's approval: no worker holds it.
+    REQUIRES_ACTION = "requires_action"
+    # No decision came within the agent's approval_timeout_seconds.
+    EXPIRED = "expired"
 
 
 TERMINAL_STATUSES = frozenset(
-    {RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.TIMED_OUT}
+    {RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.TIMED_OUT, RunStatus.EXPIRED}
 )
-# Not finished: a thread with such a run has a turn in progress (multitask policies).
+# Not finished (queued, running, requires_action): a thread with such a run has a turn in
+# progress (multitask policies).
 ACTIVE_STATUSES = frozenset(set(RunStatus) - TERMINAL_STATUSES)
 
 
@@ -31,6 +36,7 @@ class StopReason(StrEnum):
     TOOL_ERROR = "tool_error"
     MODEL_ERROR = "model_error"
     INTERNAL_ERROR = "internal_error"
+    EXPIRED = "expired"
 
 
 class EventKind(StrEnum):
@@ -43,3 +49,8 @@ class EventKind(StrEnum):
     # {"dropped_turns": n, "dropped_messages": n, "estimated_tokens_before": n,
     #  "estimated_tokens": n, "max_context_tokens": n, "fits": bool}
     CONTEXT_TRIMMED = "context_trimmed"
+    # {"tool": name, "tool_call_id": ..., "args": {...}, "deadline": iso}: the run pauses.
+    APPROVAL_REQUESTED = "approval_requested"
+    # {"tool": name, "tool_call_id": ..., "decision": "approve"|"deny", "reason"?: ...,
+    #  "decided_by": user id, "api_key_id"?: ...}
+    APPROVAL_DECIDED = "approval_decided"

@@ -17,6 +17,7 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from agentkeep.approvals.models import RunApproval
 from agentkeep.notify import topics
 from agentkeep.notify.announce import announce
 from agentkeep.runs.models import Run, RunEvent
@@ -61,6 +62,10 @@ async def erase_thread_content(session: AsyncSession, thread_id: uuid.UUID, now:
             .execution_options(synchronize_session=False)
         )
     runs = select(Run.id).where(Run.thread_id == thread_id).scalar_subquery()
+    # A turn that paused for approval kept its messages and the calls' arguments: erased too.
+    await session.execute(
+        delete(RunApproval).where(RunApproval.run_id.in_(runs)).execution_options(synchronize_session=False)
+    )
     await session.execute(
         delete(RunEvent)
         .where(RunEvent.run_id.in_(runs), RunEvent.kind != EventKind.STATUS)

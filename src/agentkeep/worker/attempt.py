@@ -13,11 +13,13 @@ from pydantic import JsonValue
 
 from agentkeep.db.faults import DatabaseFault, classify
 from agentkeep.notify import topics
-from agentkeep.runs.contract import RunOutcome, RunRequest, Transcript
+from agentkeep.runs.contract import Pause, RunOutcome, RunRequest, Transcript
 from agentkeep.runs.repository import append_event, append_events
 from agentkeep.runs.states import EventKind, RunStatus, StopReason
 from agentkeep.threads.history import ThreadHistory, complete
 from agentkeep.tools.context import ToolContext
+from agentkeep.webhooks import outbox as webhook_outbox
+from agentkeep.webhooks.events import EventType, waiting_data
 from agentkeep.worker import leases
 from agentkeep.worker.endpoints import RunSetupError
 from agentkeep.worker.lease_keeper import Stop
@@ -115,6 +117,8 @@ class Attempt:
             await asyncio.gather(heartbeat, return_exceptions=True)
         if self.sink.database_fault is not None:
             return await self._interrupted(self.sink.database_fault)
+        if outcome.pause is not None:
+            return await self._pause(outcome, outcome.pause, request)
         return await self._finish(outcome)
 
     async def _interrupted(self, fault: DatabaseFault) -> RunStatus | None:
@@ -168,6 +172,55 @@ class Attempt:
         if state.cancel_requested:
             return Stop.CANCEL_REQUESTED
         return None
+
+    async def _pause(self, outcome: RunOutcome, pause: Pause, request: RunRequest) -> RunStatus | None:
+        """Store the pause and release the run (`requires_action`), its events and usage in
+        one transaction: no worker holds it while people decide (approvals/pause.py)."""
+        try:
+            pending = await self.sink.settle()
+        except LeaseLost:
+            self.log.warning("run_lease_lost")
+            return None
+        from agentkeep.approvals.pause import store_pause  # loaded with the agent loop
+
+        run_id, now = self.claim.run_id, _now()
+        async with self.driver.sessionmaker() as session, session.begin():
+            if not await leases.pause(session, run_id, self.driver.owner, outcome.usage, now=now):
+                self.log.warning("run_lease_lost_before_outcome", status=outcome.status)
+                return None
+            deadline = await store_pause(
+                session,
+                run_id=run_id,
+                org_id=self.claim.org_id,
+                paused=pause.paused,
+                calls=pause.calls,
+                timeout_seconds=request.spec.approval_timeout_seconds,
+                now=now,
+            )
+            requested: list[tuple[EventKind, dict[str, JsonValue]]] = [
+                (
+                    EventKind.APPROVAL_REQUESTED,
+                    {
+                        "tool": call.tool,
+                        "tool_call_id": call.tool_call_id,
+                        "args": call.args,
+                        "deadline": deadline.isoformat(),
+                    },
+                )
+                for call in pause.calls
+            ]
+            status: dict[str, JsonValue] = {"status": RunStatus.REQUIRES_ACTION}
+            await append_events(
+                session, run_id, [*pending, *requested, (EventKind.STATUS, status)], self.sink.next_seq
+            )
+            await webhook_outbox.record(
+                session,
+                org_id=self.claim.org_id,
+                type=EventType.RUN_REQUIRES_ACTION,
+                data=waiting_data(run_id, pause.calls, deadline),
+            )
+        self.log.info("run_paused", calls=len(pause.calls))
+        return RunStatus.REQUIRES_ACTION
 
     async def _finish(self, outcome: RunOutcome) -> RunStatus | None:
         """Record the outcome, the events not written yet, the final status event and the

@@ -61,6 +61,7 @@ from agentkeep.worker.reporting import audit_finished, count_finished, count_fin
 from agentkeep.worker.turn_order import Dispatch, dispatch_next_turn
 
 if TYPE_CHECKING:
+    from agentkeep.mcp.connect import McpEgress
     from agentkeep.runs.executor import AgentCache
     from agentkeep.runs.model_clients import ModelClients
 
@@ -120,7 +121,9 @@ class RunDriver:
         self.settings = settings
         self.owner = owner
         self._executor = executor
-        self.endpoint_for = endpoint_for or organization_endpoint(settings, secretbox_from_settings(settings))
+        self.secretbox = secretbox_from_settings(settings)
+        self.endpoint_for = endpoint_for or organization_endpoint(settings, self.secretbox)
+        self.mcp_egress: McpEgress | None = None
         self.metrics = metrics
         # Set by whoever runs this driver: where the next turn of a thread goes when one ends.
         self.dispatch: Dispatch | None = None
@@ -254,6 +257,17 @@ class RunDriver:
         budget = await remaining_tokens(session, claim.org_id, self.settings.org_monthly_token_budget)
         endpoint = await self.endpoint_for(session, claim.org_id)
         history = await ThreadHistory(session, claim.thread_id).load() if claim.thread_id else []
+        # Loaded with the agent loop (prepare() imports it off the event loop): no import cost here.
+        from agentkeep.approvals.pause import load_resume
+        from agentkeep.mcp.connect import McpEgress
+        from agentkeep.mcp.run_tools import load_mcp_servers
+
+        mcp_tools = spec.mcp_tools
+        mcp_servers = (
+            await load_mcp_servers(session, self.secretbox, claim.org_id, mcp_tools) if mcp_tools else ()
+        )
+        if self.mcp_egress is None:
+            self.mcp_egress = McpEgress.from_settings(self.settings)
         return RunRequest(
             run_id=claim.run_id,
             org_id=claim.org_id,
@@ -267,6 +281,10 @@ class RunDriver:
             history=tuple(history),
             model_clients=self.model_clients,
             agents=self.agents,
+            mcp_servers=mcp_servers,
+            mcp_egress=self.mcp_egress,
+            # A run that paused for approval continues from its pause (one lookup by key).
+            resume=await load_resume(session, claim.run_id),
         )
 
     async def _spec(self, session: AsyncSession, claim: Claim) -> AgentSpec:

@@ -415,6 +415,28 @@ async def finish(
     return None if row is None else finished(row)
 
 
+async def pause(session: AsyncSession, run_id: uuid.UUID, owner: str, usage: Usage, *, now: datetime) -> bool:
+    """The run waits for approval of tool calls: `requires_action`, the lease released, its
+    usage so far added. Its attempts start again from zero: the stretch after the pause gets
+    RUN_MAX_ATTEMPTS of its own."""
+    result = await session.execute(
+        update(Run)
+        .where(_held_by(run_id, owner))
+        .values(
+            status=RunStatus.REQUIRES_ACTION,
+            lease_owner=None,
+            lease_expires_at=None,
+            heartbeat_at=None,
+            attempts=0,
+            dispatched_at=None,
+            updated_at=now,
+            **_usage_values(usage),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return _rows(result) == 1
+
+
 async def hand_back(
     session: AsyncSession, run_id: uuid.UUID, owner: str, usage: Usage, *, now: datetime
 ) -> bool:

@@ -28,10 +28,11 @@ import structlog
 from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from agentkeep.approvals.ending import expire_due
 from agentkeep.config import Settings
 from agentkeep.db.faults import classify
 from agentkeep.observability.metrics import Metrics
-from agentkeep.runs.repository import next_turn_after
+from agentkeep.runs.repository import next_turn, next_turn_after
 from agentkeep.worker import leases, redispatch
 from agentkeep.worker.reporting import audit_finished, count_finished
 
@@ -69,6 +70,8 @@ class SweepReport:
     redispatched: list[uuid.UUID] = field(default_factory=list)
     # Runs the holder sent again by its own means (procrastinate retried their stalled job).
     retried: list[uuid.UUID] = field(default_factory=list)
+    # Paused runs nobody decided in time, ended `expired`.
+    expired: list[uuid.UUID] = field(default_factory=list)
 
 
 class RecoverySweep:
@@ -107,16 +110,34 @@ class RecoverySweep:
     async def run_once(self) -> SweepReport:
         report = SweepReport()
         await self._expired(report)
+        await self._approvals_expired(report)
         await self._undispatched(report)
-        if report.requeued or report.failed or report.redispatched or report.retried:
+        if report.requeued or report.failed or report.redispatched or report.retried or report.expired:
             logger.info(
                 "recovery_sweep",
                 requeued=len(report.requeued),
                 failed=len(report.failed),
                 redispatched=len(report.redispatched),
                 retried=len(report.retried),
+                approvals_expired=len(report.expired),
             )
         return report
+
+    async def _approvals_expired(self, report: SweepReport) -> None:
+        """Paused runs past their approval deadline end `expired`; a thread's next turn may start."""
+        ended = await expire_due(self.sessionmaker, now=datetime.now(UTC))
+        report.expired.extend(run.run_id for run in ended)
+        for run in ended:
+            if run.thread_id is None:
+                continue
+            async with self.sessionmaker() as session:
+                successor = await next_turn(session, run.thread_id)
+            if successor is not None:
+                await self.holder.hand_over(successor)
+        if self.metrics is not None and ended:
+            async with self.sessionmaker() as session:
+                for run in ended:
+                    await count_finished(session, run.run_id, self.metrics)
 
     async def _expired(self, report: SweepReport) -> None:
         """Every run whose lease expired back in the queue (or failed), then handed over.

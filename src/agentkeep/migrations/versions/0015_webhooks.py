@@ -2,7 +2,7 @@
 outbox and the delivery log).
 
 Revision ID: 0015_webhooks
-Revises: 0013_mcp_servers
+Revises: 0014_run_approvals
 Create Date: 2026-12-07
 """
 
@@ -14,7 +14,7 @@ from alembic import op
 from agentkeep.db.base import PortableJSON, UTCDateTime
 
 revision: str = "0015_webhooks"
-down_revision: str | None = "0013_mcp_servers"
+down_revision: str | None = "0014_run_approvals"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -94,3 +94,33 @@ async def test_a_refused_change_announces_nothing(client: httpx.AsyncClient, rec
         return len(receiver.received()) > 1
 
     assert not await eventually(more, within=1.0)
+
+
+async def test_a_run_waiting_for_approval_and_its_expiry_are_announced(
+    client: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    team = await make_team(client)
+    owner = team.headers(Role.OWNER)
+    hook = await create_hook(
+        client, team.org_id, owner, receiver.url(), events=["run.requires_action", "run.expired"]
+    )
+    receiver.control(secrets=[hook["secret"]])
+    agent = await create_agent(
+        client,
+        owner,
+        name="careful",
+        tools=[{"name": "calculator", "approval": "always"}],
+        approval_timeout_seconds=10,
+    )
+    run = await client.post(f"/api/agents/{agent['id']}/runs", json={"input": "what is 2+3"}, headers=owner)
+    assert run.status_code == 202, run.text
+    requests = await received_count(receiver, 2, within=60)
+    (waiting, expired) = bodies(requests)
+    assert waiting["type"] == "run.requires_action"
+    assert waiting["data"]["run_id"] == run.json()["id"]
+    (pending,) = waiting["data"]["pending"]
+    assert pending["tool"] == "calculator"
+    assert "2+3" not in requests[0]["body"]  # the call's arguments are run content
+    assert expired["type"] == "run.expired"
+    assert expired["data"]["stop_reason"] == "expired"
+    assert all(r["verified"] == [True] for r in requests)

@@ -22,6 +22,9 @@ SAMPLE_BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("PUT", "/api/orgs/{org_id}/budget"): {"monthly_token_budget": 0},
     ("POST", "/api/agents/{agent_id}/runs"): {"input": "hello"},
     ("POST", "/api/runs/{run_id}/cancel"): {},
+    ("POST", "/api/runs/{run_id}/approvals"): {
+        "decisions": [{"tool_call_id": "call-1", "decision": "approve"}]
+    },
     ("POST", "/api/orgs/{org_id}/providers"): {
         "name": "default",
         "base_url": "https://models.example.com/v1",

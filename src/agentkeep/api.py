@@ -18,6 +18,7 @@ from agentkeep.runs.router import router as runs_router
 from agentkeep.threads.router import router as threads_router
 from agentkeep.usage.router import router as usage_router
 from agentkeep.users.router import router as users_router
+from agentkeep.webhooks.router import router as webhooks_router
 
 
 def mount_routers(app: FastAPI) -> None:
@@ -30,6 +31,7 @@ def mount_routers(app: FastAPI) -> None:
     app.include_router(apikeys_router)
     app.include_router(providers_router)
     app.include_router(mcp_router)
+    app.include_router(webhooks_router)
     app.include_router(agents_router)
     app.include_router(runs_router)
     app.include_router(approvals_router)

@@ -44,6 +44,7 @@ from agentkeep.security.in_flight import InFlightGate, InFlightLimit
 from agentkeep.security.passwords import PasswordHasher, default_concurrency
 from agentkeep.security.secretbox import secretbox_from_settings
 from agentkeep.security.tokens import TokenCodec
+from agentkeep.webhooks.dispatch import background_delivery
 from agentkeep.worker.runtime import RunExecution
 
 logger = structlog.get_logger("agentkeep.app")
@@ -105,6 +106,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.idempotency_purger.start()
     execution = RunExecution(settings, app.state.sessionmaker, app.state.metrics)
     app.state.run_queue = await execution.start()
+    webhooks = None
+    if execution.mode == "inprocess":  # with a job queue, `agentkeep worker` delivers
+        webhooks = background_delivery(app.state.sessionmaker, settings, "inprocess", app.state.metrics)
+        webhooks.start()
     freezing = None
     if app.state.freeze_heap:
         freezing = asyncio.create_task(freeze_after(execution.prepared()), name="freeze-startup-heap")
@@ -122,6 +127,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             freezing.cancel()
         await app.state.idempotency_purger.stop()
         await execution.stop()  # running runs finish or are handed back first
+        if webhooks is not None:
+            await webhooks.stop()  # pending deliveries stay in the outbox for the next start
         await app.state.audit_sealer.stop()  # then the last audit records are sealed
         if notify_listener is not None:
             await notify_listener.stop()

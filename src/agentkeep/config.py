@@ -187,6 +187,25 @@ class Settings(BaseSettings):
     # Private hosts and networks that organizations' MCP tool servers may reach (an internal
     # MCP service); metadata addresses never. Nothing else private is reachable (docs/mcp.md).
     mcp_allowed_networks: CommaList = Field(default_factory=list)
+    # Private hosts and networks that organizations' webhooks may be delivered to (an internal
+    # receiver); metadata addresses never. Nothing else private is reachable (docs/webhooks.md).
+    webhook_allowed_networks: CommaList = Field(default_factory=list)
+    # Bound on one webhook request (connect, send, answer); redirects are never followed.
+    webhook_timeout_seconds: float = Field(default=10, gt=0, le=60)
+    # Pauses before each retry of a failed webhook delivery, in seconds, comma-separated; each
+    # is jittered by up to +/-WEBHOOK_RETRY_JITTER of itself. After the last the delivery fails.
+    webhook_retry_schedule: CommaList = Field(
+        default_factory=lambda: ["5", "300", "1800", "7200", "18000", "36000", "36000"]
+    )
+    webhook_retry_jitter: float = Field(default=0.2, ge=0, le=0.5)
+    # Deliveries in a row that failed for good after which a webhook is disabled (0: never).
+    webhook_disable_after_failures: int = Field(default=5, ge=0, le=1000)
+    # How long the previous signing secret stays valid (deliveries carry both signatures)
+    # after a rotation, unless the rotation asks for another overlap.
+    webhook_secret_overlap_seconds: int = Field(default=86_400, ge=0, le=7 * 86_400)
+    # How often the delivery sweep looks for due or lost deliveries (the in-process sender's
+    # poll on SQLite; on PostgreSQL deliveries are queue jobs and the sweep only recovers).
+    webhook_sweep_seconds: float = Field(default=1.0, gt=0, le=300)
     # Bound on one model request, and how often a failed request is retried before the run
     # fails with model_error.
     model_request_timeout_seconds: float = Field(default=60, gt=0, le=600)
@@ -252,6 +271,8 @@ class Settings(BaseSettings):
         "trusted_proxies",
         "provider_allowed_networks",
         "mcp_allowed_networks",
+        "webhook_allowed_networks",
+        "webhook_retry_schedule",
         mode="before",
     )
     @classmethod
@@ -272,7 +293,22 @@ class Settings(BaseSettings):
         parse_networks(value)
         return value
 
-    @field_validator("provider_allowed_networks", "mcp_allowed_networks")
+    @field_validator("webhook_retry_schedule")
+    @classmethod
+    def _valid_retry_schedule(cls, value: list[str]) -> list[str]:
+        try:
+            pauses = [float(item) for item in value]
+        except ValueError:
+            raise ValueError("must be seconds, comma-separated (e.g. 5,300,1800)") from None
+        if len(pauses) > 30 or any(not 0 <= pause <= 7 * 86_400 for pause in pauses):
+            raise ValueError("at most 30 pauses, each 0 to 604800 seconds")
+        return value
+
+    @property
+    def webhook_retry_pauses(self) -> list[float]:
+        return [float(item) for item in self.webhook_retry_schedule]
+
+    @field_validator("provider_allowed_networks", "mcp_allowed_networks", "webhook_allowed_networks")
     @classmethod
     def _valid_egress_networks(cls, value: list[str]) -> list[str]:
         from agentkeep.tools.netguard import EgressAllowlist

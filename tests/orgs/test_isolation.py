@@ -36,7 +36,15 @@ SAMPLE_BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/api/threads/{thread_id}/runs"): {"input": "taken over"},
     ("POST", "/api/orgs/{org_id}/mcp-servers"): {"name": "tools", "url": "https://tools.example.com/mcp"},
     ("PATCH", "/api/orgs/{org_id}/mcp-servers/{server_id}"): {"enabled": False},
+    ("POST", "/api/orgs/{org_id}/webhooks"): {"url": "https://hooks.example.com/x", "events": ["run.failed"]},
+    ("PATCH", "/api/orgs/{org_id}/webhooks/{webhook_id}"): {"enabled": True},
+    ("POST", "/api/orgs/{org_id}/webhooks/{webhook_id}/rotate-secret"): {},
+    ("POST", "/api/orgs/{org_id}/webhooks/{webhook_id}/ping"): {},
+    ("POST", "/api/orgs/{org_id}/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver"): {},
 }
+# Their webhook: disabled, and on a name that never resolves (RFC 6761 .invalid), so their
+# ping is the only delivery and it reaches no one.
+THEIR_WEBHOOK = {"url": "https://hooks.example.invalid/theirs", "events": ["agent.updated"], "enabled": False}
 
 
 async def _members(http: httpx.AsyncClient, team: Team) -> list[dict[str, Any]]:
@@ -68,6 +76,15 @@ async def test_every_object_route_answers_404_for_another_organizations_ids(
         headers=theirs.headers(Role.OWNER),
     )
     assert their_server.status_code == 201, their_server.text
+    their_hook = await client.post(
+        f"/api/orgs/{theirs.org_id}/webhooks", json=THEIR_WEBHOOK, headers=theirs.headers(Role.OWNER)
+    )
+    assert their_hook.status_code == 201, their_hook.text
+    their_ping = await client.post(
+        f"/api/orgs/{theirs.org_id}/webhooks/{their_hook.json()['id']}/ping",
+        headers=theirs.headers(Role.OWNER),
+    )
+    assert their_ping.status_code == 202, their_ping.text
     their_ids = {
         "org_id": theirs.org_id,
         "user_id": theirs.user_ids[Role.MEMBER],
@@ -76,6 +93,8 @@ async def test_every_object_route_answers_404_for_another_organizations_ids(
         "run_id": await seed_run(app, theirs.org_id, their_agent.json()["id"], status=RunStatus.QUEUED),
         "thread_id": their_thread.json()["id"],
         "server_id": their_server.json()["id"],
+        "webhook_id": their_hook.json()["id"],
+        "delivery_id": their_ping.json()["id"],
     }
     before = await _members(client, theirs)
     routes, _ = api_routes(app)
@@ -100,6 +119,10 @@ async def test_every_object_route_answers_404_for_another_organizations_ids(
     )
     assert server.status_code == 200
     assert (server.json()["name"], server.json()["enabled"]) == ("their-tools", True)
+    hook = await client.get(
+        f"/api/orgs/{theirs.org_id}/webhooks/{their_ids['webhook_id']}", headers=theirs.headers(Role.OWNER)
+    )
+    assert (hook.status_code, hook.json()["version"], hook.json()["enabled"]) == (200, 1, False)
     thread = await client.get(f"/api/threads/{their_ids['thread_id']}", headers=theirs.headers(Role.OWNER))
     assert thread.status_code == 200
     assert thread.json()["title"] == "their thread"

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tests.auth.helpers import PASSWORD
-from tests.rbac.world import Caller, World, provider_key
+from tests.rbac.world import WEBHOOK_URL, Caller, World, provider_key
 
 OK = frozenset({200, 201, 202, 204})
 NEW_PASSWORD = "a different horse battery staple 43"
@@ -112,6 +112,16 @@ async def _create_mcp_server(world: World, caller: Caller, allowed: bool) -> Cal
 async def _delete_mcp_server(world: World, caller: Caller, allowed: bool) -> Call:
     server_id = await world.fresh_mcp_server() if allowed else world.ids["spare_server_id"]
     return Call(f"/api/orgs/{world.team.org_id}/mcp-servers/{server_id}", caller.headers)
+
+
+async def _create_webhook(world: World, caller: Caller, allowed: bool) -> Call:
+    body = {"url": WEBHOOK_URL, "events": ["run.completed"]}
+    return Call(f"/api/orgs/{world.team.org_id}/webhooks", caller.headers, json=body)
+
+
+async def _delete_webhook(world: World, caller: Caller, allowed: bool) -> Call:
+    webhook_id = await world.fresh_webhook() if allowed else world.ids["spare_webhook_id"]
+    return Call(f"/api/orgs/{world.team.org_id}/webhooks/{webhook_id}", caller.headers)
 
 
 async def _create_key(world: World, caller: Caller, allowed: bool) -> Call:
@@ -223,6 +233,25 @@ CALLS: dict[tuple[str, str], Builder] = {
     ("DELETE", "/api/orgs/{org_id}/mcp-servers/{server_id}"): _delete_mcp_server,
     ("GET", "/api/orgs/{org_id}/mcp-servers/{server_id}/tools"): _fixed(
         "/api/orgs/{org_id}/mcp-servers/{server_id}/tools"
+    ),
+    ("GET", "/api/orgs/{org_id}/webhooks"): _fixed("/api/orgs/{org_id}/webhooks"),
+    ("POST", "/api/orgs/{org_id}/webhooks"): _create_webhook,
+    ("GET", "/api/orgs/{org_id}/webhooks/{webhook_id}"): _fixed("/api/orgs/{org_id}/webhooks/{webhook_id}"),
+    ("PATCH", "/api/orgs/{org_id}/webhooks/{webhook_id}"): _fixed(
+        "/api/orgs/{org_id}/webhooks/{webhook_id}", {"description": "changed"}
+    ),
+    ("DELETE", "/api/orgs/{org_id}/webhooks/{webhook_id}"): _delete_webhook,
+    ("POST", "/api/orgs/{org_id}/webhooks/{webhook_id}/rotate-secret"): _fixed(
+        "/api/orgs/{org_id}/webhooks/{webhook_id}/rotate-secret"
+    ),
+    ("POST", "/api/orgs/{org_id}/webhooks/{webhook_id}/ping"): _fixed(
+        "/api/orgs/{org_id}/webhooks/{webhook_id}/ping"
+    ),
+    ("GET", "/api/orgs/{org_id}/webhooks/{webhook_id}/deliveries"): _fixed(
+        "/api/orgs/{org_id}/webhooks/{webhook_id}/deliveries"
+    ),
+    ("POST", "/api/orgs/{org_id}/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver"): _fixed(
+        "/api/orgs/{org_id}/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver"
     ),
     ("GET", "/api/api-keys"): _fixed("/api/api-keys"),
     ("POST", "/api/api-keys"): _create_key,

@@ -56,6 +56,16 @@ OPERATIONS: dict[tuple[str, str], str] = {
     ("PATCH", "/api/orgs/{org_id}/mcp-servers/{server_id}"): "org:manage",
     ("DELETE", "/api/orgs/{org_id}/mcp-servers/{server_id}"): "org:manage",
     ("GET", "/api/orgs/{org_id}/mcp-servers/{server_id}/tools"): "org:manage",
+    # Webhooks (docs/webhooks.md: all org:manage).
+    ("GET", "/api/orgs/{org_id}/webhooks"): "org:manage",
+    ("POST", "/api/orgs/{org_id}/webhooks"): "org:manage",
+    ("GET", "/api/orgs/{org_id}/webhooks/{webhook_id}"): "org:manage",
+    ("PATCH", "/api/orgs/{org_id}/webhooks/{webhook_id}"): "org:manage",
+    ("DELETE", "/api/orgs/{org_id}/webhooks/{webhook_id}"): "org:manage",
+    ("POST", "/api/orgs/{org_id}/webhooks/{webhook_id}/rotate-secret"): "org:manage",
+    ("POST", "/api/orgs/{org_id}/webhooks/{webhook_id}/ping"): "org:manage",
+    ("GET", "/api/orgs/{org_id}/webhooks/{webhook_id}/deliveries"): "org:manage",
+    ("POST", "/api/orgs/{org_id}/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver"): "org:manage",
     # API keys (docs/orgs.md).
     ("GET", "/api/api-keys"): "apikeys:manage",
     ("POST", "/api/api-keys"): "apikeys:manage",

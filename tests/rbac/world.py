@@ -30,6 +30,9 @@ from tests.orgs.helpers import Team, create_key, key_header, login_in, make_team
 from tests.runs.seeding import seed_run
 from tests.threads.seeding import seed_thread
 
+# A receiver that never exists: the .invalid top-level domain never resolves (RFC 6761).
+WEBHOOK_URL = "https://hooks.example.invalid/agentkeep"
+
 CallerKind = Literal["role", "outsider", "superuser", "anonymous", "api_key"]
 
 
@@ -124,6 +127,23 @@ class World:
             )
         return str(server_id)
 
+    async def fresh_webhook(self) -> str:
+        """A new webhook of the team, disabled (its URL's .invalid name never resolves anyway)."""
+        created = await self.http.post(
+            f"/api/orgs/{self.team.org_id}/webhooks",
+            json={"url": WEBHOOK_URL, "events": ["run.completed"], "enabled": False},
+            headers=self.owner,
+        )
+        assert created.status_code == 201, created.text
+        return str(created.json()["id"])
+
+    async def fresh_delivery(self, webhook_id: str) -> str:
+        pinged = await self.http.post(
+            f"/api/orgs/{self.team.org_id}/webhooks/{webhook_id}/ping", headers=self.owner
+        )
+        assert pinged.status_code == 202, pinged.text
+        return str(pinged.json()["id"])
+
     async def fresh_thread(self, caller: Caller) -> str:
         """A thread the caller started, as each role must see its own; for callers outside
         the team's roles, one the owner started. Inserted directly: viewers and auditors
@@ -195,7 +215,10 @@ async def build_world(app: FastAPI, http: httpx.AsyncClient) -> World:
         "spare_agent_id": await world.fresh_agent(),
         "spare_provider_id": await world.fresh_provider(),
         "spare_server_id": await world.fresh_mcp_server(),
+        "webhook_id": await world.fresh_webhook(),
+        "spare_webhook_id": await world.fresh_webhook(),
         "spare_run_id": await world.fresh_running_run(),
     }
+    world.ids["delivery_id"] = await world.fresh_delivery(world.ids["webhook_id"])
     world.ids["spare_thread_id"] = await world.fresh_thread(callers[0])
     return world

@@ -21,6 +21,8 @@ from agentkeep.audit.service import AuditService
 from agentkeep.errors import Conflict, NotFound, PreconditionFailed
 from agentkeep.idempotency.service import IdempotencyScope, IdempotencyStore, fingerprint
 from agentkeep.tools.registry import McpToolName, ToolConfig
+from agentkeep.webhooks import outbox as webhook_outbox
+from agentkeep.webhooks.events import EventType
 
 if TYPE_CHECKING:
     from agentkeep.mcp.agent_check import McpToolCheck
@@ -222,6 +224,12 @@ class AgentService:
                 "The agent was changed by another request at the same time; read it again and retry."
             ) from None
         await self._record(AuditAction.AGENT_UPDATED, actor, agent, {"changed": changed})
+        await webhook_outbox.record(
+            self.session,
+            org_id=agent.org_id,
+            type=EventType.AGENT_UPDATED,
+            data={"agent_id": str(agent.id), "version": agent.version, "changed": changed},
+        )
         return agent
 
     async def archive(self, actor: AgentActor, agent_id: uuid.UUID, if_match: str | None) -> None:

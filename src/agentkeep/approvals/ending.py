@@ -34,6 +34,8 @@ from agentkeep.runs.models import Run
 from agentkeep.runs.repository import append_event
 from agentkeep.runs.states import EventKind, RunStatus, StopReason
 from agentkeep.threads.history import ThreadHistory
+from agentkeep.webhooks import outbox as webhook_outbox
+from agentkeep.webhooks.events import EventType
 
 BATCH = 100
 EXPIRED_ERROR = "no decision on its tool calls came within the agent's approval_timeout_seconds"
@@ -146,6 +148,17 @@ async def _expire(session: AsyncSession, run_id: uuid.UUID, now: datetime) -> En
         EventKind.STATUS,
         {"status": RunStatus.EXPIRED.value, "stop_reason": StopReason.EXPIRED.value},
         now=now,
+    )
+    await webhook_outbox.record(
+        session,
+        org_id=run.org_id,
+        type=EventType.RUN_EXPIRED,
+        data={
+            "run_id": str(run_id),
+            "status": "expired",
+            "stop_reason": "expired",
+            "agent_id": str(run.agent_id),
+        },
     )
     await record(
         session,

@@ -50,6 +50,12 @@ class AuditAction(StrEnum):
     MCP_SERVER_CREATED = "mcp_server_created"
     MCP_SERVER_UPDATED = "mcp_server_updated"
     MCP_SERVER_DELETED = "mcp_server_deleted"
+    # Webhooks.
+    WEBHOOK_CREATED = "webhook_created"
+    WEBHOOK_UPDATED = "webhook_updated"
+    WEBHOOK_DELETED = "webhook_deleted"
+    WEBHOOK_SECRET_ROTATED = "webhook_secret_rotated"  # noqa: S105 (an event name, not a secret)
+    WEBHOOK_DISABLED = "webhook_disabled"
     # Organizations and users.
     ORG_CREATED = "org_created"
     BUDGET_CHANGED = "budget_changed"

@@ -13,6 +13,7 @@ from agentkeep.providers.models import Provider
 from agentkeep.runs.models import Run, RunEvent
 from agentkeep.threads.models import Thread, ThreadMessage
 from agentkeep.users.models import User
+from agentkeep.webhooks.models import Webhook, WebhookDelivery
 
 __all__ = [
     "Agent",
@@ -35,4 +36,6 @@ __all__ = [
     "Thread",
     "ThreadMessage",
     "User",
+    "Webhook",
+    "WebhookDelivery",
 ]

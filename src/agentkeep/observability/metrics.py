@@ -122,6 +122,23 @@ class Metrics:
             registry=registry,
             multiprocess_mode="mostrecent",
         )
+        self.webhook_deliveries = Counter(
+            "agentkeep_webhook_deliveries_total",
+            "Webhook delivery attempts by outcome (succeeded, retrying, failed).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.webhook_delivery_lag = Histogram(
+            "agentkeep_webhook_delivery_lag_seconds",
+            "How late webhook delivery attempts start after they were due (queue lag).",
+            buckets=(*LATENCY_BUCKETS, 30.0, 60.0, 300.0, 900.0),
+            registry=registry,
+        )
+        self.webhooks_disabled = Counter(
+            "agentkeep_webhooks_disabled_total",
+            "Webhooks disabled after WEBHOOK_DISABLE_AFTER_FAILURES deliveries failed in a row.",
+            registry=registry,
+        )
 
     def observe_pool(self, engine: AsyncEngine) -> None:
         pool = engine.sync_engine.pool

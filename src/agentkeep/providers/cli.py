@@ -64,5 +64,12 @@ def reencrypt() -> None:
             "no configured key decrypts its headers; set its headers again",
             err=True,
         )
-    if report.unreadable or report.mcp.unreadable:
+    typer.echo(f"re-encrypted the signing secrets of {report.webhooks.rewritten} webhook(s)", err=True)
+    for webhook_id in report.webhooks.unreadable:
+        typer.echo(
+            f"unreadable: webhook {webhook_id}: no configured key decrypts its signing secret; "
+            "rotate its secret (POST .../rotate-secret)",
+            err=True,
+        )
+    if report.unreadable or report.mcp.unreadable or report.webhooks.unreadable:
         raise typer.Exit(EXIT_UNREADABLE)

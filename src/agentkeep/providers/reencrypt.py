@@ -1,6 +1,7 @@
 """Re-encrypt every stored secret under the newest SECRETS_ENCRYPTION_KEYS key, so an old key
 can then be removed from the list (`agentkeep providers reencrypt`): provider API keys, and the
-headers of MCP servers (agentkeep.mcp.reencrypt)."""
+headers of MCP servers (agentkeep.mcp.reencrypt), webhooks' signing secrets
+(agentkeep.webhooks.reencrypt)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from agentkeep.context import RequestContext
 from agentkeep.mcp.reencrypt import McpReencryptReport, reencrypt_mcp_headers
 from agentkeep.providers.repository import ProviderRepository
 from agentkeep.security.secretbox import SecretBox, SecretDecryptionError
+from agentkeep.webhooks.reencrypt import WebhookReencryptReport, reencrypt_webhook_secrets
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +31,7 @@ class ReencryptReport:
     rewritten: int = 0
     unreadable: list[UnreadableProvider] = field(default_factory=list)
     mcp: McpReencryptReport = field(default_factory=McpReencryptReport)
+    webhooks: WebhookReencryptReport = field(default_factory=WebhookReencryptReport)
 
 
 async def reencrypt_all(
@@ -62,4 +65,5 @@ async def reencrypt_all(
             )
             report.rewritten += 1
     report.mcp = await reencrypt_mcp_headers(sessionmaker, secretbox)
+    report.webhooks = await reencrypt_webhook_secrets(sessionmaker, secretbox)
     return report

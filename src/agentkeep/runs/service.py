@@ -30,6 +30,8 @@ from agentkeep.runs.models import Run
 from agentkeep.runs.repository import RunFilters, RunRepository, append_event, next_turn
 from agentkeep.runs.states import TERMINAL_STATUSES, EventKind, RunStatus, StopReason
 from agentkeep.threads.repository import Viewer
+from agentkeep.webhooks import outbox as webhook_outbox
+from agentkeep.webhooks.events import EventType
 from agentkeep.worker.queue import RunQueue
 
 AGENT_DISABLED = "disabled"
@@ -270,6 +272,13 @@ class RunService:
             announce(self.session, topics.run_cancel(run.id))  # its runner stops at once
         else:
             return False
+        if previous != RunStatus.RUNNING:  # a running run's end is announced by its runner
+            await webhook_outbox.record(
+                self.session,
+                org_id=actor.org_id,
+                type=EventType.RUN_CANCELLED,
+                data={"run_id": str(run.id), "status": "cancelled", "stop_reason": "cancelled"},
+            )
         await self.audit.record(
             AuditAction.RUN_CANCELLED,
             user_id=actor.user_id,

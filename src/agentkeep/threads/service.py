@@ -20,6 +20,8 @@ from agentkeep.threads.erasure import erase_thread_content
 from agentkeep.threads.models import Thread, ThreadMessage
 from agentkeep.threads.repository import ThreadRepository, Viewer
 from agentkeep.threads.schemas import ThreadCreate, ThreadUpdate
+from agentkeep.webhooks import outbox as webhook_outbox
+from agentkeep.webhooks.events import EventType
 
 IDEMPOTENCY_SCOPE = "threads.create"
 
@@ -74,6 +76,16 @@ class ThreadService:
         )
         await self.repository.add(thread)
         await self._record(AuditAction.THREAD_CREATED, actor, thread)
+        await webhook_outbox.record(
+            self.session,
+            org_id=actor.org_id,
+            type=EventType.THREAD_CREATED,
+            data={
+                "thread_id": str(thread.id),
+                "agent_id": str(thread.agent_id),
+                "agent_version": thread.agent_version,
+            },
+        )
         return thread, False
 
     async def get(self, viewer: Viewer, thread_id: uuid.UUID) -> Thread:

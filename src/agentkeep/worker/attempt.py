@@ -18,6 +18,8 @@ from agentkeep.runs.repository import append_event, append_events
 from agentkeep.runs.states import EventKind, RunStatus, StopReason
 from agentkeep.threads.history import ThreadHistory, complete
 from agentkeep.tools.context import ToolContext
+from agentkeep.webhooks import outbox as webhook_outbox
+from agentkeep.webhooks.events import EventType, waiting_data
 from agentkeep.worker import leases
 from agentkeep.worker.endpoints import RunSetupError
 from agentkeep.worker.lease_keeper import Stop
@@ -211,6 +213,12 @@ class Attempt:
             await append_events(
                 session, run_id, [*pending, *requested, (EventKind.STATUS, status)], self.sink.next_seq
             )
+            await webhook_outbox.record(
+                session,
+                org_id=self.claim.org_id,
+                type=EventType.RUN_REQUIRES_ACTION,
+                data=waiting_data(run_id, pause.calls, deadline),
+            )
         self.log.info("run_paused", calls=len(pause.calls))
         return RunStatus.REQUIRES_ACTION
 
@@ -236,7 +244,7 @@ class Attempt:
             data: dict[str, JsonValue] = {"status": outcome.status, "stop_reason": outcome.stop_reason}
             # Every earlier event is written, or written here: the sink knows the next number.
             await append_events(session, run_id, [*pending, (EventKind.STATUS, data)], self.sink.next_seq)
-            await audit_finished(session, run_id, finished)
+            await audit_finished(session, run_id, finished, outcome.output)
         self.driver.count(finished)
         if thread_id is not None:
             await self.driver.dispatch_next_turn(thread_id)

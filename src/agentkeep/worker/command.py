@@ -21,6 +21,7 @@ from agentkeep.config import Settings
 from agentkeep.db.engine import create_engine, create_sessionmaker
 from agentkeep.notify.listener import listen_for
 from agentkeep.observability.metrics import Metrics
+from agentkeep.webhooks.dispatch import background_delivery, register_delivery_task
 from agentkeep.worker.driver import Executor, RunDriver
 from agentkeep.worker.jobqueue import JobRunQueue, create_job_app, register_run_task
 from agentkeep.worker.outages import quiet_outage_tracebacks, work_until_stopped
@@ -62,6 +63,8 @@ async def run_worker(
     await driver.prepare()
     job_app = create_job_app(settings, max_size=QUEUE_POOL_SIZE)
     register_run_task(job_app, driver.drive)
+    webhooks = background_delivery(sessionmaker, settings, "queue", metrics, job_app)
+    register_delivery_task(job_app, webhooks.sender)
     queue = JobRunQueue(job_app, sessionmaker)
     driver.dispatch = queue.dispatch
     sweep = RecoverySweep(sessionmaker, settings, queue, metrics=metrics, executing=driver.active)
@@ -78,15 +81,18 @@ async def run_worker(
         with quiet_outage_tracebacks():
             async with job_app.open_async():
                 sweeping = asyncio.create_task(sweep.run_forever(), name="run-recovery-sweep")
+                webhooks.start()
                 logger.info("worker_started", worker=owner, concurrency=settings.run_concurrency)
                 await work_until_stopped(job_app, settings, owner, stop)
                 sweeping.cancel()
                 await asyncio.gather(sweeping, return_exceptions=True)
+                await webhooks.stop()
     finally:
         for signum in signals:
             loop.remove_signal_handler(signum)
         if metrics_server is not None:
             metrics_server.shutdown()
+            metrics_server.server_close()
         if notify_listener is not None:
             await notify_listener.stop()
         await driver.close()

@@ -23,6 +23,7 @@ from procrastinate import App
 
 from agentkeep.config import Settings
 from agentkeep.db.faults import classify
+from agentkeep.webhooks.jobs import QUEUE_NAME as WEBHOOK_QUEUE_NAME
 from agentkeep.worker.jobqueue import HEARTBEAT_SECONDS, QUEUE_NAME, STALLED_AFTER_SECONDS
 
 logger = structlog.get_logger("agentkeep.worker")
@@ -43,7 +44,7 @@ async def work_until_stopped(job_app: App, settings: Settings, owner: str, stop:
         started = loop.time()
         work = asyncio.create_task(
             job_app.run_worker_async(
-                queues=[QUEUE_NAME],
+                queues=[QUEUE_NAME, WEBHOOK_QUEUE_NAME],
                 name=owner,
                 concurrency=settings.run_concurrency,
                 install_signal_handlers=False,

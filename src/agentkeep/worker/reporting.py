@@ -1,4 +1,5 @@
-"""What a finished run leaves behind besides its row: an audit record and metrics."""
+"""What a finished run leaves behind besides its row: an audit record, its webhook event and
+metrics."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from agentkeep.context import RequestContext
 from agentkeep.observability.metrics import Metrics
 from agentkeep.runs.models import Run
 from agentkeep.runs.states import RunStatus
+from agentkeep.webhooks import outbox as webhook_outbox
+from agentkeep.webhooks.events import run_event
 from agentkeep.worker.leases import FINISHED_COLUMNS, Finished, finished
 
 logger = structlog.get_logger("agentkeep.worker")
@@ -33,11 +36,16 @@ async def finished_row(session: AsyncSession, run_id: uuid.UUID) -> Finished:
     return finished(row)
 
 
-async def audit_finished(session: AsyncSession, run_id: uuid.UUID, run: Finished | None = None) -> None:
-    """Audit a run's end in the transaction that recorded it (`run`: the row as recorded,
-    read here when not given)."""
+async def audit_finished(
+    session: AsyncSession, run_id: uuid.UUID, run: Finished | None = None, output: str | None = None
+) -> None:
+    """Audit a run's end, and queue its webhook event, in the transaction that recorded it
+    (`run`: the row as recorded, read here when not given; `output`: the run's answer, sent
+    only to webhooks that opted in to content)."""
     if run is None:
         run = await finished_row(session, run_id)
+    data = run_data(run_id, run, output)
+    await webhook_outbox.record(session, org_id=run.org_id, type=run_event(run.status), data=data)
     audited = _AUDITED.get(RunStatus(run.status))
     if audited is None:
         return
@@ -62,6 +70,19 @@ async def audit_finished(session: AsyncSession, run_id: uuid.UUID, run: Finished
             },
         },
     )
+
+
+def run_data(run_id: uuid.UUID, run: Finished, output: str | None) -> dict[str, object]:
+    data: dict[str, object] = {
+        "run_id": str(run_id),
+        "status": run.status,
+        "stop_reason": run.stop_reason,
+        "attempts": run.attempts,
+        "usage": {"input_tokens": run.input_tokens, "output_tokens": run.output_tokens},
+    }
+    if output is not None:
+        data["output"] = output
+    return data
 
 
 async def count_finished(session: AsyncSession, run_id: uuid.UUID, metrics: Metrics | None) -> None:

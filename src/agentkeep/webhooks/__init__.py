@@ -1,0 +1,1 @@
+"""Signed webhooks: an organization's endpoints, the outbox of events, delivery and its log."""

@@ -28,7 +28,7 @@ from agentkeep.config import Settings
 from agentkeep.errors import InvalidInput
 from agentkeep.tools.context import Resolver, system_resolve
 from agentkeep.tools.guarded_transport import GuardedTransport
-from agentkeep.tools.netguard import EgressAllowlist, normalise_host, refusal_reason
+from agentkeep.tools.netguard import EgressAllowlist, normalise_host
 
 MAX_REDIRECTS = 3
 
@@ -61,17 +61,10 @@ class McpEgress:
         where it is not allowed, and an IP address the guard would refuse."""
         parsed = httpx2.URL(url)
         host = normalise_host(parsed.host)
-        try:
-            literal = ip_address(host)
-        except ValueError:
-            literal = None
-        reason = refusal_reason(literal) if literal is not None else None
-        allowlisted = host in self.allowlist.hosts or (
-            literal is not None and any(literal in network for network in self.allowlist.networks)
-        )
-        if reason is not None and not (reason[1] and allowlisted):
+        refusal, allowlisted = self.allowlist.check_literal(host)
+        if refusal is not None:
             raise McpAddressRefused(
-                f"refused: {host} is {reason[0]}; a private address needs MCP_ALLOWED_NETWORKS "
+                f"refused: {refusal}; a private address needs MCP_ALLOWED_NETWORKS "
                 "to list it (metadata addresses never).",
                 extra={"field": "url"},
             )

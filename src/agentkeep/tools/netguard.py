@@ -156,6 +156,22 @@ class EgressAllowlist:
     def exempts(self, host: str, address: IPAddress) -> bool:
         return host in self.hosts or any(address in network for network in self.networks)
 
+    def check_literal(self, host: str) -> tuple[str | None, bool]:
+        """What a URL's host alone tells, before any lookup: the refusal (None when there is
+        none to make without resolving it), and whether the allowlist names the host."""
+        host = normalise_host(host)
+        try:
+            literal: IPAddress | None = ip_address(host)
+        except ValueError:
+            literal = None
+        allowlisted = host in self.hosts or (
+            literal is not None and any(literal in network for network in self.networks)
+        )
+        reason = refusal_reason(literal) if literal is not None else None
+        if reason is None or (reason[1] and allowlisted):
+            return None, allowlisted
+        return f"{host} is {reason[0]}", allowlisted
+
 
 def parse_target(raw: str | httpx.URL) -> Target:
     """Check the URL's form (scheme, credentials, host spelling); no network access."""

@@ -240,7 +240,11 @@ async def test_an_idle_worker_stops_at_once_on_sigterm(worker_env: dict[str, str
 
         await wait_for(started, within=60)
         idle.send_signal(signal.SIGTERM)
-        assert idle.wait(timeout=15) == 0
+        try:
+            code = idle.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            code = None
+        assert code == 0, log.read_text()
 
 
 def test_the_worker_refuses_to_start_on_sqlite(tmp_path: Path) -> None:

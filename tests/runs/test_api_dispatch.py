@@ -150,3 +150,25 @@ async def test_an_expired_idempotency_key_starts_a_new_run(app: FastAPI, client:
     async with app.state.sessionmaker() as session:
         keys = (await session.scalars(select(IdempotencyKey).where(IdempotencyKey.key == "daily"))).all()
     assert [str(key.resource_id) for key in keys] == [again.json()["id"]]
+
+
+async def test_runs_handed_over_together_get_the_job_procrastinates_own_defer_writes(
+    app: FastAPI, client: httpx.AsyncClient, backend: str
+) -> None:
+    """The recovery sweep hands a dead worker's runs back in one statement: one job each,
+    the same as procrastinate's defer writes, and none for a run whose job is waiting."""
+    _postgres_only(backend)
+    queue = app.state.run_queue
+    waiting, reference = uuid.uuid4(), uuid.uuid4()
+    assert await queue.hand_over(waiting)
+    assert await queue.hand_over(reference)
+    runs = [uuid.uuid4() for _ in range(5)]
+
+    handed = await queue.hand_over_all([*runs, waiting])
+
+    assert sorted(handed) == sorted([*runs, waiting])
+    for run_id in runs:
+        (job,) = await _jobs(app, str(run_id))
+        assert job.task_kwargs == {"run_id": str(run_id)}
+        assert await _job_row(app, run_id) == await _job_row(app, reference)
+    assert len(await _jobs(app, str(waiting))) == 1

@@ -6,7 +6,7 @@ import asyncio
 import secrets
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -117,6 +117,9 @@ class RecordingHolder:
     async def hand_over(self, run_id: uuid.UUID) -> bool:
         self.handed.append(run_id)
         return True
+
+    async def hand_over_all(self, run_ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
+        return [run_id for run_id in run_ids if await self.hand_over(run_id)]
 
     async def tend(self, *, now: datetime, stale_before: datetime) -> list[uuid.UUID]:
         return []

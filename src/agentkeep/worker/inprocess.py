@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import uuid
 from collections import Counter
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import structlog
@@ -76,6 +77,9 @@ class InProcessRunQueue:
             self._waiting.add(run_id)
             self._queue.put_nowait(run_id)
         return True
+
+    async def hand_over_all(self, run_ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
+        return [run_id for run_id in run_ids if await self.hand_over(run_id)]
 
     async def accept(self, session: AsyncSession, run_id: uuid.UUID) -> bool:
         """Dispatch the run once `session`'s transaction has committed (never if it rolls back)."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import enum
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,13 +29,14 @@ from procrastinate.jobs import Job, Status
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import Select
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agentkeep.config import Settings
 from agentkeep.db.faults import classify
 from agentkeep.worker import leases
 from agentkeep.worker.driver import DB_ERRORS
-from agentkeep.worker.jobrows import defer_in, has_job, plan_stalled, queueing_lock, run_of
+from agentkeep.worker.jobrows import defer_all_in, defer_in, has_job, plan_stalled, queueing_lock, run_of
 
 logger = structlog.get_logger("agentkeep.worker")
 
@@ -46,6 +47,8 @@ APPLICATION_NAME = "agentkeep-queue"
 # (its own defaults, stated here so the worker and the sweep agree).
 HEARTBEAT_SECONDS = 10.0
 STALLED_AFTER_SECONDS = 30.0
+# Runs per deferral statement when many are handed over at once.
+HAND_OVER_CHUNK = 500
 
 
 def queue_conninfo(database_url: str) -> str:
@@ -130,6 +133,28 @@ class JobRunQueue:
             logger.warning("run_dispatch_failed", run_id=str(run_id), error=type(exc).__name__)
             return False
         return True
+
+    async def hand_over_all(self, run_ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
+        """Give many queued runs a job each in one transaction (a worker's runs after it died).
+
+        One deferral per run took a round trip and a transaction each: hundreds of runs
+        waited seconds to be back in the queue. The runs handed over come back; if a job for
+        one of them appeared meanwhile, they are handed over one by one instead.
+        """
+        if not run_ids:
+            return []
+        try:
+            async with self.sessionmaker() as session, session.begin():
+                for start in range(0, len(run_ids), HAND_OVER_CHUNK):
+                    chunk = run_ids[start : start + HAND_OVER_CHUNK]
+                    await defer_all_in(session, chunk, queue_name=QUEUE_NAME, task_name=TASK_NAME)
+            return list(run_ids)
+        except IntegrityError:
+            pass  # another process deferred one of them first
+        except DB_ERRORS as exc:
+            logger.warning("run_dispatch_failed", runs=len(run_ids), error=type(exc).__name__)
+            return []
+        return [run_id for run_id in run_ids if await self.hand_over(run_id)]
 
     async def dispatch(self, run_id: uuid.UUID) -> None:
         if not await self.hand_over(run_id):

@@ -78,6 +78,22 @@ def queueing_lock(run_id: uuid.UUID) -> str:
     return f"run:{run_id}"
 
 
+# The same defer for many runs in one statement, leaving out the runs whose job is waiting
+# already (procrastinate's queueing lock would refuse a second `todo` job for them).
+_DEFER_ALL = text(
+    "SELECT procrastinate_defer_jobs_v1(ARRAY("
+    "SELECT ROW(:queue_name, :task_name, :priority, NULL, 'run:' || ids.id::text, "
+    "jsonb_build_object('run_id', ids.id::text), NULL)::procrastinate_job_to_defer_v1 "
+    "FROM unnest(CAST(:run_ids AS uuid[])) AS ids(id) "
+    "WHERE NOT EXISTS (SELECT 1 FROM procrastinate_jobs AS jobs "
+    "WHERE jobs.queueing_lock = 'run:' || ids.id::text AND jobs.status = 'todo')))"
+).bindparams(
+    bindparam("queue_name", type_=String),
+    bindparam("task_name", type_=String),
+    bindparam("priority", type_=Integer),
+)
+
+
 async def defer_in(session: AsyncSession, run_id: uuid.UUID, *, queue_name: str, task_name: str) -> None:
     """Write the run's job in `session`'s transaction (PostgreSQL): it commits with the run.
 
@@ -91,6 +107,25 @@ async def defer_in(session: AsyncSession, run_id: uuid.UUID, *, queue_name: str,
             "priority": DEFAULT_PRIORITY,
             "queueing_lock": queueing_lock(run_id),
             "args": {"run_id": str(run_id)},
+        },
+    )
+
+
+async def defer_all_in(
+    session: AsyncSession, run_ids: Sequence[uuid.UUID], *, queue_name: str, task_name: str
+) -> None:
+    """Write a job for each of these queued runs that has none waiting: one statement.
+
+    A job deferred by someone else between the check and the insert makes the statement fail
+    with procrastinate's unique violation; the caller then hands the runs over one by one.
+    """
+    await session.execute(
+        _DEFER_ALL,
+        {
+            "queue_name": queue_name,
+            "task_name": task_name,
+            "priority": DEFAULT_PRIORITY,
+            "run_ids": [str(run_id) for run_id in run_ids],
         },
     )
 

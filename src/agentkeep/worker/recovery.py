@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -47,6 +47,10 @@ class RunHolder(Protocol):
 
     async def hand_over(self, run_id: uuid.UUID) -> bool:
         """Give a queued run to be executed; False when that failed (the sweep tries again)."""
+        ...
+
+    async def hand_over_all(self, run_ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
+        """Give many queued runs at once; those given (the rest the sweep tries again)."""
         ...
 
     async def tend(self, *, now: datetime, stale_before: datetime) -> list[uuid.UUID]:
@@ -152,8 +156,7 @@ class RecoverySweep:
             found, settled = await self._settle_expired(report)
             if found < BATCH or settled == 0:
                 break
-        for run_id in report.requeued:
-            await self.holder.hand_over(run_id)
+        await self.holder.hand_over_all(report.requeued)
         for run_id in report.failed:
             # A failed turn lets the next turn of its thread start.
             async with self.sessionmaker() as session:
@@ -193,6 +196,4 @@ class RecoverySweep:
             return
         async with self.sessionmaker() as session, session.begin():
             won = await redispatch.claim(session, lost, now=now, stale_before=stale_before)
-        for run_id in won:
-            if await self.holder.hand_over(run_id):
-                report.redispatched.append(run_id)
+        report.redispatched.extend(await self.holder.hand_over_all(won))

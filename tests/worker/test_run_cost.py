@@ -6,9 +6,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from sqlalchemy import event, select, update
+from sqlalchemy.engine.interfaces import CacheStats
 
 from agentkeep.runs.executor import execute
 from agentkeep.runs.models import Run
@@ -114,3 +116,34 @@ async def test_runs_of_one_agent_version_read_it_once_and_share_its_agent(
             "output",
             "status",
         ]
+
+
+async def test_after_a_first_run_every_statement_of_a_run_comes_from_the_compiled_cache(
+    sessionmaker: Sessionmaker, make_driver: DriverFactory
+) -> None:
+    """Compiling SQL is CPU a worker pays per run only if a statement's shape changes with its
+    data (inline VALUES rows did: a sixth of a worker's CPU). SQLAlchemy says per execution
+    whether its compiled form came from the cache."""
+    first = await make_run(sessionmaker, "what is 6 * 7?", tools=[{"name": "calculator"}])
+    warm = await _another_run_of(sessionmaker, first, "what is 1 + 1?")
+    second = await _another_run_of(sessionmaker, first, "what is 2 + 3? and 4 + 4?")
+    driver = make_driver("w1", execute)
+    engine = sessionmaker.kw["bind"].sync_engine
+    compiled: list[str] = []
+
+    def record(
+        _conn: object, _cursor: object, statement: str, _params: object, context: Any, _many: bool
+    ) -> None:
+        if context is not None and context.cache_hit in (CacheStats.CACHE_MISS, CacheStats.NO_CACHE_KEY):
+            compiled.append(f"{context.cache_hit.name}: {statement}")
+
+    # Two runs first: on SQLite the ORM's UPDATE ... RETURNING is compiled twice before its
+    # cache entry settles (SQLAlchemy's own warm-up), then never again.
+    assert await driver.drive(first) == RunStatus.COMPLETED
+    assert await driver.drive(warm) == RunStatus.COMPLETED
+    event.listen(engine, "after_cursor_execute", record)
+    try:
+        assert await driver.drive(second) == RunStatus.COMPLETED
+    finally:
+        event.remove(engine, "after_cursor_execute", record)
+    assert compiled == [], "\n\n".join(compiled)

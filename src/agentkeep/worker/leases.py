@@ -18,7 +18,6 @@ from typing import Any, cast
 from sqlalchemy import (
     CursorResult,
     and_,
-    column,
     exists,
     func,
     insert,
@@ -27,7 +26,6 @@ from sqlalchemy import (
     select,
     true,
     update,
-    values,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
@@ -37,7 +35,7 @@ from agentkeep.notify import topics
 from agentkeep.notify.announce import CHANNEL, hub_of
 from agentkeep.runs.contract import RunOutcome, Usage
 from agentkeep.runs.models import Run, RunEvent
-from agentkeep.runs.repository import append_event, append_events
+from agentkeep.runs.repository import append_event, append_events, created_at_param, event_batch
 from agentkeep.runs.states import ACTIVE_STATUSES, EventKind, RunStatus, StopReason
 
 
@@ -271,16 +269,13 @@ async def append_fenced_at_once(
     statement commits on its own, all or nothing.
     """
     fenced = update(Run).where(_held_by(run_id, owner)).values(updated_at=now).returning(Run.id).cte("fence")
-    table = RunEvent.__table__
-    batch = values(
-        *(column(name, table.c[name].type) for name in ("seq", "kind", "data", "created_at")),
-        name="batch",
-    ).data([(first_seq + offset, kind.value, data, now) for offset, (kind, data) in enumerate(events)])
+    batch = event_batch(events, first_seq)
+    created_at = created_at_param(now)
     inserted = (
         insert(RunEvent)
         .from_select(
             ["run_id", "seq", "kind", "data", "created_at"],
-            select(fenced.c.id, batch.c.seq, batch.c.kind, batch.c.data, batch.c.created_at).join_from(
+            select(fenced.c.id, batch.c.seq, batch.c.kind, batch.c.data, created_at).join_from(
                 fenced, batch, true()
             ),
         )

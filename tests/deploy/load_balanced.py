@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+import signal
 import ssl
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,8 +70,10 @@ class LoadBalanced:
     stack: ExitStack
     ports: list[int]
     certificate: Certificate
-    servers: list[Server] = field(default_factory=list)
+    # The instance serving each slot now (a restart replaces it).
+    servers: dict[int, Server] = field(default_factory=dict)
     nginx: Nginx | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def proxy(self) -> Nginx:
@@ -82,14 +87,19 @@ class LoadBalanced:
         """Instance `slot` on its fixed port (where nginx's upstream names it)."""
         folder = self.workdir / f"instance-{slot}"
         folder.mkdir(parents=True, exist_ok=True)
-        server = self.stack.enter_context(
-            running_server(self.env, migrate=False, workdir=folder, port=self.ports[slot])
-        )
-        if slot < len(self.servers):
+        # Entered here and stopped with the deployment; instances may start in parallel.
+        instance = running_server(self.env, migrate=False, workdir=folder, port=self.ports[slot])
+        server = instance.__enter__()
+        with self._lock:
+            self.stack.push(instance.__exit__)
             self.servers[slot] = server
-        else:
-            self.servers.append(server)
         return server
+
+    def stop_quickly(self) -> None:
+        """SIGINT to every instance: it skips the drain (the test is over, nobody is served)."""
+        for server in self.servers.values():
+            if server.process.poll() is None:
+                server.process.send_signal(signal.SIGINT)
 
     def trust(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=str(self.certificate.cert))
@@ -157,20 +167,27 @@ def load_balanced(database_url: str, workdir: Path) -> Iterator[LoadBalanced]:
             ports=[free_port(), free_port()],
             certificate=throwaway_certificate(workdir),
         )
-        for args, extra in (
-            (("migrate",), {}),
-            (
-                ("create-admin", "--username", ADMIN, "--email", "operator@example.com"),
-                {"AGENTKEEP_ADMIN_PASSWORD": ADMIN_PASSWORD},
-            ),
-        ):
-            result = deployment.cli(*args, extra=extra)
-            assert result.returncode == 0, result.stderr
+        migrated = deployment.cli("migrate")
+        assert migrated.returncode == 0, migrated.stderr
         stack.enter_context(worker_process(deployment.env, workdir))
-        for slot in range(len(deployment.ports)):
-            deployment.start_instance(slot)
+        # Starting processes is the slow part on a busy host: all at once.
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            admin = pool.submit(
+                deployment.cli,
+                *("create-admin", "--username", ADMIN, "--email", "operator@example.com"),
+                extra={"AGENTKEEP_ADMIN_PASSWORD": ADMIN_PASSWORD},
+            )
+            instances = [
+                pool.submit(deployment.start_instance, slot) for slot in range(len(deployment.ports))
+            ]
+            for started in instances:
+                started.result()
+            assert admin.result().returncode == 0, admin.result().stderr
         upstreams = [f"127.0.0.1:{port}" for port in deployment.ports]
         deployment.nginx = stack.enter_context(
             running_nginx(upstreams, deployment.certificate, free_port(), free_port())
         )
-        yield deployment
+        try:
+            yield deployment
+        finally:
+            deployment.stop_quickly()

@@ -141,7 +141,9 @@ def _wait_for_port(port: int, process: subprocess.Popen[bytes], log_path: Path) 
 
 
 @contextlib.contextmanager
-def running_nginx(upstreams: Sequence[str], certificate: Certificate, http_port: int, https_port: int) -> Iterator[Nginx]:
+def running_nginx(
+    upstreams: Sequence[str], certificate: Certificate, http_port: int, https_port: int
+) -> Iterator[Nginx]:
     """deploy/nginx.conf rendered for `upstreams`, in the foreground with its own prefix."""
     binary = require_binary("nginx", "/usr/sbin/nginx")
     prefix = Path(tempfile.mkdtemp(prefix="agentkeep-nginx-"))
@@ -162,9 +164,7 @@ def running_nginx(upstreams: Sequence[str], certificate: Certificate, http_port:
         checked = subprocess.run(nginx.command("-t"), capture_output=True, text=True, timeout=30, check=False)
         if checked.returncode != 0:
             raise AssertionError(f"nginx -t refused the rendered deploy/nginx.conf: {checked.stderr}")
-        nginx.process = subprocess.Popen(
-            nginx.command(foreground=True), stdout=log, stderr=subprocess.STDOUT
-        )
+        nginx.process = subprocess.Popen(nginx.command(foreground=True), stdout=log, stderr=subprocess.STDOUT)
         try:
             _wait_for_port(https_port, nginx.process, log_path)
             _wait_for_port(http_port, nginx.process, log_path)

@@ -13,7 +13,9 @@ from __future__ import annotations
 import contextlib
 import datetime
 import ipaddress
+import os
 import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -126,6 +128,27 @@ class Nginx:
         directives = f"pid {self.prefix / 'nginx.pid'};" + (" daemon off;" if foreground else "")
         prefix = f"{self.prefix}/"
         return [self.binary, "-p", prefix, "-c", str(self.conf), "-e", "stderr", "-g", directives, *args]
+
+
+def runbook_environment(nginx: Nginx, certificate: Certificate, folder: Path) -> dict[str, str]:
+    """Where the runbook's commands, run as written, reach this test's deployment.
+
+    `nginx` on PATH is this instance's binary with its prefix and configuration (an operator's
+    is at the default paths); curl resolves the public host name to nginx's loopback ports and
+    trusts the throwaway certificate (an operator's DNS and CA do that).
+    """
+    bin_dir = folder / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    shim = bin_dir / "nginx"
+    shim.write_text("#!/bin/sh\nexec " + " ".join(shlex.quote(part) for part in nginx.command()) + ' "$@"\n')
+    shim.chmod(0o755)
+    (folder / ".curlrc").write_text(
+        f"connect-to = {PUBLIC_HOST}:80:127.0.0.1:{nginx.http_port}\n"
+        f"connect-to = {PUBLIC_HOST}:443:127.0.0.1:{nginx.https_port}\n"
+        f'cacert = "{certificate.cert}"\n'
+    )
+    path = os.environ.get("PATH", "/usr/bin:/bin")
+    return {"PATH": f"{bin_dir}:{path}:/usr/sbin", "CURL_HOME": str(folder), "HOME": str(folder)}
 
 
 def _wait_for_port(port: int, process: subprocess.Popen[bytes], log_path: Path) -> None:

@@ -272,6 +272,7 @@ class HeldPage:
     def __init__(self) -> None:
         self.release = threading.Event()
         self.requested = threading.Event()
+        self.answered = threading.Event()
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -284,6 +285,7 @@ class HeldPage:
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
+                outer.answered.set()
 
             def log_message(self, format: str, *args: Any) -> None:
                 return
@@ -346,7 +348,7 @@ async def test_event_streams_through_nginx_are_unbuffered_and_resumable(
         # The worker's tool call is still waiting on the held page: the events arrived while
         # the run was in progress, not when nginx had a full buffer or the stream ended.
         assert await asyncio.to_thread(held_page.requested.wait, 30)
-        assert not held_page.release.is_set()
+        assert not held_page.answered.is_set()
         seen = _events(lines)
         last_id = seen[-1]["id"]
         held_page.release.set()
@@ -443,3 +445,6 @@ async def test_a_rolling_restart_under_load_fails_no_request(
     failed = [answer for answer in load.answers if answer[2] not in {200, 201}]
     assert not failed, (failed[:5], summary)
     assert set(summary) == {"before", "restarting-0", "restarted-0", "restarting-1", "restarted-1", "after"}
+    # nginx did meet each stopped instance and moved those requests to the other one.
+    refused = deployment.proxy.log().count("(111: Connection refused) while connecting to upstream")
+    assert refused >= 2, deployment.proxy.log()[-3000:]

@@ -10,16 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import re
-import secrets
-import subprocess
 import threading
 import time
-from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +21,8 @@ import pytest
 
 from tests.auth.helpers import PASSWORD, bearer
 from tests.deploy.load_balanced import ADMIN, ADMIN_PASSWORD, DRAIN_SECONDS, LoadBalanced, load_balanced
+from tests.deploy.runbook import run_runbook, runbook_blocks
+from tests.deploy.traffic import ApiLoad, HeldPage, sse_events
 from tests.support.access_log import served_requests
 from tests.support.databases import (
     create_postgres_database,
@@ -48,38 +43,6 @@ REVOCATION_BOUND_SECONDS = 15.0
 FAIL_TIMEOUT_SECONDS = 10.0
 # What the load requests (running_server's own start-up probe goes to /health/live).
 LOAD_ROUTES = {"/api/agents"}
-
-
-OPERATIONS = Path(__file__).resolve().parents[2] / "docs" / "OPERATIONS.md"
-RUNBOOK_HEADING = "### nginx in front of several instances (runbook)"
-
-
-def _runbook_blocks() -> list[list[str]]:
-    """The shell blocks of the runbook section, each as its commands (comments dropped,
-    continued lines joined), in the order the section gives them."""
-    section = OPERATIONS.read_text().split(RUNBOOK_HEADING, 1)[1].split("\n## ", 1)[0]
-    blocks = []
-    for block in re.findall(r"```sh\n(.*?)```", section, re.DOTALL):
-        joined = re.sub(r"\\\n\s*", "", block)
-        blocks.append(
-            [line for line in joined.splitlines() if line.strip() and not line.lstrip().startswith("#")]
-        )
-    return blocks
-
-
-async def _run_runbook(command: str, env: dict[str, str]) -> str:
-    """One runbook command, run by bash as written, in the deployment's environment."""
-    result = await asyncio.to_thread(
-        subprocess.run,
-        ["bash", "-euo", "pipefail", "-c", command],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=90,  # the readiness loop waits for a starting instance
-        check=False,
-    )
-    assert result.returncode == 0, (command, result.stdout, result.stderr)
-    return result.stdout + result.stderr
 
 
 @pytest.fixture(scope="module")
@@ -152,10 +115,10 @@ async def test_tls_and_the_redirect_to_https(deployment: LoadBalanced) -> None:
 async def test_the_runbook_checks_and_applies_the_configuration(
     deployment: LoadBalanced, tmp_path: Path
 ) -> None:
-    (commands, _) = _runbook_blocks()
+    (commands, _) = runbook_blocks()
     env = runbook_environment(deployment.proxy, deployment.certificate, tmp_path)
     workers_before = _nginx_workers(deployment)
-    output = await _run_runbook("\n".join(commands), env)
+    output = await run_runbook("\n".join(commands), env)
     assert "301 https://agents.example.com/health/ready" in output
     assert '"status":"ok"' in output.replace(" ", "")
     # The reload started new nginx worker processes, and nginx kept serving.
@@ -266,35 +229,6 @@ async def test_logout_and_key_revocation_take_effect_on_both_instances(deploymen
         await _until_refused_everywhere(deployment, session, "/auth/me")
 
 
-class HeldPage:
-    """An HTTP server whose answers wait until the test releases them."""
-
-    def __init__(self) -> None:
-        self.release = threading.Event()
-        self.requested = threading.Event()
-        self.answered = threading.Event()
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                outer.requested.set()
-                outer.release.wait(60)
-                body = b"the report"
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-                outer.answered.set()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.port = int(self.server.server_address[1])
-
-
 @pytest.fixture
 def held_page() -> Iterator[HeldPage]:
     page = HeldPage()
@@ -304,20 +238,6 @@ def held_page() -> Iterator[HeldPage]:
     page.release.set()
     page.server.shutdown()
     page.server.server_close()
-
-
-def _events(lines: list[str]) -> list[dict[str, str]]:
-    events: list[dict[str, str]] = []
-    current: dict[str, str] = {}
-    for line in lines:
-        if not line:
-            if current:
-                events.append(current)
-            current = {}
-        elif not line.startswith(":"):
-            name, _, value = line.partition(":")
-            current[name] = value.removeprefix(" ")
-    return events
 
 
 async def test_event_streams_through_nginx_are_unbuffered_and_resumable(
@@ -343,18 +263,18 @@ async def test_event_streams_through_nginx_are_unbuffered_and_resumable(
             assert stream.headers["content-type"].startswith("text/event-stream")
             async for line in stream.aiter_lines():
                 lines.append(line)
-                if any(event.get("event") == "tool_call" for event in _events(lines)):
+                if any(event.get("event") == "tool_call" for event in sse_events(lines)):
                     break
         # The worker's tool call is still waiting on the held page: the events arrived while
         # the run was in progress, not when nginx had a full buffer or the stream ended.
         assert await asyncio.to_thread(held_page.requested.wait, 30)
         assert not held_page.answered.is_set()
-        seen = _events(lines)
+        seen = sse_events(lines)
         last_id = seen[-1]["id"]
         held_page.release.set()
 
         async with http.stream("GET", events_path, headers={**auth, "Last-Event-ID": last_id}) as stream:
-            rest = _events([line async for line in stream.aiter_lines()] + [""])
+            rest = sse_events([line async for line in stream.aiter_lines()] + [""])
     ids = [int(event["id"]) for event in seen + rest]
     assert ids == list(range(1, len(ids) + 1))
     assert json.loads(rest[-1]["data"])["status"] == "completed"
@@ -372,47 +292,6 @@ async def _back_in_rotation(deployment: LoadBalanced, slot: int) -> None:
         await asyncio.sleep(0.2)
 
 
-@dataclass
-class ApiLoad:
-    """Clients that alternate listing and creating agents through nginx, recording each answer
-    by phase. No readiness probe goes through nginx: a draining instance's 503 there would
-    tell nginx to skip it, which a deployment cannot count on."""
-
-    http: httpx.AsyncClient
-    headers: dict[str, str]
-    phase: str = "before"
-    answers: list[tuple[str, str, int | str]] = field(default_factory=list)
-    stopping: bool = False
-
-    async def _client(self) -> None:
-        while not self.stopping:
-            for kind in ("list", "create"):
-                phase = self.phase
-                try:
-                    if kind == "list":
-                        response = await self.http.get("/api/agents", headers=self.headers)
-                    else:
-                        body = {"name": f"load-{secrets.token_hex(6)}", "model": "test"}
-                        response = await self.http.post("/api/agents", json=body, headers=self.headers)
-                    self.answers.append((phase, kind, response.status_code))
-                except httpx.HTTPError as exc:
-                    self.answers.append((phase, kind, repr(exc)))
-
-    async def run(self, clients: int, script: Callable[[], Awaitable[None]]) -> None:
-        tasks = [asyncio.create_task(self._client()) for _ in range(clients)]
-        try:
-            await script()
-        finally:
-            self.stopping = True
-            await asyncio.gather(*tasks)
-
-    def summary(self) -> dict[str, Counter[int | str]]:
-        table: dict[str, Counter[int | str]] = {}
-        for phase, _, outcome in self.answers:
-            table.setdefault(phase, Counter())[outcome] += 1
-        return table
-
-
 async def test_a_rolling_restart_under_load_fails_no_request(
     deployment: LoadBalanced, tmp_path: Path
 ) -> None:
@@ -421,7 +300,7 @@ async def test_a_rolling_restart_under_load_fails_no_request(
         load = ApiLoad(http=http, headers=auth)
 
         # The runbook's commands: stop an instance, then wait for its successor's readiness.
-        (_, (stop, wait_ready)) = _runbook_blocks()
+        (_, (stop, wait_ready)) = runbook_blocks()
         env = runbook_environment(deployment.proxy, deployment.certificate, tmp_path)
 
         async def roll() -> None:
@@ -429,11 +308,11 @@ async def test_a_rolling_restart_under_load_fails_no_request(
             for slot in (0, 1):
                 load.phase = f"restarting-{slot}"
                 old = deployment.servers[slot].process
-                await _run_runbook(stop, {**env, "INSTANCE_PID": str(old.pid)})
+                await run_runbook(stop, {**env, "INSTANCE_PID": str(old.pid)})
                 code = await asyncio.to_thread(old.wait, DRAIN_SECONDS + 60)
                 assert code == 0
                 await asyncio.to_thread(deployment.start_instance, slot)
-                await _run_runbook(wait_ready, {**env, "INSTANCE": f"127.0.0.1:{deployment.ports[slot]}"})
+                await run_runbook(wait_ready, {**env, "INSTANCE": f"127.0.0.1:{deployment.ports[slot]}"})
                 load.phase = f"restarted-{slot}"
                 await _back_in_rotation(deployment, slot)
             load.phase = "after"

@@ -303,24 +303,33 @@ async def test_a_rolling_restart_under_load_fails_no_request(
         (_, (stop, wait_ready)) = runbook_blocks()
         env = runbook_environment(deployment.proxy, deployment.certificate, tmp_path)
 
+        started: dict[str, float] = {"before": time.monotonic()}
+
+        def enter(phase: str) -> None:
+            load.phase = phase
+            started[phase] = time.monotonic()
+
         async def roll() -> None:
             await asyncio.sleep(1)
             for slot in (0, 1):
-                load.phase = f"restarting-{slot}"
+                enter(f"restarting-{slot}")
                 old = deployment.servers[slot].process
                 await run_runbook(stop, {**env, "INSTANCE_PID": str(old.pid)})
                 code = await asyncio.to_thread(old.wait, DRAIN_SECONDS + 60)
                 assert code == 0
                 await asyncio.to_thread(deployment.start_instance, slot)
                 await run_runbook(wait_ready, {**env, "INSTANCE": f"127.0.0.1:{deployment.ports[slot]}"})
-                load.phase = f"restarted-{slot}"
+                enter(f"restarted-{slot}")
                 await _back_in_rotation(deployment, slot)
-            load.phase = "after"
+            enter("after")
             await asyncio.sleep(1)
 
         await load.run(6, roll)
+        started["end"] = time.monotonic()
     summary = load.summary()
-    print(summary)  # the figures, with -s
+    marks = list(started.items())
+    seconds = {phase: round(marks[n + 1][1] - at, 1) for n, (phase, at) in enumerate(marks[:-1])}
+    print(summary, seconds)  # the figures, with -s
     failed = [answer for answer in load.answers if answer[2] not in {200, 201}]
     assert not failed, (failed[:5], summary)
     assert set(summary) == {"before", "restarting-0", "restarted-0", "restarting-1", "restarted-1", "after"}

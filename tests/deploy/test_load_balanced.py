@@ -2,8 +2,9 @@
 package with the repository's deploy/nginx.conf, TLS with a throwaway certificate, two
 `agentkeep serve` instances and a worker on PostgreSQL + Redis in the production profile.
 
-One deployment serves the whole module (starting it is the slow part); the rolling restart
-comes last, since it replaces the instances.
+One test runs every check on one deployment, in turn: starting the deployment is the slow
+part, and the parallel runner would start one for each worker that took a separate test. The
+rolling restart comes last, since it replaces the instances.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from tests.support.databases import (
 )
 from tests.support.nginx import PUBLIC_HOST, runbook_environment
 
-pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis, pytest.mark.timeout(420)]
 
 SPOOFED = "203.0.113.7"  # TEST-NET-3: no real client has it
 # Revocation is announced to every instance and takes effect there within one second
@@ -45,7 +46,7 @@ FAIL_TIMEOUT_SECONDS = 10.0
 LOAD_ROUTES = {"/api/agents"}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 async def deployment(
     tmp_path_factory: pytest.TempPathFactory, redis_available: bool
 ) -> AsyncIterator[LoadBalanced]:
@@ -89,7 +90,7 @@ def _served_by(deployment: LoadBalanced, responses: list[httpx.Response]) -> lis
     return slots
 
 
-async def test_tls_and_the_redirect_to_https(deployment: LoadBalanced) -> None:
+async def _check_tls_and_the_redirect_to_https(deployment: LoadBalanced) -> None:
     async with deployment.plain_client("127.0.0.2") as plain:
         redirected = await plain.get("/api/agents?limit=5")
     assert redirected.status_code == 301
@@ -112,7 +113,7 @@ async def test_tls_and_the_redirect_to_https(deployment: LoadBalanced) -> None:
         assert (await http.get("/metrics")).status_code == 404
 
 
-async def test_the_runbook_checks_and_applies_the_configuration(
+async def _check_the_runbook_checks_and_applies_the_configuration(
     deployment: LoadBalanced, tmp_path: Path
 ) -> None:
     (commands, _) = runbook_blocks()
@@ -142,7 +143,7 @@ async def _login_records(admin: httpx.AsyncClient, user_id: str) -> list[dict[st
     return items
 
 
-async def test_client_address_from_x_forwarded_for_only_through_nginx(deployment: LoadBalanced) -> None:
+async def _check_client_address_from_x_forwarded_for_only_through_nginx(deployment: LoadBalanced) -> None:
     spoof = {"X-Forwarded-For": SPOOFED}
     async with deployment.client("127.0.0.2") as http:
         tokens = await _user(http, "xff")
@@ -169,7 +170,7 @@ async def test_client_address_from_x_forwarded_for_only_through_nginx(deployment
     assert forged.json()["items"] == []
 
 
-async def test_the_auth_rate_limit_is_shared_by_both_instances(deployment: LoadBalanced) -> None:
+async def _check_the_auth_rate_limit_is_shared_by_both_instances(deployment: LoadBalanced) -> None:
     wrong = {"username": "nobody-at-all", "password": "not the password 1"}
     async with deployment.client("127.0.0.4") as http:
         # RATE_LIMIT_AUTH=5/minute per client address (docs/SECURITY.md: 5 x 401, then 429).
@@ -207,7 +208,7 @@ async def _accepted_everywhere(deployment: LoadBalanced, headers: dict[str, str]
             assert me.status_code == 200, (slot, me.text)
 
 
-async def test_logout_and_key_revocation_take_effect_on_both_instances(deployment: LoadBalanced) -> None:
+async def _check_logout_and_key_revocation_take_effect_on_both_instances(deployment: LoadBalanced) -> None:
     async with deployment.client("127.0.0.6") as http:
         tokens = await _user(http, "revoked")
         session = bearer(tokens["access_token"])
@@ -240,7 +241,7 @@ def held_page() -> Iterator[HeldPage]:
     page.server.server_close()
 
 
-async def test_event_streams_through_nginx_are_unbuffered_and_resumable(
+async def _check_event_streams_through_nginx_are_unbuffered_and_resumable(
     deployment: LoadBalanced, held_page: HeldPage
 ) -> None:
     tool = {"name": "http_get", "settings": {"allowed_hosts": ["127.0.0.1"], "timeout_seconds": 30}}
@@ -292,7 +293,7 @@ async def _back_in_rotation(deployment: LoadBalanced, slot: int) -> None:
         await asyncio.sleep(0.2)
 
 
-async def test_a_rolling_restart_under_load_fails_no_request(
+async def _check_a_rolling_restart_under_load_fails_no_request(
     deployment: LoadBalanced, tmp_path: Path
 ) -> None:
     async with deployment.client("127.0.0.8") as http:
@@ -336,3 +337,16 @@ async def test_a_rolling_restart_under_load_fails_no_request(
     # nginx did meet each stopped instance and moved those requests to the other one.
     refused = deployment.proxy.log().count("(111: Connection refused) while connecting to upstream")
     assert refused >= 2, deployment.proxy.log()[-3000:]
+
+
+async def test_a_load_balanced_deployment_behind_the_repositorys_nginx_conf(
+    deployment: LoadBalanced, held_page: HeldPage, tmp_path: Path
+) -> None:
+    """Each check names its failure; the rolling restart, which replaces the instances, last."""
+    await _check_tls_and_the_redirect_to_https(deployment)
+    await _check_the_runbook_checks_and_applies_the_configuration(deployment, tmp_path)
+    await _check_client_address_from_x_forwarded_for_only_through_nginx(deployment)
+    await _check_the_auth_rate_limit_is_shared_by_both_instances(deployment)
+    await _check_logout_and_key_revocation_take_effect_on_both_instances(deployment)
+    await _check_event_streams_through_nginx_are_unbuffered_and_resumable(deployment, held_page)
+    await _check_a_rolling_restart_under_load_fails_no_request(deployment, tmp_path)

@@ -109,6 +109,13 @@ def render(
     return _replace(conf, r"^http \{\n", f"http {{\n{temp}", 1)
 
 
+def nginx_command(binary: str, prefix: Path, conf: Path, *args: str, foreground: bool = False) -> list[str]:
+    """`nginx` with a test's own prefix and configuration (for -t, -s reload, serving)."""
+    # nginx keeps only the last -g: the main-context directives go in one.
+    directives = f"pid {prefix / 'nginx.pid'};" + (" daemon off;" if foreground else "")
+    return [binary, "-p", f"{prefix}/", "-c", str(conf), "-e", "stderr", "-g", directives, *args]
+
+
 @dataclass
 class Nginx:
     binary: str
@@ -122,12 +129,8 @@ class Nginx:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def command(self, *args: str, foreground: bool = False) -> list[str]:
-        """`nginx` with this instance's prefix and configuration (for -t, -s reload, ...)."""
-        # nginx keeps only the last -g: the main-context directives go in one.
-        directives = f"pid {self.prefix / 'nginx.pid'};" + (" daemon off;" if foreground else "")
-        prefix = f"{self.prefix}/"
-        return [self.binary, "-p", prefix, "-c", str(self.conf), "-e", "stderr", "-g", directives, *args]
+    def command(self, *args: str) -> list[str]:
+        return nginx_command(self.binary, self.prefix, self.conf, *args)
 
 
 def runbook_environment(nginx: Nginx, certificate: Certificate, folder: Path) -> dict[str, str]:
@@ -183,11 +186,15 @@ def running_nginx(
     )
     log_path = process_log("nginx")
     with log_path.open("wb") as log:
-        nginx = Nginx(binary, prefix, conf, http_port, https_port, log_path, None)  # type: ignore[arg-type]
-        checked = subprocess.run(nginx.command("-t"), capture_output=True, text=True, timeout=30, check=False)
+        checked = subprocess.run(
+            nginx_command(binary, prefix, conf, "-t"), capture_output=True, text=True, timeout=30, check=False
+        )
         if checked.returncode != 0:
             raise AssertionError(f"nginx -t refused the rendered deploy/nginx.conf: {checked.stderr}")
-        nginx.process = subprocess.Popen(nginx.command(foreground=True), stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            nginx_command(binary, prefix, conf, foreground=True), stdout=log, stderr=subprocess.STDOUT
+        )
+        nginx = Nginx(binary, prefix, conf, http_port, https_port, log_path, process)
         try:
             _wait_for_port(https_port, nginx.process, log_path)
             _wait_for_port(http_port, nginx.process, log_path)

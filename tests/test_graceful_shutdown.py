@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from agentkeep.config import Settings
-from agentkeep.serving import Drain
+from agentkeep.serving import Drain, GracefulShutdown
 from tests.auth.helpers import PASSWORD
 from tests.support.server import Server, running_server
 
@@ -65,6 +65,27 @@ async def test_draining_health_answers_503_while_liveness_stays_200(
 
 
 @pytest.mark.slow
+async def test_responses_while_draining_close_their_connection(
+    make_settings: Callable[..., Settings], sqlite_url: str
+) -> None:
+    """A proxy's pooled keep-alive connections must be gone before the listener closes:
+    during the drain every answer says `Connection: close` (RFC 9112, 9.6)."""
+    from asgi_lifespan import LifespanManager
+
+    from agentkeep.app import create_app
+
+    app = create_app(make_settings(database_url=sqlite_url))
+    graceful = GracefulShutdown(app, drain_seconds=0)
+    async with LifespanManager(app):
+        transport = httpx.ASGITransport(app=graceful)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            assert "connection" not in (await http.get("/health/live")).headers
+            graceful.drain.begin()
+            for path in ("/health/live", "/health/ready", "/api/agents"):
+                response = await http.get(path)
+                assert response.headers.get_list("connection") == ["close"], path
+
+
 async def test_sigterm_drains_then_finishes_in_flight_requests_and_exits_0() -> None:
     drain_seconds = 2.0
     env = {**SLOW_LOGINS, "SHUTDOWN_DRAIN_SECONDS": str(drain_seconds), "SHUTDOWN_TIMEOUT_SECONDS": "20"}

@@ -12,6 +12,11 @@ SHUTDOWN_DRAIN_SECONDS so load balancers see the 503 and move traffic away; then
 goes to uvicorn's own handler, which stops accepting, lets in-flight requests finish within
 SHUTDOWN_TIMEOUT_SECONDS, runs the lifespan shutdown (pools and clients closed) and exits.
 SIGINT (Ctrl+C) marks the application draining too but skips the drain period.
+
+While draining, every response carries `Connection: close`: a proxy that keeps idle
+connections to this instance (nginx `keepalive`) loses each one after its next answer, so when
+the instance stops accepting none is left that the proxy could pick for a request at the moment
+the instance closes it (a request lost that way cannot be resent if it was a POST).
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from typing import Any
 
 import structlog
 from fastapi import FastAPI
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 logger = structlog.get_logger("agentkeep.shutdown")
 
@@ -71,7 +76,18 @@ class GracefulShutdown:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             self._hook_signals(asyncio.get_running_loop())
+        elif scope["type"] == "http":
+            send = self._closing_while_draining(send)
         await self.app(scope, receive, send)
+
+    def _closing_while_draining(self, send: Send) -> Send:
+        async def send_closing(message: Message) -> None:
+            if message["type"] == "http.response.start" and self.drain.active:
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"connection"]
+                message = {**message, "headers": [*headers, (b"connection", b"close")]}
+            await send(message)
+
+        return send_closing
 
     def _hook_signals(self, loop: asyncio.AbstractEventLoop) -> None:
         if threading.current_thread() is not threading.main_thread():

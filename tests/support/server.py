@@ -71,8 +71,12 @@ def running_server(
     workers: int = 1,
     migrate: bool = True,
     workdir: Path | None = None,
+    port: int | None = None,
 ) -> Iterator[Server]:
     """Migrate and serve with the given settings; stop the process (and its files) on exit.
+
+    `port` (a free one by default) lets a restarted instance take its predecessor's place
+    behind a load balancer.
 
     Servers given the same `workdir` and `extra_env` share one SQLite file (or database).
     The server logs as in production (JSON at INFO) to a file the secret scan reads, which
@@ -97,7 +101,7 @@ def running_server(
         raise ValueError("with several workers the log level must show each worker's start")
     if migrate:
         _cli("migrate", env=env, cwd=workdir)
-    port = free_port()
+    port = port or free_port()
     log_path = process_log("agentkeep-serve")
     with log_path.open("wb") as log:
         process = subprocess.Popen(

@@ -38,6 +38,9 @@ DISCOVERY_TTL_SECONDS = 3600.0
 WELL_KNOWN = "/.well-known/openid-configuration"
 _AUDIENCE_CLAIMS = {"aud", "azp"}
 _CLOCK_CLAIMS = {"iat", "nbf"}
+# How providers that say why word a PKCE refusal (Keycloak "PKCE verification failed",
+# Entra ID "AADSTS501481: The Code_Verifier does not match the code_challenge").
+PKCE_WORDS = ("pkce", "code_verifier", "code verifier")
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,15 +190,16 @@ class _provider_errors:  # noqa: N801 - used as a context manager, named like on
 
 def _token_endpoint_error(exc: OAuthError) -> errors.SsoError:
     description = str(exc.description or "")[:200]
-    if exc.error == "invalid_grant" and ("pkce" in description.lower() or "verifier" in description.lower()):
+    if exc.error == "invalid_grant" and any(word in description.lower() for word in PKCE_WORDS):
         return errors.PkceFailed(
             "The provider refused the code: the PKCE verifier does not match the challenge "
             "(the authorization request was altered on its way). Start the login again."
         )
     if exc.error == "invalid_grant":
         return errors.CodeRejected(
-            f"The provider refused the authorization code ({description or exc.error}); "
-            "start the login again."
+            f"The provider refused the authorization code ({description or exc.error}): it was "
+            "used or expired, or its PKCE verifier does not match the challenge (the authorization "
+            "request was altered on its way). Start the login again."
         )
     return errors.ProviderError(f"The provider's token endpoint refused: {exc.error} {description}".strip())
 

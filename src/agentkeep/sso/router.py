@@ -51,7 +51,6 @@ async def list_providers(clients: OidcClientsDep) -> list[ProviderRead]:
     responses={
         302: {"description": "Redirect to the provider's login page."},
         404: {"description": "No such provider."},
-        503: {"description": "The provider cannot be reached."},
     },
 )
 async def login(
@@ -91,7 +90,6 @@ async def login(
         403: {"description": "Email not verified for linking, or account disabled."},
         409: {"description": "An unlinked account already holds this email."},
         502: {"description": "The provider answered with an error."},
-        503: {"description": "The provider cannot be reached."},
     },
 )
 async def callback(

@@ -94,6 +94,7 @@ def running_provider(
     port: int | None = None,
     clock_offset: str | None = None,
     id_token_ttl: int = 600,
+    client_secret: str | None = None,
 ) -> Iterator[OpenIdProvider]:
     """Start a provider on a loopback port; `issuer` defaults to its own URL."""
     node = require_binary("node", "nodejs")
@@ -105,7 +106,7 @@ def running_provider(
         issuer=issuer or url,
         url=url,
         accounts_file=directory / f"accounts-{port}.json",
-        client_secret=new_client_secret(),
+        client_secret=client_secret or new_client_secret(),
         other_client_secret=new_client_secret(),
     )
     provider._write()

@@ -11,6 +11,8 @@ provider's addresses must be public unless OIDC_ALLOWED_NETWORKS lists them.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -162,30 +164,28 @@ class OidcClient:
         return {**dict(info), **claims}
 
 
-class _provider_errors:  # noqa: N801 - used as a context manager, named like one
+@contextmanager
+def _provider_errors() -> Iterator[None]:
     """Transport failures become ProviderUnavailable / ProviderError."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
-        if exc is None:
-            return
-        if isinstance(exc, EgressRefused):
-            raise errors.ProviderUnavailable(
-                f"The provider's address was refused ({exc}); a provider on a private network "
-                "needs OIDC_ALLOWED_NETWORKS to list it."
-            ) from None
-        if isinstance(exc, httpx2.TimeoutException | httpx2.NetworkError):
-            raise errors.ProviderUnavailable(
-                "The sign-in provider did not answer; try again later.", headers={"Retry-After": "30"}
-            ) from None
-        if isinstance(exc, httpx2.HTTPStatusError):
-            raise errors.ProviderError(
-                f"The sign-in provider answered HTTP {exc.response.status_code}; try again later."
-            ) from None
-        if isinstance(exc, httpx2.HTTPError | ValueError) and not isinstance(exc, JoseError):
-            raise errors.ProviderError("The sign-in provider's answer could not be read.") from None
+    try:
+        yield
+    except EgressRefused as exc:
+        raise errors.ProviderUnavailable(
+            f"The provider's address was refused ({exc}); a provider on a private network "
+            "needs OIDC_ALLOWED_NETWORKS to list it."
+        ) from None
+    except (httpx2.TimeoutException, httpx2.NetworkError):
+        raise errors.ProviderUnavailable(
+            "The sign-in provider did not answer; try again later.", headers={"Retry-After": "30"}
+        ) from None
+    except httpx2.HTTPStatusError as exc:
+        raise errors.ProviderError(
+            f"The sign-in provider answered HTTP {exc.response.status_code}; try again later."
+        ) from None
+    except (httpx2.HTTPError, ValueError) as exc:
+        if isinstance(exc, JoseError):
+            raise
+        raise errors.ProviderError("The sign-in provider's answer could not be read.") from None
 
 
 def _token_endpoint_error(exc: OAuthError) -> errors.SsoError:

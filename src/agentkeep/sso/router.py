@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Path, Query, Request, Response, status
 from fastapi.responses import RedirectResponse
 
 from agentkeep.auth.router import AUTH_LIMIT, NO_STORE
 from agentkeep.auth.schemas import TokenResponse
+from agentkeep.dependencies import SettingsDep
 from agentkeep.rbac.dependencies import Public
 from agentkeep.sso.dependencies import OidcClientsDep, OidcLoginServiceDep
 from agentkeep.sso.schemas import ProviderRead
@@ -25,6 +26,7 @@ BINDING_COOKIE = "agentkeep_oidc"
 COOKIE_PATH = "/auth/oidc"
 COOKIE_MAX_AGE = 600
 PARAM_MAX = 4096
+ProviderName = Annotated[str, Path(max_length=32, pattern=r"^[a-z0-9][a-z0-9_-]*$")]
 
 
 def callback_url(request: Request, clients: OidcClientsDep, provider: str) -> str:
@@ -54,10 +56,11 @@ async def list_providers(clients: OidcClientsDep) -> list[ProviderRead]:
     },
 )
 async def login(
-    provider: str,
+    provider: ProviderName,
     request: Request,
     service: OidcLoginServiceDep,
     clients: OidcClientsDep,
+    settings: SettingsDep,
     org: Annotated[str | None, Query(min_length=1, max_length=80)] = None,
 ) -> RedirectResponse:
     """Start a single sign-on: redirect to the provider (state, nonce and PKCE S256); the
@@ -72,7 +75,8 @@ async def login(
         max_age=COOKIE_MAX_AGE,
         path=COOKIE_PATH,
         httponly=True,
-        secure=request.url.scheme == "https",
+        # Behind a TLS-terminating proxy the request looks like http: production always says Secure.
+        secure=request.url.scheme == "https" or settings.environment == "production",
         # Lax: sent on the provider's top-level redirect back, never on cross-site subrequests.
         samesite="lax",
     )
@@ -93,7 +97,7 @@ async def login(
     },
 )
 async def callback(
-    provider: str,
+    provider: ProviderName,
     request: Request,
     response: Response,
     service: OidcLoginServiceDep,

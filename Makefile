@@ -9,7 +9,7 @@ PORT ?= 8000
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format typecheck pytest install lock migrate bench clean
+.PHONY: run test lint format typecheck pytest install lock migrate bench clean sso-provider
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -64,6 +64,14 @@ format: $(STAMP)
 # Re-pin every dependency (run after editing pyproject.toml, commit the result).
 lock: $(BIN)/python
 	$(BIN)/uv pip compile pyproject.toml --extra dev --extra otel --python-version 3.11 --quiet -o requirements.lock
+
+# The real OpenID provider the SSO tests sign in through (tests/sso/openid_provider): the
+# npm package pinned by its package-lock, installed into that folder only.
+SSO_PROVIDER := tests/sso/openid_provider
+sso-provider: $(SSO_PROVIDER)/node_modules/.package-lock.json
+
+$(SSO_PROVIDER)/node_modules/.package-lock.json: $(SSO_PROVIDER)/package.json $(SSO_PROVIDER)/package-lock.json
+	cd $(SSO_PROVIDER) && npm ci --no-audit --no-fund --loglevel=error
 
 # Each benchmark also takes --postgres / --redis URLs; see bench/README.md.
 bench: $(STAMP)

@@ -15,6 +15,7 @@ from agentkeep.observability.router import router as observability_router
 from agentkeep.orgs.router import router as orgs_router
 from agentkeep.providers.router import router as providers_router
 from agentkeep.runs.router import router as runs_router
+from agentkeep.sso.router import router as sso_router
 from agentkeep.threads.router import router as threads_router
 from agentkeep.usage.router import router as usage_router
 from agentkeep.users.router import router as users_router
@@ -25,6 +26,7 @@ def mount_routers(app: FastAPI) -> None:
     app.include_router(health_router)
     app.include_router(observability_router)
     app.include_router(auth_router)
+    app.include_router(sso_router)
     app.include_router(audit_router)
     app.include_router(orgs_router)
     app.include_router(users_router)

@@ -44,6 +44,7 @@ from agentkeep.security.in_flight import InFlightGate, InFlightLimit
 from agentkeep.security.passwords import PasswordHasher, default_concurrency
 from agentkeep.security.secretbox import secretbox_from_settings
 from agentkeep.security.tokens import TokenCodec
+from agentkeep.sso.client import build_clients
 from agentkeep.webhooks.dispatch import background_delivery
 from agentkeep.worker.runtime import RunExecution
 
@@ -90,6 +91,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     await app.state.rate_limiter.start()
     app.state.rate_limiter.storage.on_outage = app.state.metrics.rate_limit_fallbacks.inc
     app.state.rate_limiter.add_listener(rate_limited_recorder(app.state.sessionmaker, app.state.metrics))
+    app.state.oidc_clients = build_clients(settings)
     app.state.login_throttle = LoginThrottle(app.state.rate_limiter, settings.account_lockout_seconds)
     # Chains audit records after commit; refuses (and counts) records whose MAC does not verify.
     tamper = app.state.metrics.audit_tamper_detected

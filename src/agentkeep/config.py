@@ -21,6 +21,7 @@ from agentkeep.observability.tracing import MISSING_EXTRA, tracing_available
 from agentkeep.profile import relaxed_safeguards
 from agentkeep.security.client_ip import parse_networks
 from agentkeep.security.secretbox import validate_keys
+from agentkeep.sso.settings import OidcProviderConfig, production_problems, provider_problems
 
 MIN_SECRET_LENGTH = 32
 
@@ -227,6 +228,19 @@ class Settings(BaseSettings):
     # Default monthly token budget for organizations without their own; unset: unlimited.
     org_monthly_token_budget: int | None = Field(default=None, ge=0)
 
+    # Single sign-on (docs/sso.md): OpenID providers as a JSON list; password login can be
+    # turned off (the instance administrator keeps it); an existing account is linked to an
+    # SSO identity by email only when this allows it and the provider says the email is verified.
+    oidc_providers: list[OidcProviderConfig] = Field(default_factory=list)
+    password_login_enabled: bool = True
+    oidc_link_verified_email: bool = False
+    # Private hosts and networks the OpenID providers may be at (an in-cluster Keycloak);
+    # metadata addresses never. Discovery, token, JWKS and userinfo requests all pass the guard.
+    oidc_allowed_networks: CommaList = Field(default_factory=list)
+    # Leeway for the ID token's exp and iat against this server's clock.
+    oidc_clock_leeway_seconds: int = Field(default=60, ge=0, le=300)
+    oidc_timeout_seconds: float = Field(default=10, gt=0, le=60)
+
     # Unset: interactive docs on in development, off in production.
     docs_enabled: bool | None = None
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
@@ -272,6 +286,7 @@ class Settings(BaseSettings):
         "provider_allowed_networks",
         "mcp_allowed_networks",
         "webhook_allowed_networks",
+        "oidc_allowed_networks",
         "webhook_retry_schedule",
         mode="before",
     )
@@ -308,7 +323,12 @@ class Settings(BaseSettings):
     def webhook_retry_pauses(self) -> list[float]:
         return [float(item) for item in self.webhook_retry_schedule]
 
-    @field_validator("provider_allowed_networks", "mcp_allowed_networks", "webhook_allowed_networks")
+    @field_validator(
+        "provider_allowed_networks",
+        "mcp_allowed_networks",
+        "webhook_allowed_networks",
+        "oidc_allowed_networks",
+    )
     @classmethod
     def _valid_egress_networks(cls, value: list[str]) -> list[str]:
         from agentkeep.tools.netguard import EgressAllowlist
@@ -464,8 +484,17 @@ class Settings(BaseSettings):
             problems.append("AUDIT_HMAC_PREVIOUS_KEYS: set without AUDIT_HMAC_KEY; set the current key too")
         if self.otel_exporter_otlp_endpoint is not None and not tracing_available():
             problems.append(MISSING_EXTRA)
+        problems.extend(
+            provider_problems(self.oidc_providers, password_login_enabled=self.password_login_enabled)
+        )
+        if self.allow_registration and not self.password_login_enabled:
+            problems.append(
+                "ALLOW_REGISTRATION: true with PASSWORD_LOGIN_ENABLED=false; registered accounts "
+                "could not sign in (users come from single sign-on)"
+            )
         if self.environment == "production":
             problems.extend(relaxed_safeguards(self))
+            problems.extend(production_problems(self.oidc_providers))
         if problems:
             raise ValueError(_MULTI_PROBLEM_SEPARATOR.join(problems))
         return self
@@ -475,7 +504,8 @@ class Settings(BaseSettings):
         """Self-registration: open in development, closed in production unless ALLOW_REGISTRATION."""
         if self.allow_registration is not None:
             return self.allow_registration
-        return self.environment == "development"
+        # Without password login a registered account could never sign in.
+        return self.environment == "development" and self.password_login_enabled
 
     @property
     def api_docs_enabled(self) -> bool:
@@ -497,6 +527,8 @@ class Settings(BaseSettings):
                 value = "**********" if value.get_secret_value() else ""
             elif isinstance(value, list) and value and isinstance(value[0], SecretStr):
                 value = ["**********"] * len(value)
+            elif name == "oidc_providers":
+                value = [provider.model_dump(mode="json") for provider in value]
             elif name == "database_url":
                 value = make_url(value).render_as_string(hide_password=True)
             shown[name.upper()] = value

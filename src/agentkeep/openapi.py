@@ -32,7 +32,7 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import iter_route_contexts
 
 from agentkeep.auth.dependencies import get_current_principal
-from agentkeep.db.session import get_session, get_sessionmaker
+from agentkeep.db.session import get_session, get_sessionmaker, get_write_session
 from agentkeep.dependencies import get_engine
 from agentkeep.errors import PROBLEM_JSON
 from agentkeep.ratelimit.dependency import rate_limit
@@ -183,7 +183,7 @@ def security_of(access: RouteAccess) -> list[dict[str, list[str]]]:
 
 
 def _unavailable(facts: _RouteFacts, path: str) -> ErrorAnswer | None:
-    database = facts.calls_any(get_session, get_sessionmaker, get_engine)
+    database = facts.calls_any(get_session, get_write_session, get_sessionmaker, get_engine)
     overloaded = path not in NEVER_REFUSED  # every other route refuses beyond the bound
     causes = [
         *(["the database is not answering"] if database else []),

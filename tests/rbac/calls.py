@@ -42,6 +42,13 @@ def _fixed(path: str, body: dict[str, Any] | None = None) -> Builder:
     return build
 
 
+def _sso(path: str) -> Builder:
+    async def build(world: World, caller: Caller, allowed: bool) -> Call:
+        return Call(path, caller.headers, ok=frozenset({404}))
+
+    return build
+
+
 async def _register(world: World, caller: Caller, allowed: bool) -> Call:
     body = {"username": world.unique("joiner"), "email": f"{world.unique('joiner')}@example.com"}
     return Call("/auth/register", caller.headers, json={**body, "password": PASSWORD})
@@ -205,6 +212,10 @@ CALLS: dict[tuple[str, str], Builder] = {
     ("POST", "/auth/password"): _change_password,
     ("GET", "/auth/me"): _fixed("/auth/me"),
     ("POST", "/auth/switch-org"): _switch_org,
+    ("GET", "/auth/oidc/providers"): _fixed("/auth/oidc/providers"),
+    # No provider is configured in this world: the handler's answer is the unknown provider.
+    ("GET", "/auth/oidc/{provider}/login"): _sso("/auth/oidc/none/login"),
+    ("GET", "/auth/oidc/{provider}/callback"): _sso("/auth/oidc/none/callback?state=s&code=c"),
     ("GET", "/api/orgs"): _fixed("/api/orgs"),
     ("POST", "/api/orgs"): _create_org,
     ("GET", "/api/orgs/{org_id}"): _fixed("/api/orgs/{org_id}"),

@@ -34,6 +34,10 @@ OPERATIONS: dict[tuple[str, str], str] = {
     ("POST", "/auth/password"): AUTHENTICATED,
     ("GET", "/auth/me"): AUTHENTICATED,
     ("POST", "/auth/switch-org"): AUTHENTICATED,
+    # Single sign-on (docs/sso.md).
+    ("GET", "/auth/oidc/providers"): PUBLIC,
+    ("GET", "/auth/oidc/{provider}/login"): PUBLIC,
+    ("GET", "/auth/oidc/{provider}/callback"): PUBLIC,
     # Organizations and members (docs/orgs.md).
     ("GET", "/api/orgs"): AUTHENTICATED,
     ("POST", "/api/orgs"): AUTHENTICATED,

@@ -24,6 +24,11 @@ class AuditAction(StrEnum):
     RATE_LIMITED = "rate_limited"
     PERMISSION_DENIED = "permission_denied"
     PRIVILEGE_ESCALATION_DENIED = "privilege_escalation_denied"
+    # Single sign-on (docs/sso.md).
+    SSO_LOGIN_SUCCESS = "sso_login_success"
+    SSO_LOGIN_FAILED = "sso_login_failed"
+    SSO_USER_PROVISIONED = "sso_user_provisioned"
+    ROLE_CHANGED_BY_SSO = "role_changed_by_sso"
     # Agents and runs.
     AGENT_CREATED = "agent_created"
     AGENT_UPDATED = "agent_updated"
@@ -88,6 +93,7 @@ class ActorType(StrEnum):
 FAILURE_ACTIONS = frozenset(
     {
         AuditAction.LOGIN_FAILED,
+        AuditAction.SSO_LOGIN_FAILED,
         AuditAction.REGISTER_FAILED,
         AuditAction.PASSWORD_CHANGE_FAILED,
         AuditAction.REFRESH_TOKEN_REUSED,

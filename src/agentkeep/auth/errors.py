@@ -9,7 +9,9 @@ from agentkeep.errors import AppError, Forbidden, InvalidInput, Unauthorized
 
 BEARER_CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
-LoginFailureReason = Literal["unknown_user", "bad_password", "disabled", "locked", "not_a_member"]
+LoginFailureReason = Literal[
+    "unknown_user", "bad_password", "disabled", "locked", "not_a_member", "password_login_disabled"
+]
 TokenFailureReason = str
 
 

@@ -49,6 +49,7 @@ class LoginAccount:
     id: uuid.UUID
     password_hash: str
     is_active: bool
+    is_superuser: bool = False
 
 
 class AuthRepository:
@@ -56,12 +57,14 @@ class AuthRepository:
         self.session = session
 
     async def find_login_account(self, identifier: str) -> LoginAccount | None:
-        statement = select(User.id, User.password_hash, User.is_active).where(
+        statement = select(User.id, User.password_hash, User.is_active, User.is_superuser).where(
             or_(User.username == identifier, User.email == identifier)
         )
         row = (await self.session.execute(statement)).first()
-        return (
-            LoginAccount(id=row.id, password_hash=row.password_hash, is_active=row.is_active) if row else None
+        if row is None:
+            return None
+        return LoginAccount(
+            id=row.id, password_hash=row.password_hash, is_active=row.is_active, is_superuser=row.is_superuser
         )
 
     async def release_connection(self) -> None:

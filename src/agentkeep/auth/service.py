@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from agentkeep.audit.actions import AuditAction, AuditStatus
 from agentkeep.audit.service import AuditService
 from agentkeep.auth.errors import (
+    BEARER_CHALLENGE,
     InvalidAccessToken,
     LoginFailed,
     RefreshRejected,
@@ -38,6 +39,7 @@ from agentkeep.rbac.permissions import Role
 from agentkeep.security.password_policy import password_problems
 from agentkeep.security.passwords import PasswordHasher
 from agentkeep.security.tokens import InvalidToken, TokenCodec, new_refresh_token
+from agentkeep.sso.errors import PasswordLoginDisabled
 from agentkeep.users.models import User
 
 
@@ -201,16 +203,26 @@ class AuthService:
             issued = await self._login(login, password, context, org)
         except LoginFailed as exc:
             await self._login_failed(exc)
+            if not self.settings.password_login_enabled:
+                # One answer for every refusal: it tells nothing about the account.
+                raise PasswordLoginDisabled(
+                    "Password login is turned off on this server; sign in with single sign-on "
+                    "(GET /auth/oidc/providers lists the providers).",
+                    headers=BEARER_CHALLENGE,
+                ) from None
             raise
         await self.throttle.reset(login)
         self._count_login("success")
+        details: dict[str, object] = {"username": login, "session_id": str(issued.session_id)}
+        if not self.settings.password_login_enabled:
+            details["break_glass"] = True
         await self.audit.record(
             AuditAction.LOGIN_SUCCESS,
             user_id=issued.user_id,
             resource_type="auth",
             resource_id=issued.user_id,
             org_id=issued.org_id,
-            details={"username": login, "session_id": str(issued.session_id)},
+            details=details,
         )
         return issued
 
@@ -257,19 +269,30 @@ class AuthService:
         )
         if membership is None:
             raise LoginFailed("not_a_member", username=login, user_id=account.id)
+        if not self.settings.password_login_enabled and not account.is_superuser:
+            # Only the instance administrator keeps password login (break-glass, docs/sso.md).
+            raise LoginFailed("password_login_disabled", username=login, user_id=account.id)
         if new_hash is not None:
             await self.repository.set_password_hash(account.id, new_hash, expected=account.password_hash)
+        return await self.open_session(account.id, membership.org_id, context, now=now)
+
+    async def open_session(
+        self, user_id: uuid.UUID, org_id: uuid.UUID, context: RequestContext, *, now: datetime | None = None
+    ) -> IssuedTokens:
+        """A new login session acting in `org_id` and its first token pair: what a password
+        login issues, also used by single sign-on (so refresh, revocation and audit are alike)."""
+        now = now or datetime.now(UTC)
         auth_session = AuthSession(
             id=uuid.uuid4(),
-            user_id=account.id,
+            user_id=user_id,
             created_at=now,
             expires_at=now + timedelta(seconds=self.settings.refresh_token_ttl_seconds),
             ip=context.ip_address,
             user_agent=context.user_agent,
-            org_id=membership.org_id,
+            org_id=org_id,
         )
         await self.repository.add(auth_session)
-        return await self._issue(account.id, auth_session, now)
+        return await self._issue(user_id, auth_session, now)
 
     async def _issue(self, user_id: uuid.UUID, auth_session: AuthSession, now: datetime) -> IssuedTokens:
         refresh_token = new_refresh_token()

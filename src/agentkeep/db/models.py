@@ -11,6 +11,7 @@ from agentkeep.mcp.models import McpServer
 from agentkeep.orgs.models import Membership, Organization
 from agentkeep.providers.models import Provider
 from agentkeep.runs.models import Run, RunEvent
+from agentkeep.sso.models import OidcLoginState, UserIdentity
 from agentkeep.threads.models import Thread, ThreadMessage
 from agentkeep.users.models import User
 from agentkeep.webhooks.models import Webhook, WebhookDelivery
@@ -26,6 +27,7 @@ __all__ = [
     "IdempotencyKey",
     "McpServer",
     "Membership",
+    "OidcLoginState",
     "Organization",
     "Provider",
     "RefreshToken",
@@ -36,6 +38,7 @@ __all__ = [
     "Thread",
     "ThreadMessage",
     "User",
+    "UserIdentity",
     "Webhook",
     "WebhookDelivery",
 ]

@@ -11,6 +11,7 @@ and its audit records of refusals are written in their own transaction as for an
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Annotated
 
 import structlog
@@ -109,6 +110,19 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.read_sessionmaker
     else:
         sessionmaker = sessionmaker_of(request)
+    async with _request_transaction(sessionmaker) as session:
+        yield session
+
+
+async def get_write_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """A request session with a transaction whatever the method: for the few GET endpoints
+    that write (the single sign-on redirect and callback, which a browser reaches by GET)."""
+    async with _request_transaction(sessionmaker_of(request)) as session:
+        yield session
+
+
+@asynccontextmanager
+async def _request_transaction(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
     async with sessionmaker() as session:
         try:
             yield session
@@ -154,3 +168,4 @@ async def _abandon(session: AsyncSession, exc: BaseException, *, rolled_back: bo
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+WriteSessionDep = Annotated[AsyncSession, Depends(get_write_session, scope="function")]

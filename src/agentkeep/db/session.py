@@ -11,6 +11,7 @@ and its audit records of refusals are written in their own transaction as for an
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Annotated
 
 import structlog
@@ -109,6 +110,18 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.read_sessionmaker
     else:
         sessionmaker = sessionmaker_of(request)
+    async with _request_transaction(sessionmaker) as session:
+        yield session
+
+
+def own_transaction(request: Request) -> AbstractAsyncContextManager[AsyncSession]:
+    """A transaction apart from the request's, with the same commit, rollback and hooks
+    (the console renews its cookie session in one, whatever the page then does)."""
+    return _request_transaction(sessionmaker_of(request))
+
+
+@asynccontextmanager
+async def _request_transaction(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
     async with sessionmaker() as session:
         try:
             yield session

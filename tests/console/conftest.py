@@ -17,7 +17,7 @@ name)` writes `<directory>/<name>.png` (docs/console.md); otherwise it does noth
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,9 +25,11 @@ import httpx
 import pytest
 from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page, async_playwright
 
+from agentkeep.config import Settings
 from agentkeep.rbac.permissions import Role
 from tests.auth.helpers import PASSWORD
 from tests.orgs.helpers import Team, make_team
+from tests.support.databases import REDIS_URL
 from tests.support.peers import require_binary
 from tests.support.server import Server, running_server
 
@@ -46,6 +48,19 @@ SERVER_ENV = {
     "RATE_LIMIT_LOGIN_FAILURES": "100000/minute",
     "ALLOW_REGISTRATION": "true",
 }
+
+
+@pytest.fixture
+def settings(backend: str, database_url: str, make_settings: Callable[..., Settings]) -> Settings:
+    """The in-process app of the ASGI tests: many sign-ins from one address; runs executed
+    inside the app on both databases (no worker process)."""
+    redis_url = REDIS_URL if backend == "postgres" else None
+    return make_settings(
+        database_url=database_url,
+        redis_url=redis_url,
+        rate_limit_auth="1000/minute",
+        run_execution="inprocess",
+    )
 
 
 @pytest.fixture(scope="module")

@@ -9,14 +9,14 @@ from starlette.responses import Response
 
 from agentkeep.console.access import Anonymous
 from agentkeep.console.assets import CACHE_FOREVER, StaticAssets
-from agentkeep.console.pages import auth
+from agentkeep.console.pages import agents, auth, chat, runs
 from agentkeep.console.route import console_router
 from agentkeep.console.session import RefreshCoalescer
 from agentkeep.console.templating import create_environment
 from agentkeep.errors import NotFound
 from agentkeep.security.headers import CONSOLE_MARKER
 
-PAGE_ROUTERS: tuple[APIRouter, ...] = (auth.router,)
+PAGE_ROUTERS: tuple[APIRouter, ...] = (auth.router, agents.router, chat.router, runs.router)
 
 
 async def get_assets(request: Request) -> StaticAssets:

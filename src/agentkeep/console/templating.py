@@ -51,7 +51,6 @@ def page_context(request: Request) -> dict[str, Any]:
         "nav": visible_areas(principal) if principal is not None else (),
         "current_path": request.url.path,
         "csrf_token": token or "",
-        "csrf_header": '{"X-CSRF-Token": "%s"}' % (token or ""),
         "registration_open": settings.registration_open,
     }
 

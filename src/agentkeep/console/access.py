@@ -20,7 +20,14 @@ from agentkeep.auth.dependencies import Principal, token_codec_of
 from agentkeep.auth.errors import InvalidAccessToken, RefreshRejected
 from agentkeep.auth.service import authenticate_access_token
 from agentkeep.console import csrf
-from agentkeep.console.session import ACCESS, REFRESH, forget_tokens, read_cookie, store_tokens
+from agentkeep.console.session import (
+    ACCESS,
+    REFRESH,
+    forget_tokens,
+    read_cookie,
+    request_slot,
+    store_tokens,
+)
 from agentkeep.db.session import SessionDep
 from agentkeep.ratelimit.dependency import enforce_principal_limit
 from agentkeep.rbac.dependencies import RequirePermission
@@ -61,7 +68,7 @@ async def console_principal(request: Request, session: SessionDep) -> Principal:
         org_id=found.org_id,
         role=found.role,
     )
-    request.state.console_principal = principal
+    request_slot(request)["principal"] = principal
     if request.method in csrf.UNSAFE_METHODS:
         await csrf.check_token(request, csrf.session_token(request.app.state.settings, found.session_id))
     await enforce_principal_limit(request, principal.limit_key)

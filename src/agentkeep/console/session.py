@@ -16,6 +16,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -38,6 +39,7 @@ SECURE_PREFIX = "__Host-"
 COALESCE_SECONDS = 30.0
 
 CookieChange = Callable[[Response], None]
+SCOPE_KEY = "agentkeep.console"
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,12 +75,17 @@ def read_cookie(request: Request, base: str) -> str | None:
     return request.cookies.get(cookie_policy(request).name(base)) or None
 
 
+def request_slot(request: Request) -> dict[str, Any]:
+    """What the console keeps about one request (the caller, cookie changes, the sign-in
+    form's token). In the ASGI scope itself: `request.state` can be a dict shared by every
+    request (a lifespan's state), and this must never outlive its request."""
+    slot: dict[str, Any] = request.scope.setdefault(SCOPE_KEY, {})
+    return slot
+
+
 def pending_cookies(request: Request) -> list[CookieChange]:
     """Cookie changes decided while handling `request`, applied to whatever answers it."""
-    changes: list[CookieChange] | None = getattr(request.state, "console_cookies", None)
-    if changes is None:
-        changes = []
-        request.state.console_cookies = changes
+    changes: list[CookieChange] = request_slot(request).setdefault("cookies", [])
     return changes
 
 

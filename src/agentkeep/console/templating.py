@@ -14,7 +14,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from agentkeep.console import csrf
 from agentkeep.console.assets import StaticAssets
 from agentkeep.console.nav import visible_areas
-from agentkeep.console.session import apply_cookies
+from agentkeep.console.session import apply_cookies, request_slot
 from agentkeep.security.headers import CONSOLE_MARKER
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
@@ -41,9 +41,10 @@ def environment_of(request: Request) -> Environment:
 
 def page_context(request: Request) -> dict[str, Any]:
     """What base.html needs: who is signed in, the nav they may use, the CSRF token."""
-    principal = getattr(request.state, "console_principal", None)
+    slot = request_slot(request)
+    principal = slot.get("principal")
     settings = request.app.state.settings
-    token = getattr(request.state, "console_csrf", None)
+    token = slot.get("presession_csrf")
     if principal is not None and principal.session_id is not None:
         token = csrf.session_token(settings, principal.session_id)
     return {

@@ -22,6 +22,7 @@ from agentkeep.console.session import (
     forget_tokens,
     pending_cookies,
     read_cookie,
+    request_slot,
     store_tokens,
 )
 from agentkeep.console.templating import redirect, render
@@ -51,7 +52,7 @@ def _with_presession(request: Request) -> str:
             lambda response: policy.set(response, PRESESSION, value, PRESESSION_SECONDS)
         )
     token = csrf.presession_token(request.app.state.settings, nonce)
-    request.state.console_csrf = token
+    request_slot(request)["presession_csrf"] = token
     return token
 
 

@@ -21,6 +21,7 @@ from agentkeep.audit.sealing import AuditSealer
 from agentkeep.auth.principal_cache import PrincipalCache
 from agentkeep.auth.repository import SessionState
 from agentkeep.config import Settings
+from agentkeep.console.router import mount_console
 from agentkeep.db.engine import create_engine, create_sessionmaker
 from agentkeep.db.session import create_read_sessionmaker
 from agentkeep.errors import install_error_handlers
@@ -198,6 +199,7 @@ def create_app(settings: Settings, *, freeze_heap: bool = False) -> FastAPI:
     app.state.trusted_proxies = parse_networks(settings.trusted_proxies)
     install_error_handlers(app)
     mount_routers(app)
+    mount_console(app)  # after the API's routes: its pages never shadow an API path
     install_openapi(app)
     # Added innermost first: CORS wraps even a 500, the per-request layer (request id,
     # security headers, metrics, access line) wraps everything but the admission gate,

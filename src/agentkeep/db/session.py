@@ -11,7 +11,7 @@ and its audit records of refusals are written in their own transaction as for an
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Annotated
 
 import structlog
@@ -119,6 +119,12 @@ async def get_write_session(request: Request) -> AsyncIterator[AsyncSession]:
     that write (the single sign-on redirect and callback, which a browser reaches by GET)."""
     async with _request_transaction(sessionmaker_of(request)) as session:
         yield session
+
+
+def own_transaction(request: Request) -> AbstractAsyncContextManager[AsyncSession]:
+    """A transaction apart from the request's, with the same commit, rollback and hooks
+    (the console renews its cookie session in one, whatever the page then does)."""
+    return _request_transaction(sessionmaker_of(request))
 
 
 @asynccontextmanager

@@ -16,11 +16,19 @@ from agentkeep.asgi import TrackingSend
 from agentkeep.db.faults import classify
 from agentkeep.errors import REQUEST_ID_STATE_KEY, database_unavailable_response, problem_response
 from agentkeep.observability.metrics import Metrics, route_template
-from agentkeep.security.headers import DOCS_CSP, DOCS_PATHS, REPLACED_HEADERS, security_headers
+from agentkeep.security.headers import (
+    CONSOLE_CSP,
+    CONSOLE_MARKER,
+    CONSOLE_REFERRER,
+    DOCS_CSP,
+    DOCS_PATHS,
+    REPLACED_HEADERS,
+    security_headers,
+)
 
 REQUEST_ID_HEADER = b"x-request-id"
 # Headers this layer sets: a response's own value of one of them is dropped.
-REPLACED = REPLACED_HEADERS | {REQUEST_ID_HEADER}
+REPLACED = REPLACED_HEADERS | {REQUEST_ID_HEADER, CONSOLE_MARKER}
 # A client-supplied id is echoed into logs and headers, so only short, inert tokens are kept.
 _SANE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._\-]{8,128}")
 
@@ -52,6 +60,7 @@ class RequestMiddleware:
         self.metrics_of = metrics_of
         self.api_headers = security_headers(hsts=hsts)
         self.docs_headers = security_headers(hsts=hsts, csp=DOCS_CSP)
+        self.console_headers = security_headers(hsts=hsts, csp=CONSOLE_CSP, referrer=CONSOLE_REFERRER)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -64,9 +73,10 @@ class RequestMiddleware:
                 break
         request_id = request_id_for(supplied)
         scope.setdefault("state", {})[REQUEST_ID_STATE_KEY] = request_id
+        request_id_header = (REQUEST_ID_HEADER, request_id.encode())
         stamped = [
             *(self.docs_headers if scope["path"] in DOCS_PATHS else self.api_headers),
-            (REQUEST_ID_HEADER, request_id.encode()),
+            request_id_header,
         ]
         status = 500
         started = time.perf_counter()
@@ -75,9 +85,11 @@ class RequestMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                own = message.get("headers", ())
+                console = any(header[0] == CONSOLE_MARKER for header in own)
                 message["headers"] = [
-                    *(header for header in message.get("headers", ()) if header[0].lower() not in REPLACED),
-                    *stamped,
+                    *(header for header in own if header[0].lower() not in REPLACED),
+                    *((*self.console_headers, request_id_header) if console else stamped),
                 ]
             await send(message)
 

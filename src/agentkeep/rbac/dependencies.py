@@ -128,11 +128,19 @@ class RouteInfo:
     access: tuple[RouteAccess, ...]
 
 
+# The web console's pages (agentkeep.console) carry this tag. They are not API operations:
+# their own access markers are checked by tests/console/test_routes.py.
+CONSOLE_TAG = "console"
+
+
 def api_routes(app: FastAPI) -> tuple[list[RouteInfo], list[BaseRoute]]:
-    """The app's API routes with their declared access, and every other (non-API) route."""
+    """The app's API routes with their declared access, and every other (non-API, non-console)
+    route."""
     infos: list[RouteInfo] = []
     others: list[BaseRoute] = []
     for context in iter_route_contexts(app.routes):
+        if CONSOLE_TAG in getattr(context.original_route, "tags", ()):
+            continue
         dependant = getattr(context, "dependant", None)
         if not isinstance(dependant, Dependant):
             others.append(context.original_route)

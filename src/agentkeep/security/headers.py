@@ -13,17 +13,29 @@ DOCS_CSP = (
     "https://cdn.redoc.ly; connect-src 'self'; worker-src blob:; frame-ancestors 'none'"
 )
 DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc"})
+# The web console's pages (docs/console.md): scripts and styles from our own origin only (the
+# vendored htmx, no inline script, no eval), forms posting back to us, never framed.
+CONSOLE_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
+# A console answer carries this header; the per-request middleware drops it and sends the
+# console's CSP instead of the API's (only the console knows which paths are its pages).
+CONSOLE_MARKER = b"x-agentkeep-console"
+# Console pages: no referrer to other sites, but the browser's `Origin` on our own forms
+# (under `no-referrer` it sends `Origin: null`, and the CSRF check needs the real one).
+CONSOLE_REFERRER = "same-origin"
 HSTS = "max-age=63072000; includeSubDomains"
 
 EncodedHeaders = tuple[tuple[bytes, bytes], ...]
 
 
-def security_headers(*, hsts: bool, csp: str = API_CSP) -> EncodedHeaders:
+def security_headers(*, hsts: bool, csp: str = API_CSP, referrer: str = "no-referrer") -> EncodedHeaders:
     """The headers, as ASGI wants them (lower-case names, bytes)."""
     headers = {
         "x-content-type-options": "nosniff",
         "content-security-policy": csp,
-        "referrer-policy": "no-referrer",
+        "referrer-policy": referrer,
         "x-frame-options": "DENY",
         "cross-origin-opener-policy": "same-origin",
         "cross-origin-resource-policy": "same-origin",

@@ -1,0 +1,1 @@
+"""One router per console area (auth, agents, chat, runs): HTTP only, services do the work."""

@@ -24,6 +24,8 @@ AREAS: list[NavArea] = [
     NavArea("Agents", "/agents", Permission.AGENTS_READ),
     NavArea("Chat", "/chat", Permission.RUNS_READ),
     NavArea("Runs", "/runs", Permission.RUNS_READ),
+    NavArea("Audit", "/audit", Permission.AUDIT_READ),
+    NavArea("Organization", "/org", Permission.MEMBERS_READ),
 ]
 
 

@@ -4,12 +4,15 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from html.parser import HTMLParser
 
 import httpx
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
+from starlette.types import Receive, Scope, Send
 
 from agentkeep.config import Settings
 from agentkeep.rbac.permissions import Role
@@ -27,8 +30,24 @@ class ConsoleUser:
     http: httpx.AsyncClient
     token: str  # the session's CSRF token
 
-    async def post(self, path: str, data: dict[str, object] | None = None) -> httpx.Response:
+    async def post(self, path: str, data: Mapping[str, object] | None = None) -> httpx.Response:
         return await self.http.post(path, data={"csrf_token": self.token, **(data or {})})
+
+
+@asynccontextmanager
+async def app_client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """The `client` of tests/conftest.py, except that each request gets a state of its own,
+    as ASGI servers give it (uvicorn copies the lifespan state per request): the test
+    lifespan manager hands every request one shared dict, where what the console keeps per
+    request (the cookies to set) would leak from one user's request into the next."""
+
+    async def per_request_state(scope: Scope, receive: Receive, send: Send) -> None:
+        await app({**scope, "state": {}}, receive, send)
+
+    async with LifespanManager(app):
+        transport = httpx.ASGITransport(app=per_request_state)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            yield http
 
 
 @asynccontextmanager

@@ -5,14 +5,15 @@ the audit trail, same grant rules), and that hostile names and URLs are shown in
 from __future__ import annotations
 
 import html
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from agentkeep.config import Settings
 from agentkeep.rbac.permissions import Role
-from tests.console.org_support import SECRET_FIELD, console_user, read_html, team_settings
+from tests.console.org_support import SECRET_FIELD, app_client, console_user, read_html, team_settings
 from tests.orgs.helpers import Team, make_team
 
 HOSTILE = '"><img src=x onerror=alert(1)><script>alert(2)</script>'
@@ -21,6 +22,12 @@ HOSTILE = '"><img src=x onerror=alert(1)><script>alert(2)</script>'
 @pytest.fixture
 def settings(backend: str, database_url: str, make_settings: Callable[..., Settings]) -> Settings:
     return team_settings(backend, database_url, make_settings)
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with app_client(app) as http:
+        yield http
 
 
 @pytest.fixture

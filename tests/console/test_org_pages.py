@@ -5,6 +5,7 @@ the audit trail, same grant rules), and that hostile names and URLs are shown in
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import AsyncIterator, Callable
 
 import httpx
@@ -16,12 +17,19 @@ from agentkeep.rbac.permissions import Role
 from tests.console.org_support import SECRET_FIELD, app_client, console_user, read_html, team_settings
 from tests.orgs.helpers import Team, make_team
 
+# Per user and minute, in the rate-limit test only (sign-in and switching take three).
+RATE_LIMIT = 8
 HOSTILE = '"><img src=x onerror=alert(1)><script>alert(2)</script>'
 
 
 @pytest.fixture
-def settings(backend: str, database_url: str, make_settings: Callable[..., Settings]) -> Settings:
-    return team_settings(backend, database_url, make_settings)
+def settings(
+    request: pytest.FixtureRequest, backend: str, database_url: str, make_settings: Callable[..., Settings]
+) -> Settings:
+    found = team_settings(backend, database_url, make_settings)
+    if "rate_limited" in request.node.name:
+        return found.model_copy(update={"rate_limit_api": f"{RATE_LIMIT}/minute"})
+    return found
 
 
 @pytest.fixture
@@ -151,3 +159,62 @@ async def test_hostile_names_and_urls_are_escaped(client: httpx.AsyncClient, tea
         assert any(text.startswith("https://hooks.example.com/x?a=") for text in hooks.text)
         trail = read_html((await owner.http.get("/audit", params={"action": "api_key_created"})).text)
         assert HOSTILE in "".join(trail.text)
+
+
+async def test_secrets_go_in_and_never_come_out_and_a_resubmitted_form_creates_once(
+    client: httpx.AsyncClient, team: Team
+) -> None:
+    async with console_user(client, team, Role.OWNER) as owner:
+        added = await owner.post(
+            "/org/providers",
+            {"name": "default", "base_url": "https://llm.example.com/v1", "api_key": "sk-test-abcdefgh1234"},
+        )
+        assert added.status_code == 303, added.text
+        providers = await owner.http.get("/org/providers")
+        assert "https://llm.example.com/v1" in providers.text
+        assert "…1234" in providers.text
+        assert "sk-test-abcdefgh1234" not in providers.text
+        form = await owner.http.get("/org/webhooks")
+        key = re.search(r'name="idempotency_key" value="([^"]+)"', form.text)
+        assert key is not None
+        body = {
+            "url": "https://hooks.example.com/in",
+            "events": ["run.completed"],
+            "idempotency_key": key.group(1),
+        }
+        first = await owner.post("/org/webhooks", body)
+        assert first.status_code == 201, first.text
+        assert SECRET_FIELD.search(first.text) is not None
+        again = await owner.post("/org/webhooks", body)  # a double click, a reload
+        assert again.status_code == 201
+        assert SECRET_FIELD.search(again.text) is None
+        assert "already submitted" in again.text
+        hooks = await client.get(f"/api/orgs/{team.org_id}/webhooks", headers=team.headers(Role.OWNER))
+        [hook] = hooks.json()["items"]
+        pinged = await owner.post(f"/org/webhooks/{hook['id']}/ping")
+        assert pinged.status_code == 303
+        log = await owner.http.get(pinged.headers["location"])
+        assert log.status_code == 200
+        assert "webhook.ping" in log.text
+        # The admin holds no org:manage: none of these sections for it.
+    async with console_user(client, team, Role.ADMIN) as admin:
+        for path in ("/org/providers", "/org/mcp-servers", "/org/webhooks", f"/org/webhooks/{hook['id']}"):
+            refused = await admin.http.get(path)
+            assert refused.status_code == 403, path
+            assert "&#39;org:manage&#39;" in refused.text
+
+
+async def test_a_rate_limited_page_says_when_to_retry(
+    app: FastAPI, team: Team, client: httpx.AsyncClient
+) -> None:
+    async with console_user(client, team, Role.VIEWER) as viewer:
+        answers = [await viewer.http.get("/org/members") for _ in range(RATE_LIMIT + 1)]
+        limited = [answer for answer in answers if answer.status_code == 429]
+        assert limited, [answer.status_code for answer in answers]
+        seconds = int(limited[0].headers["retry-after"])
+        assert 0 < seconds <= 60
+        assert f"You can try again in {seconds} seconds." in limited[0].text
+        fragment = await viewer.http.get("/org/members", headers={"HX-Request": "true"})
+        assert fragment.status_code == 429
+        assert "<html" not in fragment.text
+        assert "try again in" in fragment.text

@@ -14,6 +14,7 @@ from fastapi import FastAPI
 
 from agentkeep.config import Settings
 from agentkeep.rbac.permissions import Role
+from tests.auth.helpers import register
 from tests.console.org_support import SECRET_FIELD, app_client, console_user, read_html, team_settings
 from tests.orgs.helpers import Team, make_team
 
@@ -218,3 +219,39 @@ async def test_a_rate_limited_page_says_when_to_retry(
         assert fragment.status_code == 429
         assert "<html" not in fragment.text
         assert "try again in" in fragment.text
+
+
+async def test_members_are_added_and_removed_within_the_grant_rules(
+    client: httpx.AsyncClient, team: Team
+) -> None:
+    assert (await register(client, "newcomer")).status_code == 201
+    async with console_user(client, team, Role.ADMIN) as admin:
+        added = await admin.post("/org/members", {"user": "newcomer@example.com", "role": "member"})
+        assert added.status_code == 303, added.text
+        assert "newcomer" in (await admin.http.get("/org/members")).text
+        unknown = await admin.post("/org/members", {"user": "nobody-at-all", "role": "member"})
+        assert unknown.status_code == 404
+        removed = await admin.post(f"/org/members/{team.user_ids[Role.VIEWER]}/remove")
+        assert removed.status_code == 303
+        # The owner's permissions exceed the admin's: the admin may not act on the owner.
+        refused = await admin.post(f"/org/members/{team.user_ids[Role.OWNER]}/remove")
+        assert refused.status_code == 403
+    members = await client.get(f"/api/orgs/{team.org_id}/members", headers=team.headers(Role.OWNER))
+    roles = {item["username"]: item["role"] for item in members.json()["items"]}
+    assert roles["newcomer"] == "member"
+    assert "vic-acme" not in roles
+    assert roles["olivia"] == "owner"
+
+
+async def test_the_owner_sets_the_budget_the_usage_page_shows(client: httpx.AsyncClient, team: Team) -> None:
+    async with console_user(client, team, Role.OWNER) as owner:
+        assert "unlimited" in (await owner.http.get("/org/usage")).text
+        saved = await owner.post("/org/budget", {"monthly_token_budget": "1,000,000"})
+        assert saved.status_code == 303
+        page = await owner.http.get("/org/usage")
+        assert "1,000,000 tokens (0 % used" in page.text
+        assert 'class="budget-line"' in page.text
+        assert (await owner.post("/org/budget", {"monthly_token_budget": "-5"})).status_code == 422
+        assert (await owner.http.get("/org/usage", params={"month": "2026-13"})).status_code == 422
+    budget = await client.get("/api/usage", headers=team.headers(Role.OWNER))
+    assert budget.json()["budget"] == 1_000_000

@@ -13,8 +13,11 @@ from collections.abc import AsyncIterator, Callable
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import update
 
+from agentkeep.audit.models import AuditLog
 from agentkeep.audit.schemas import AuditLogRead
+from agentkeep.audit.sealing import seal_with
 from agentkeep.config import Settings
 from agentkeep.rbac.permissions import Role
 from tests.auth.helpers import bearer
@@ -133,3 +136,22 @@ async def test_the_export_has_the_cli_columns_quotes_formulas_and_stays_in_the_o
         assert len(records) == 4  # admin, member, viewer, auditor joined
         assert {record["action"] for record in records} == {"member_added"}
         assert (await auditor.http.get("/audit/export", params={"format": "xlsx"})).status_code == 422
+
+
+async def test_a_broken_chain_is_shown_broken_without_other_tenants_details(
+    app: FastAPI, client: httpx.AsyncClient, team: Team
+) -> None:
+    async with app.state.sessionmaker() as session:
+        await seal_with(session)  # what the background sealer has not sealed yet
+        async with session.begin():
+            # Someone with database access rewrites a sealed record (docs/audit.md: `edited`).
+            edited = await session.execute(
+                update(AuditLog).where(AuditLog.sequence == 1).values(resource_type="tampered")
+            )
+            assert edited.rowcount == 1
+    async with console_user(client, team, Role.AUDITOR) as auditor:
+        page = await auditor.http.get("/audit/verify")
+        assert page.status_code == 200
+        assert 'data-chain="broken"' in page.text
+        assert "agentkeep audit verify" in page.text
+        assert "BROKEN at sequence" not in page.text  # the CLI's findings: superusers only

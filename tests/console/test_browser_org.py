@@ -75,6 +75,7 @@ async def test_a_viewer_sees_no_controls_and_is_refused_when_posting_anyway(cons
     await expect(sections.get_by_role("link", name="API keys")).to_have_count(0)
     await sections.get_by_role("link", name="Usage and budget").click()
     await expect(page.get_by_role("img", name=re.compile("Tokens per agent"))).to_be_visible()
+    await console.screenshot(page, "console-usage")
     await expect(page.get_by_role("button", name="Save budget")).to_have_count(0)
 
     # Posting anyway, with the session's own CSRF token: the permission refuses it.

@@ -63,7 +63,8 @@ async def test_an_admin_creates_and_revokes_a_key_changes_a_role_and_the_audit_l
 
 async def test_a_viewer_sees_no_controls_and_is_refused_when_posting_anyway(console: Console) -> None:
     console.expect_status(403)
-    page = await console.page_as(Role.VIEWER)
+    # At phone width: the pages fit it (wide tables scroll inside their own box).
+    page = await console.page_as(Role.VIEWER, viewport={"width": 390, "height": 844})
     nav = page.get_by_role("navigation", name="Main")
     await expect(nav.get_by_role("link", name="Audit")).to_have_count(0)
     await nav.get_by_role("link", name="Organization").click()
@@ -76,6 +77,9 @@ async def test_a_viewer_sees_no_controls_and_is_refused_when_posting_anyway(cons
     await sections.get_by_role("link", name="Usage and budget").click()
     await expect(page.get_by_role("img", name=re.compile("Tokens per agent"))).to_be_visible()
     await console.screenshot(page, "console-usage")
+    for path in ("/org/usage", "/org/members"):
+        await page.goto(path)
+        assert await page.evaluate("() => document.documentElement.scrollWidth") <= 390, path
     await expect(page.get_by_role("button", name="Save budget")).to_have_count(0)
 
     # Posting anyway, with the session's own CSRF token: the permission refuses it.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, Literal, TextIO
 
 from agentkeep.audit.models import AuditLog
@@ -24,8 +24,11 @@ def _csv_cell(value: Any) -> str:
     return "'" + text if text.startswith(_FORMULA_STARTS) else text
 
 
-async def write_export(records: AsyncIterator[AuditLog], out: TextIO, fmt: ExportFormat) -> int:
-    """Write every record from `records` to `out`; return how many were written."""
+async def write_export(
+    records: AsyncIterator[AuditLog] | AsyncIterator[Mapping[str, Any]], out: TextIO, fmt: ExportFormat
+) -> int:
+    """Write every record from `records` (rows, or listing rows as mappings: the console's
+    export) to `out`; return how many were written."""
     writer = csv.writer(out, lineterminator="\n") if fmt == "csv" else None
     if writer is not None:
         writer.writerow(CSV_COLUMNS)

@@ -1,8 +1,8 @@
 """The console's areas, as the base layout's navigation lists them.
 
 One entry per area, each served by one module in pages/. An area shows only to those
-holding its permission (the page itself checks it again). The audit and organization
-areas follow the same pattern: add their entry here and their router in router.py.
+holding its permission (the page itself checks it again). A new area adds its entry here
+and its router in router.py.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ AREAS: list[NavArea] = [
     NavArea("Agents", "/agents", Permission.AGENTS_READ),
     NavArea("Chat", "/chat", Permission.RUNS_READ),
     NavArea("Runs", "/runs", Permission.RUNS_READ),
+    NavArea("Audit", "/audit", Permission.AUDIT_READ),
+    NavArea("Organization", "/org", Permission.MEMBERS_READ),
 ]
 
 

@@ -9,14 +9,38 @@ from starlette.responses import Response
 
 from agentkeep.console.access import Anonymous
 from agentkeep.console.assets import CACHE_FOREVER, StaticAssets
-from agentkeep.console.pages import agents, auth, chat, runs
+from agentkeep.console.pages import (
+    agents,
+    audit,
+    auth,
+    chat,
+    org,
+    org_integrations,
+    org_keys,
+    org_members,
+    org_usage,
+    org_webhooks,
+    runs,
+)
 from agentkeep.console.route import console_router
 from agentkeep.console.session import RefreshCoalescer
 from agentkeep.console.templating import create_environment
 from agentkeep.errors import NotFound
 from agentkeep.security.headers import CONSOLE_MARKER
 
-PAGE_ROUTERS: tuple[APIRouter, ...] = (auth.router, agents.router, chat.router, runs.router)
+PAGE_ROUTERS: tuple[APIRouter, ...] = (
+    auth.router,
+    agents.router,
+    chat.router,
+    runs.router,
+    audit.router,
+    org.router,
+    org_members.router,
+    org_keys.router,
+    org_usage.router,
+    org_integrations.router,
+    org_webhooks.router,
+)
 
 
 async def get_assets(request: Request) -> StaticAssets:

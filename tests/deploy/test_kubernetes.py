@@ -5,6 +5,7 @@ commands, and with termination periods that cover AgentKeep's own graceful shutd
 from __future__ import annotations
 
 import copy
+import re
 import secrets
 from pathlib import Path
 from typing import Any
@@ -268,3 +269,32 @@ def test_the_autoscaler_scales_the_api_on_cpu() -> None:
     assert hpa["spec"]["minReplicas"] >= 2  # the PodDisruptionBudget keeps one through a drain
     # CPU utilisation is a share of the request: without one the autoscaler cannot act.
     assert "cpu" in _api()["containers"][0]["resources"]["requests"]
+
+
+def _runbook_section() -> str:
+    doc = (ROOT / "docs" / "OPERATIONS.md").read_text()
+    return doc.split("### Kubernetes\n", 1)[1].split("\n### ", 1)[0]
+
+
+def test_the_runbook_names_every_manifest_and_every_secret_key() -> None:
+    section = _runbook_section()
+    for path in MANIFESTS.glob("*.yaml"):
+        assert f"| `{path.name}` |" in section, path.name
+    documented = section.split("# agentkeep-secrets.env", 1)[1].split("\nkubectl", 1)[0]
+    keys = set(re.findall(r"\b[A-Z][A-Z0-9_]+\b", documented))
+    referenced = {
+        variable["valueFrom"]["secretKeyRef"]["key"]
+        for _, container in _containers()
+        for variable in container.get("env", [])
+        if "secretKeyRef" in variable.get("valueFrom", {})
+    }
+    assert keys - {"KEY"} == referenced
+
+
+def test_the_runbook_migrates_as_the_job_says() -> None:
+    job = (MANIFESTS / "migrate-job.yaml").read_text()
+    commands = [line.removeprefix("#").strip() for line in job.splitlines() if line.startswith("#   kubectl")]
+    assert len(commands) == 3
+    section = _runbook_section()
+    for command in commands:
+        assert command in section

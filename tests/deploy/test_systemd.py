@@ -8,6 +8,7 @@ security analysis reads the same directives systemd would apply."""
 
 from __future__ import annotations
 
+import re
 import shlex
 import subprocess
 import sys
@@ -159,3 +160,21 @@ def test_the_worker_stop_timeout_covers_running_runs_and_their_hand_back() -> No
     directives = _directives(UNITS / "agentkeep-worker.service")
     shutdown = Settings.model_fields["shutdown_timeout_seconds"].default
     assert _seconds(directives["TimeoutStopSec"][0]) >= shutdown + HAND_BACK_WAIT_SECONDS + 10
+
+
+def _runbook_section() -> str:
+    doc = (ROOT / "docs" / "OPERATIONS.md").read_text()
+    return doc.split("### systemd\n", 1)[1].split("\n## ", 1)[0]
+
+
+def test_the_runbook_installs_every_unit_and_states_the_rating_systemd_gives(rendered: Path) -> None:
+    section = _runbook_section()
+    assert "sudo install -m 0644 deploy/systemd/agentkeep-*.service /etc/systemd/system/" in section
+    for unit in _unit_files():
+        assert f"`{unit.name}`" in section, unit.name
+    match = re.search(r"`systemd-analyze security agentkeep-api` \(([0-9.]+) of 10", section)
+    assert match is not None
+    rated = _analyze("security", "--offline=yes", "agentkeep-api.service", cwd=rendered)
+    exposure = re.search(r"Overall exposure level for agentkeep-api\.service: ([0-9.]+)", rated.stdout)
+    assert exposure is not None, rated.stdout[-2000:]
+    assert float(exposure.group(1)) <= float(match.group(1))

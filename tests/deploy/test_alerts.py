@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 import secrets
+import shlex
 import signal
 import subprocess
 import sys
@@ -58,14 +59,27 @@ def _promtool(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_promtool_accepts_the_rules() -> None:
-    checked = _promtool("check", "rules", RULES.name)
+def _runbook_promtool() -> dict[str, list[str]]:
+    """The promtool commands docs/OPERATIONS.md tells operators to run (from deploy/), by verb."""
+    doc = (ROOT / "docs" / "OPERATIONS.md").read_text()
+    block = doc.split("### What to alert on", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
+    commands = [shlex.split(line) for line in block.splitlines() if line.strip()]
+    assert all(command[0] == "promtool" for command in commands)
+    return {command[1]: command[1:] for command in commands}
+
+
+def test_promtool_accepts_the_rules_as_the_runbook_checks_them() -> None:
+    args = _runbook_promtool()["check"]
+    assert args == ["check", "rules", RULES.name]
+    checked = _promtool(*args)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert f"SUCCESS: {len(_rules())} rules found" in checked.stdout
 
 
-def test_every_alert_passes_its_promtool_unit_tests() -> None:
-    tested = _promtool("test", "rules", RULE_TESTS.name)
+def test_every_alert_passes_its_promtool_unit_tests_as_the_runbook_runs_them() -> None:
+    args = _runbook_promtool()["test"]
+    assert args == ["test", "rules", RULE_TESTS.name]
+    tested = _promtool(*args)
     assert tested.returncode == 0, tested.stdout + tested.stderr
     assert "SUCCESS" in tested.stdout
 
@@ -126,17 +140,18 @@ async def _metrics_of(settings: Settings) -> AsyncIterator[Callable[[], Awaitabl
             yield get
 
 
+Scraper = AbstractAsyncContextManager[Callable[[], Awaitable[str]]]
+Scrape = Callable[..., Scraper]
+
+
 @pytest.fixture
-def scrape(
-    make_settings: Callable[..., Settings],
-) -> Callable[..., AbstractAsyncContextManager[Callable[[], Awaitable[str]]]]:
-    def build(**overrides: Any) -> AbstractAsyncContextManager[Callable[[], Awaitable[str]]]:
+def scrape(make_settings: Callable[..., Settings]) -> Scrape:
+    """Start an application with these settings; `async with scrape(...) as get`."""
+
+    def build(**overrides: Any) -> Scraper:
         return _metrics_of(make_settings(**overrides))
 
     return build
-
-
-Scrape = Callable[..., AbstractAsyncContextManager[Callable[[], Awaitable[str]]]]
 
 
 @contextmanager

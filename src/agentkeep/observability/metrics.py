@@ -122,6 +122,27 @@ class Metrics:
             registry=registry,
             multiprocess_mode="mostrecent",
         )
+        self.run_queue_oldest_age = Gauge(
+            "agentkeep_run_queue_oldest_age_seconds",
+            "Seconds since the oldest queued run was created (0 when none waits).",
+            registry=registry,
+            multiprocess_mode="mostrecent",
+        )
+        # Registered on the first report, which comes only with a job queue (PostgreSQL): with
+        # in-process execution serve runs runs itself, and a constant 0 would page somebody.
+        self.workers_alive: Gauge | None = None
+        self.audit_unsealed_oldest_age = Gauge(
+            "agentkeep_audit_unsealed_oldest_age_seconds",
+            "Seconds the oldest audit record waiting to be sealed has waited (0 when none): the sealing lag.",
+            registry=registry,
+            multiprocess_mode="mostrecent",
+        )
+        self.audit_refused_records = Gauge(
+            "agentkeep_audit_refused_records",
+            "Audit records the sealer refused (MAC did not verify) still in the table: verify fails.",
+            registry=registry,
+            multiprocess_mode="mostrecent",
+        )
         self.webhook_deliveries = Counter(
             "agentkeep_webhook_deliveries_total",
             "Webhook delivery attempts by outcome (succeeded, retrying, failed).",
@@ -160,6 +181,24 @@ class Metrics:
         for status in statuses:
             self.runs_by_status.labels(status).set(counts.get(status, 0))
         self.run_queue_depth.set(counts.get("queued", 0))
+
+    def set_run_queue(self, oldest_age: float, workers_alive: int | None) -> None:
+        """The queue's oldest wait, and the live workers (None: no job queue, nothing exported)."""
+        self.run_queue_oldest_age.set(max(0.0, oldest_age))
+        if workers_alive is None:
+            return
+        if self.workers_alive is None:
+            self.workers_alive = Gauge(
+                "agentkeep_workers_alive",
+                "`agentkeep worker` processes whose job-queue heartbeat is recent.",
+                registry=self.registry,
+                multiprocess_mode="mostrecent",
+            )
+        self.workers_alive.set(workers_alive)
+
+    def set_audit_backlog(self, oldest_unsealed_age: float, refused: int) -> None:
+        self.audit_unsealed_oldest_age.set(max(0.0, oldest_unsealed_age))
+        self.audit_refused_records.set(refused)
 
     def render(self) -> tuple[bytes, str]:
         if multiprocess_enabled():

@@ -7,12 +7,14 @@ import ipaddress
 
 from fastapi import APIRouter, Request, Response
 
+from agentkeep.audit.backlog import refresh_audit_gauges
 from agentkeep.context import RequestContextDep
 from agentkeep.dependencies import EngineDep, SettingsDep
 from agentkeep.errors import Forbidden, Unauthorized
 from agentkeep.observability.metrics import Metrics
 from agentkeep.rbac.dependencies import Public
 from agentkeep.worker.reporting import refresh_run_gauges
+from agentkeep.worker.runtime import execution_mode
 
 router = APIRouter(tags=["observability"], dependencies=[Public])
 
@@ -38,6 +40,8 @@ async def metrics(
         raise Forbidden("Without METRICS_TOKEN, metrics are served to loopback clients only.")
     registry: Metrics = request.app.state.metrics
     registry.observe_pool(engine)
-    await refresh_run_gauges(request.app.state.sessionmaker, registry)
+    sessionmaker = request.app.state.sessionmaker
+    await refresh_run_gauges(sessionmaker, registry, job_queue=execution_mode(settings) == "queue")
+    await refresh_audit_gauges(sessionmaker, registry)
     body, content_type = registry.render()
     return Response(body, media_type=content_type, headers={"Cache-Control": "no-store"})

@@ -37,16 +37,13 @@ from agentkeep.db.faults import classify
 from agentkeep.worker import leases
 from agentkeep.worker.driver import DB_ERRORS
 from agentkeep.worker.jobrows import defer_all_in, defer_in, has_job, plan_stalled, queueing_lock, run_of
+from agentkeep.worker.liveness import STALLED_AFTER_SECONDS
 
 logger = structlog.get_logger("agentkeep.worker")
 
 TASK_NAME = "agentkeep.execute_run"
 QUEUE_NAME = "runs"
 APPLICATION_NAME = "agentkeep-queue"
-# procrastinate's worker heartbeat, and the silence after which its `doing` jobs are stalled
-# (its own defaults, stated here so the worker and the sweep agree).
-HEARTBEAT_SECONDS = 10.0
-STALLED_AFTER_SECONDS = 30.0
 # Runs per deferral statement when many are handed over at once.
 HAND_OVER_CHUNK = 500
 

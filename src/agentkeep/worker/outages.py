@@ -24,7 +24,8 @@ from procrastinate import App
 from agentkeep.config import Settings
 from agentkeep.db.faults import classify
 from agentkeep.webhooks.jobs import QUEUE_NAME as WEBHOOK_QUEUE_NAME
-from agentkeep.worker.jobqueue import HEARTBEAT_SECONDS, QUEUE_NAME, STALLED_AFTER_SECONDS
+from agentkeep.worker.jobqueue import QUEUE_NAME
+from agentkeep.worker.liveness import HEARTBEAT_SECONDS, STALLED_AFTER_SECONDS
 
 logger = structlog.get_logger("agentkeep.worker")
 

@@ -4,7 +4,7 @@ metrics."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 
 import structlog
 from sqlalchemy import func, select
@@ -20,6 +20,7 @@ from agentkeep.runs.states import RunStatus
 from agentkeep.webhooks import outbox as webhook_outbox
 from agentkeep.webhooks.events import run_event
 from agentkeep.worker.leases import FINISHED_COLUMNS, Finished, finished
+from agentkeep.worker.liveness import live_workers
 
 logger = structlog.get_logger("agentkeep.worker")
 
@@ -116,12 +117,25 @@ async def run_counts(session: AsyncSession) -> dict[str, int]:
     return {str(status): int(count) for status, count in rows}
 
 
-async def refresh_run_gauges(sessionmaker: async_sessionmaker[AsyncSession], metrics: Metrics) -> None:
-    """Refresh the run gauges before a scrape; a database outage leaves the last values."""
+async def oldest_queued_age(session: AsyncSession, now: datetime) -> float:
+    """Seconds since the oldest queued run was created, 0 when none is queued. Creation, not
+    the last dispatch: a run handed back to the queue has kept its user waiting all along."""
+    oldest = await session.scalar(select(func.min(Run.created_at)).where(Run.status == RunStatus.QUEUED))
+    return 0.0 if oldest is None else max(0.0, (now - oldest).total_seconds())
+
+
+async def refresh_run_gauges(
+    sessionmaker: async_sessionmaker[AsyncSession], metrics: Metrics, *, job_queue: bool = False
+) -> None:
+    """Refresh the run gauges before a scrape; a database outage leaves the last values.
+    `job_queue`: runs are executed by `agentkeep worker` processes, whose liveness is reported."""
     try:
         async with sessionmaker() as session:
             counts = await run_counts(session)
+            oldest = await oldest_queued_age(session, datetime.now(UTC))
+            workers = await live_workers(session) if job_queue else None
     except (SQLAlchemyError, OSError, TimeoutError) as exc:
         logger.warning("run_gauges_failed", error=type(exc).__name__)
         return
     metrics.set_run_counts(counts, [str(status) for status in RunStatus])
+    metrics.set_run_queue(oldest, workers)

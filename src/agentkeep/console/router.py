@@ -21,6 +21,7 @@ from agentkeep.console.pages import (
     org_usage,
     org_webhooks,
     runs,
+    sso,
 )
 from agentkeep.console.route import console_router
 from agentkeep.console.session import RefreshCoalescer
@@ -30,6 +31,7 @@ from agentkeep.security.headers import CONSOLE_MARKER
 
 PAGE_ROUTERS: tuple[APIRouter, ...] = (
     auth.router,
+    sso.router,
     agents.router,
     chat.router,
     runs.router,

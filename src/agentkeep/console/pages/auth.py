@@ -28,6 +28,7 @@ from agentkeep.console.session import (
 from agentkeep.console.templating import redirect, render
 from agentkeep.context import RequestContextDep
 from agentkeep.orgs.router import OrgServiceDep
+from agentkeep.sso.service import provider_names
 
 router = console_router()
 
@@ -69,7 +70,10 @@ PresessionChecked = Depends(_check_presession)
 @router.get("/login", dependencies=[Anonymous])
 async def login_page(request: Request, next: str | None = None, changed: bool = False) -> Response:
     _with_presession(request)
-    return render(request, "auth/login.html", {"next": safe_next(next), "changed": changed})
+    providers = provider_names(request.app.state.oidc_clients)
+    return render(
+        request, "auth/login.html", {"next": safe_next(next), "changed": changed, "providers": providers}
+    )
 
 
 @router.post("/login", dependencies=[Anonymous, AUTH_LIMIT, PresessionChecked])

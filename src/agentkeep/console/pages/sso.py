@@ -79,7 +79,7 @@ async def start(
     return response
 
 
-@router.get("/login/oidc/{provider}/callback", dependencies=[AUTH_LIMIT])
+@router.get("/login/oidc/{provider}/callback", dependencies=[Anonymous, AUTH_LIMIT])
 async def callback(
     provider: Annotated[str, Path(max_length=32, pattern=r"^[a-z0-9][a-z0-9_-]*$")],
     request: Request,

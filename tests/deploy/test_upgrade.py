@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import io
 import json
+import secrets
 import shutil
 import sqlite3
 import subprocess
@@ -185,7 +186,7 @@ def _openapi_paths(http: httpx.Client) -> set[str]:
 def test_upgrade_from_the_previous_release_keeps_the_data(
     previous_src: Path, database: str, tmp_path: Path
 ) -> None:
-    env = {"JWT_SECRET": "upgrade-drill-" + "x7Qp2" * 8, "DATABASE_URL": database}
+    env = {"JWT_SECRET": secrets.token_urlsafe(48), "DATABASE_URL": database}
     old_env = _old(env, previous_src)
 
     # The previous release migrates (its migrations, up to its head) and fills the database.
@@ -249,7 +250,7 @@ def test_the_previous_release_serves_on_the_new_schema_beside_the_new_one(
 ) -> None:
     """Migrate first, then roll: workers first, then API instances one by one, old and new
     instances serving the migrated database at once (docs/OPERATIONS.md, "Upgrading")."""
-    env = {"JWT_SECRET": "upgrade-drill-" + "x7Qp2" * 8, "DATABASE_URL": database}
+    env = {"JWT_SECRET": secrets.token_urlsafe(48), "DATABASE_URL": database}
     old_env = _old(env, previous_src)
     _migrate(env, tmp_path)
 

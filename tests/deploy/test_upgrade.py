@@ -5,11 +5,12 @@ commit before threads, MCP servers, approvals and webhooks arrived (docs/OPERATI
 "Upgrading"). Its `src/` is extracted with `git archive` and run with this checkout's
 dependencies (the releases since only added packages).
 
-- Upgrade: the previous release migrates a database and fills it through its own API; this
-  release migrates it to head, and its API shows everything the old one did. `migrate` a
-  second time changes nothing (the schema dump and the Alembic version stay the same).
-- Expand-then-contract: after `migrate`, instances of the previous release keep serving on
-  the new schema beside new ones (a rolling upgrade): login, agents, runs, on both backends.
+The previous release migrates a database and fills it through its own API; this release
+migrates it to head, and its API shows everything the old one did; `migrate` a second time
+changes nothing (the schema dump and the Alembic version stay the same). Then, as in a
+rolling upgrade (docs/OPERATIONS.md, "Upgrading"), an instance of each release serves the
+migrated database at once, with the new release's workers: the expand-then-contract rule
+promises the old one keeps working (login, agents, runs), on both backends.
 
 A clone without the history (a shallow one) cannot run these: they skip locally and fail in
 CI, like a missing service.
@@ -183,9 +184,24 @@ def _openapi_paths(http: httpx.Client) -> set[str]:
     return set(answer.json()["paths"])
 
 
-def test_upgrade_from_the_previous_release_keeps_the_data(
+def _exercise(http: httpx.Client, auth: dict[str, str], name: str) -> dict[str, Any]:
+    """Agents list, create, read; a run on the new agent, to its end."""
+    agent = create_agent(http, auth, name)
+    listed = http.get("/api/agents", headers=auth)
+    assert listed.status_code == 200, listed.text
+    assert agent["id"] in {item["id"] for item in listed.json()["items"]}
+    run = http.post(f"/api/agents/{agent['id']}/runs", headers=auth, json={"input": "What is 6 * 7?"})
+    assert run.status_code == 202, run.text
+    finished = wait_for_run(http, auth, run.json()["id"])
+    assert finished["status"] == "completed", json.dumps(finished)
+    return agent
+
+
+def test_a_rolling_upgrade_from_the_previous_release(
     previous_src: Path, database: str, tmp_path: Path
 ) -> None:
+    """The previous release fills a database; `migrate` (twice) takes it to head with the data
+    intact; then instances of both releases serve it side by side, workers of the new one."""
     env = {"JWT_SECRET": secrets.token_urlsafe(48), "DATABASE_URL": database}
     old_env = _old(env, previous_src)
 
@@ -209,84 +225,50 @@ def test_upgrade_from_the_previous_release_keeps_the_data(
     assert (_version(database),) == current_heads()
     assert _schema(database, tmp_path) == schema
 
-    with (
-        running_server(env, workdir=tmp_path, migrate=False) as server,
-        _workers(env),
-        httpx.Client(base_url=server.base_url, timeout=60) as http,
-    ):
-        assert "/api/threads" in _openapi_paths(http)
-        # The session the previous release issued is still valid, and everything it showed
-        # is shown again.
-        after = snapshot(http, auth, threads=False)
-        assert_kept(after, before)
-        # The old agent works with the new features: a thread turn on it completes.
-        agent_id = next(agent["id"] for agent in before["agents"].values() if agent["name"] == "math")
-        thread = http.post(
-            "/api/threads", headers=auth, json={"agent_id": agent_id, "title": "after the upgrade"}
-        )
-        assert thread.status_code == 201, thread.text
-        turn = http.post(
-            f"/api/threads/{thread.json()['id']}/runs", headers=auth, json={"input": "What is 2 + 2?"}
-        )
-        assert turn.status_code == 202, turn.text
-        assert wait_for_run(http, auth, turn.json()["id"])["status"] == "completed"
-
-
-def _exercise(http: httpx.Client, auth: dict[str, str], name: str) -> dict[str, Any]:
-    """Agents list, create, read; a run on the new agent, to its end."""
-    agent = create_agent(http, auth, name)
-    listed = http.get("/api/agents", headers=auth)
-    assert listed.status_code == 200, listed.text
-    assert agent["id"] in {item["id"] for item in listed.json()["items"]}
-    run = http.post(f"/api/agents/{agent['id']}/runs", headers=auth, json={"input": "What is 6 * 7?"})
-    assert run.status_code == 202, run.text
-    finished = wait_for_run(http, auth, run.json()["id"])
-    assert finished["status"] == "completed", json.dumps(finished)
-    return agent
-
-
-def test_the_previous_release_serves_on_the_new_schema_beside_the_new_one(
-    previous_src: Path, database: str, tmp_path: Path
-) -> None:
-    """Migrate first, then roll: workers first, then API instances one by one, old and new
-    instances serving the migrated database at once (docs/OPERATIONS.md, "Upgrading")."""
-    env = {"JWT_SECRET": secrets.token_urlsafe(48), "DATABASE_URL": database}
-    old_env = _old(env, previous_src)
-    _migrate(env, tmp_path)
-
+    # Workers first, then API instances: the previous release's instance keeps serving on the
+    # new schema beside a new instance and the new release's workers.
     with (
         running_server(old_env, workdir=tmp_path, migrate=False) as old_server,
+        running_server(env, workdir=tmp_path, migrate=False) as new_server,
+        _workers(env),
         httpx.Client(base_url=old_server.base_url, timeout=60) as old,
+        httpx.Client(base_url=new_server.base_url, timeout=60) as new,
     ):
         assert "/api/threads" not in _openapi_paths(old), "not the previous release's code"
-        old_auth = register(old)
-        # The previous release alone on the new schema, its own workers included.
-        with _workers(old_env, previous_src):
-            old_agent = _exercise(old, old_auth, "made-by-the-previous-release")
+        assert "/api/threads" in _openapi_paths(new)
+        # The session the previous release issued is still valid on both, and everything it
+        # showed is shown again by the new release.
+        assert_kept(snapshot(new, auth, threads=False), before)
+        # The old agent works with the new features: a thread turn on it completes.
+        math = next(agent for agent in before["agents"].values() if agent["name"] == "math")
+        thread = http_ok(
+            new.post("/api/threads", headers=auth, json={"agent_id": math["id"], "title": "upgraded"})
+        )
+        turn = http_ok(
+            new.post(f"/api/threads/{thread['id']}/runs", headers=auth, json={"input": "What is 2 + 2?"})
+        )
+        assert wait_for_run(new, auth, turn["id"])["status"] == "completed"
 
-        # Its workers replaced by the new release's, a new instance joins beside the old one.
-        with (
-            running_server(env, workdir=tmp_path, migrate=False) as new_server,
-            _workers(env),
-            httpx.Client(base_url=new_server.base_url, timeout=60) as new,
-        ):
-            new_auth = login(new)  # the user the previous release registered
-            new_agent = _exercise(new, new_auth, "made-by-the-new-release")
-            # Each reads what the other wrote.
-            seen_by_new = new.get(f"/api/agents/{old_agent['id']}", headers=new_auth)
-            assert seen_by_new.status_code == 200, seen_by_new.text
-            assert_kept(seen_by_new.json(), old_agent)
-            seen_by_old = old.get(f"/api/agents/{new_agent['id']}", headers=old_auth)
-            assert seen_by_old.status_code == 200, seen_by_old.text
-            assert seen_by_old.json()["name"] == "made-by-the-new-release"
-            # A run the old instance queues is executed by the new release's workers, on an
-            # agent either release wrote. (SQLite has no workers: `serve` runs what it
-            # queued itself, so the old instance runs its own agent's run.)
-            targets = [old_agent, new_agent] if _is_postgres(database) else [old_agent]
-            for agent in targets:
-                run = old.post(
-                    f"/api/agents/{agent['id']}/runs", headers=old_auth, json={"input": "What is 1 + 1?"}
-                )
-                assert run.status_code == 202, run.text
-                finished = wait_for_run(new, new_auth, run.json()["id"])
-                assert finished["status"] == "completed", json.dumps(finished)
+        # Each release creates, lists and runs agents, and reads what the other wrote.
+        old_agent = _exercise(old, auth, "made-by-the-previous-release")
+        new_agent = _exercise(new, auth, "made-by-the-new-release")
+        assert_kept(http_ok(new.get(f"/api/agents/{old_agent['id']}", headers=auth)), old_agent)
+        assert http_ok(old.get(f"/api/agents/{new_agent['id']}", headers=auth))["name"] == new_agent["name"]
+        # A run the old instance queues is executed by the new release's workers, on an
+        # agent either release wrote. (SQLite has no workers: `serve` runs what it queued
+        # itself, so there the old instance runs only its own agent's runs.)
+        targets = [math, new_agent] if _is_postgres(database) else [math]
+        for agent in targets:
+            run = http_ok(old.post(f"/api/agents/{agent['id']}/runs", headers=auth, json={"input": "1 + 1?"}))
+            finished = wait_for_run(new, auth, run["id"])
+            assert finished["status"] == "completed", json.dumps(finished)
+        # A user the previous release registers logs in through the new one.
+        register(old, "bob")
+        login(new, "bob")
+
+
+def http_ok(answer: httpx.Response) -> Any:
+    assert answer.is_success, (
+        f"{answer.request.method} {answer.request.url}: {answer.status_code} {answer.text}"
+    )
+    return answer.json()

@@ -76,6 +76,29 @@ def migrate(
     typer.echo(f"database migrated to {revision}", err=True)
 
 
+@cli.command()
+def backup(
+    output: Annotated[Path, typer.Option("--output", dir_okay=False, help="File to write (must not exist)")],
+) -> None:
+    """Copy the SQLite database online, safe while `serve` runs (PostgreSQL: pg_dump, see docs)."""
+    from agentkeep.db.backup import BackupError, backup_sqlite, sqlite_file
+
+    settings = _settings()
+    if not settings.is_sqlite:
+        typer.echo(
+            "agentkeep backup copies SQLite databases; back up PostgreSQL with pg_dump as "
+            'docs/OPERATIONS.md, "Backup and restore of PostgreSQL", describes.',
+            err=True,
+        )
+        raise typer.Exit(EXIT_CONFIG)
+    try:
+        result = backup_sqlite(sqlite_file(settings.database_url), output)
+    except BackupError as error:
+        typer.echo(f"backup failed: {error}", err=True)
+        raise typer.Exit(error.exit_code) from None
+    typer.echo(f"backup written to {result.output} ({result.size_bytes} bytes)", err=True)
+
+
 ADMIN_PASSWORD_ENV = "AGENTKEEP_ADMIN_PASSWORD"  # noqa: S105 - a variable name
 
 

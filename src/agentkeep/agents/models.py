@@ -7,6 +7,7 @@ agent archives it (`archived_at`): its versions, runs and audit records stay.
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import datetime
 from typing import Any
@@ -26,6 +27,8 @@ SYSTEM_PROMPT_MAX = 20_000
 # written before these fields existed read the same defaults.
 DEFAULT_APPROVERS: tuple[str, ...] = tuple(role.value for role in roles_with(Permission.RUNS_APPROVE))
 DEFAULT_APPROVAL_TIMEOUT_SECONDS = 3600
+# The same defaults as the database writes them (migrations 0014 and 0017).
+APPROVERS_SERVER_DEFAULT = "'" + json.dumps(list(DEFAULT_APPROVERS)) + "'"
 
 
 class Agent(UUIDPrimaryKey, Timestamps, Base):
@@ -55,8 +58,14 @@ class Agent(UUIDPrimaryKey, Timestamps, Base):
     limits: Mapped[dict[str, Any]] = mapped_column(PortableJSON, default=dict)
     status: Mapped[str] = mapped_column(String(AGENT_STATUS_MAX), default="active")
     # The roles that may approve the agent's tool calls, and how long a run waits for them.
-    approvers: Mapped[list[Any]] = mapped_column(PortableJSON, default=lambda: list(DEFAULT_APPROVERS))
-    approval_timeout_seconds: Mapped[int] = mapped_column(default=DEFAULT_APPROVAL_TIMEOUT_SECONDS)
+    # The server defaults are for the previous release's instances during a rolling upgrade,
+    # which insert agents without these columns (expand-then-contract, migration 0017).
+    approvers: Mapped[list[Any]] = mapped_column(
+        PortableJSON, default=lambda: list(DEFAULT_APPROVERS), server_default=text(APPROVERS_SERVER_DEFAULT)
+    )
+    approval_timeout_seconds: Mapped[int] = mapped_column(
+        default=DEFAULT_APPROVAL_TIMEOUT_SECONDS, server_default=str(DEFAULT_APPROVAL_TIMEOUT_SECONDS)
+    )
     version: Mapped[int] = mapped_column(default=1)
     archived_at: Mapped[datetime | None]
 

@@ -333,6 +333,13 @@ async def _check_a_rolling_restart_under_load_fails_no_request(
     print(summary, seconds)  # the figures, with -s
     failed = [answer for answer in load.answers if answer[2] not in {200, 201}]
     assert not failed, (failed[:5], summary)
+    # A create sent twice with its Idempotency-Key made one agent.
+    async with deployment.client("127.0.0.8") as http:
+        for kind, name in load.retried:
+            if kind == "create":
+                found = await http.get("/api/agents", params={"name": name}, headers=auth)
+                assert [agent["name"] for agent in found.json()["items"]] == [name], found.text
+    print("retried", load.retried)
     assert set(summary) == {"before", "restarting-0", "restarted-0", "restarting-1", "restarted-1", "after"}
     # nginx did meet each stopped instance and moved those requests to the other one.
     refused = deployment.proxy.log().count("(111: Connection refused) while connecting to upstream")

@@ -62,27 +62,44 @@ def sse_events(lines: list[str]) -> list[dict[str, str]]:
 class ApiLoad:
     """Clients that alternate listing and creating agents through nginx, recording each answer
     by phase. No readiness probe goes through nginx: a draining instance's 503 there would
-    tell nginx to skip it, which a deployment cannot count on."""
+    tell nginx to skip it, which a deployment cannot count on.
+
+    They behave as the runbook tells API clients to (docs/OPERATIONS.md): a create carries an
+    `Idempotency-Key`, and a request that met a connection reset or a 502 is sent once more,
+    the create with the same key, so that it cannot create twice. nginx resends a GET itself,
+    never a POST that reached an instance; one that reached it in the instant it closed its
+    listening socket comes back as a 502. `retried` keeps those, to check each made one agent.
+    """
 
     http: httpx.AsyncClient
     headers: dict[str, str]
     phase: str = "before"
     answers: list[tuple[str, str, int | str]] = field(default_factory=list)
+    retried: list[tuple[str, str]] = field(default_factory=list)
     stopping: bool = False
+
+    async def _send(self, kind: str, name: str, key: str) -> httpx.Response:
+        if kind == "list":
+            return await self.http.get("/api/agents", headers=self.headers)
+        headers = {**self.headers, "Idempotency-Key": key}
+        return await self.http.post("/api/agents", json={"name": name, "model": "test"}, headers=headers)
 
     async def _client(self) -> None:
         while not self.stopping:
             for kind in ("list", "create"):
                 phase = self.phase
-                try:
-                    if kind == "list":
-                        response = await self.http.get("/api/agents", headers=self.headers)
-                    else:
-                        body = {"name": f"load-{secrets.token_hex(6)}", "model": "test"}
-                        response = await self.http.post("/api/agents", json=body, headers=self.headers)
-                    self.answers.append((phase, kind, response.status_code))
-                except httpx.HTTPError as exc:
-                    self.answers.append((phase, kind, repr(exc)))
+                name, key = f"load-{secrets.token_hex(6)}", secrets.token_hex(16)
+                outcome: int | str = "unsent"
+                for attempt in (1, 2):
+                    try:
+                        outcome = (await self._send(kind, name, key)).status_code
+                    except httpx.TransportError as exc:
+                        outcome = repr(exc)
+                    if outcome != 502 and isinstance(outcome, int):
+                        break
+                    if attempt == 1:
+                        self.retried.append((kind, name))
+                self.answers.append((phase, kind, outcome))
 
     async def run(self, clients: int, script: Callable[[], Awaitable[None]]) -> None:
         tasks = [asyncio.create_task(self._client()) for _ in range(clients)]

@@ -15,7 +15,7 @@ from agentkeep.apikeys.secret import ApiKeyHasher, looks_like_api_key
 from agentkeep.apikeys.service import ApiKeyService
 from agentkeep.audit.service import AuditDep
 from agentkeep.auth.errors import NotSuperuser
-from agentkeep.auth.service import AuthService, authenticate_access_token
+from agentkeep.auth.service import Authenticated, AuthService, authenticate_access_token
 from agentkeep.context import request_context
 from agentkeep.db.session import SessionDep
 from agentkeep.dependencies import SettingsDep
@@ -156,8 +156,16 @@ async def get_current_principal(
     found = await authenticate_access_token(
         session, token_codec_of(request), token, request.app.state.session_cache
     )
+    principal = session_principal(found)
+    await enforce_principal_limit(request, principal.limit_key)
+    return principal
+
+
+def session_principal(found: Authenticated) -> Principal:
+    """The caller of a login session's access token (API bearer or console cookie), named in
+    the request's log lines."""
     structlog.contextvars.bind_contextvars(user_id=str(found.user.id))
-    principal = Principal(
+    return Principal(
         user_id=found.user.id,
         user=found.user,
         session_id=found.session_id,
@@ -165,8 +173,6 @@ async def get_current_principal(
         org_id=found.org_id,
         role=found.role,
     )
-    await enforce_principal_limit(request, principal.limit_key)
-    return principal
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_current_principal)]

@@ -13,10 +13,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import structlog
 from fastapi import Depends, Request
 
-from agentkeep.auth.dependencies import Principal, token_codec_of
+from agentkeep.auth.dependencies import Principal, session_principal, token_codec_of
 from agentkeep.auth.errors import InvalidAccessToken, RefreshRejected
 from agentkeep.auth.service import authenticate_access_token
 from agentkeep.console import csrf
@@ -59,15 +58,7 @@ async def console_principal(request: Request, session: SessionDep) -> Principal:
             raise SignInRequired from None
         store_tokens(request, issued)
         found = await authenticate_access_token(session, codec, issued.access_token, cache)
-    structlog.contextvars.bind_contextvars(user_id=str(found.user.id))
-    principal = Principal(
-        user_id=found.user.id,
-        user=found.user,
-        session_id=found.session_id,
-        jti=found.jti,
-        org_id=found.org_id,
-        role=found.role,
-    )
+    principal = session_principal(found)
     request_slot(request)["principal"] = principal
     if request.method in csrf.UNSAFE_METHODS:
         await csrf.check_token(request, csrf.session_token(request.app.state.settings, found.session_id))

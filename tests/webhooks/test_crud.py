@@ -192,3 +192,35 @@ async def test_redirects_are_not_followed(
     assert logged["response_status"] == 307
     assert logged["error"] == "redirects are not followed"
     assert len(receiver.received()) == 1
+
+
+async def test_reencryption_rewrites_both_signing_secrets_under_the_newest_key(
+    app: FastAPI, client: httpx.AsyncClient, receiver: Receiver, encryption_key: str
+) -> None:
+    """`agentkeep providers reencrypt` rewrites a webhook's secret and, during a rotation's
+    overlap, its previous one; a key it cannot read leaves the webhook reported, unchanged."""
+    from agentkeep.providers.reencrypt import reencrypt_all
+    from agentkeep.security.secretbox import generate_key
+
+    team = await make_team(client)
+    owner = team.headers(Role.OWNER)
+    hook = await create_hook(client, team.org_id, owner, receiver.url())
+    rotated = await client.post(hooks_path(team.org_id, hook["id"], "/rotate-secret"), headers=owner)
+    assert rotated.status_code == 200, rotated.text
+
+    stranger = await reencrypt_all(app.state.sessionmaker, SecretBox([generate_key()]))
+    assert [str(webhook_id) for webhook_id in stranger.webhooks.unreadable] == [hook["id"]]
+    newest = generate_key()
+    report = await reencrypt_all(app.state.sessionmaker, SecretBox([newest, encryption_key]))
+
+    assert (report.webhooks.rewritten, report.webhooks.unreadable) == (1, [])
+    async with app.state.sessionmaker() as session:
+        row = (await session.scalars(select(Webhook))).one()
+    assert row.previous_secret_ciphertext is not None
+    only_newest = SecretBox([newest])
+    assert only_newest.decrypt(row.secret_ciphertext) == rotated.json()["secret"]
+    assert only_newest.decrypt(row.previous_secret_ciphertext) == hook["secret"]
+    audited = [
+        r for r in await audit_rows(app, "webhook_updated") if r.details.get("changed") == ["encryption_key"]
+    ]
+    assert len(audited) == 1

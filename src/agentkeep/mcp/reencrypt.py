@@ -1,18 +1,19 @@
 """Re-encrypt every stored MCP server's headers under the newest SECRETS_ENCRYPTION_KEYS key
-(part of `agentkeep providers reencrypt`, which rewrites every stored secret)."""
+(part of `agentkeep providers reencrypt`, which rewrites every stored secret; the pass itself
+is agentkeep.secret_rotation's)."""
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from agentkeep.audit.actions import ActorType, AuditAction
-from agentkeep.audit.service import record
-from agentkeep.context import RequestContext
+from agentkeep.audit.actions import AuditAction
+from agentkeep.mcp.models import McpServer
 from agentkeep.mcp.repository import McpServerRepository
-from agentkeep.security.secretbox import SecretBox, SecretDecryptionError
+from agentkeep.secret_rotation import RotationReport, RowKind, rotate_rows
+from agentkeep.security.secretbox import SecretBox
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,39 +23,30 @@ class UnreadableMcpServer:
     name: str
 
 
-@dataclass(slots=True)
-class McpReencryptReport:
-    rewritten: int = 0
-    unreadable: list[UnreadableMcpServer] = field(default_factory=list)
+McpReencryptReport = RotationReport[UnreadableMcpServer]
+
+
+async def _with_headers(session: AsyncSession, server_id: uuid.UUID) -> McpServer | None:
+    server = await McpServerRepository(session).locked(server_id)
+    return server if server is not None and server.headers_ciphertext is not None else None
 
 
 async def reencrypt_mcp_headers(
     sessionmaker: async_sessionmaker[AsyncSession], secretbox: SecretBox
 ) -> McpReencryptReport:
-    """One short transaction per server (row locked, rewritten, audited); headers no
-    configured key decrypts are left unchanged and reported."""
-    report = McpReencryptReport()
-    async with sessionmaker() as session:
-        ids = await McpServerRepository(session).all_ids()
-    for server_id in ids:
-        async with sessionmaker() as session, session.begin():
-            server = await McpServerRepository(session).locked(server_id)
-            if server is None or server.headers_ciphertext is None:  # deleted meanwhile, or no headers
-                continue
-            try:
-                server.headers_ciphertext = secretbox.rotate(server.headers_ciphertext)
-            except SecretDecryptionError:
-                report.unreadable.append(UnreadableMcpServer(server.org_id, server.id, server.name))
-                continue
-            await record(
-                session,
-                AuditAction.MCP_SERVER_UPDATED,
-                context=RequestContext.system(),
-                org_id=server.org_id,
-                actor_type=ActorType.SYSTEM,
-                resource_type="mcp_server",
-                resource_id=server.id,
-                details={"name": server.name, "changed": ["encryption_key"]},
-            )
-            report.rewritten += 1
-    return report
+    """Headers no configured key decrypts are left unchanged and reported."""
+
+    def rotate(server: McpServer) -> None:
+        assert server.headers_ciphertext is not None  # servers without headers are skipped
+        server.headers_ciphertext = secretbox.rotate(server.headers_ciphertext)
+
+    kind = RowKind[McpServer, UnreadableMcpServer](
+        ids=lambda session: McpServerRepository(session).all_ids(),
+        locked=_with_headers,
+        rotate=rotate,
+        action=AuditAction.MCP_SERVER_UPDATED,
+        resource_type="mcp_server",
+        details=lambda server: {"name": server.name},
+        unreadable=lambda server: UnreadableMcpServer(server.org_id, server.id, server.name),
+    )
+    return await rotate_rows(sessionmaker, kind)

@@ -10,12 +10,12 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from agentkeep.audit.actions import ActorType, AuditAction
-from agentkeep.audit.service import record
-from agentkeep.context import RequestContext
+from agentkeep.audit.actions import AuditAction
 from agentkeep.mcp.reencrypt import McpReencryptReport, reencrypt_mcp_headers
+from agentkeep.providers.models import Provider
 from agentkeep.providers.repository import ProviderRepository
-from agentkeep.security.secretbox import SecretBox, SecretDecryptionError
+from agentkeep.secret_rotation import RowKind, rotate_rows
+from agentkeep.security.secretbox import SecretBox
 from agentkeep.webhooks.reencrypt import WebhookReencryptReport, reencrypt_webhook_secrets
 
 
@@ -37,33 +37,25 @@ class ReencryptReport:
 async def reencrypt_all(
     sessionmaker: async_sessionmaker[AsyncSession], secretbox: SecretBox
 ) -> ReencryptReport:
-    """One short transaction per provider (row locked, rewritten, audited), so a long sweep
-    never holds the audit chain or many rows at once. A key no configured key decrypts is
-    left unchanged and reported."""
-    report = ReencryptReport()
-    async with sessionmaker() as session:
-        ids = await ProviderRepository(session).all_ids()
-    for provider_id in ids:
-        async with sessionmaker() as session, session.begin():
-            provider = await ProviderRepository(session).locked(provider_id)
-            if provider is None:  # deleted meanwhile
-                continue
-            try:
-                provider.api_key_ciphertext = secretbox.rotate(provider.api_key_ciphertext)
-            except SecretDecryptionError:
-                report.unreadable.append(UnreadableProvider(provider.org_id, provider.id, provider.name))
-                continue
-            await record(
-                session,
-                AuditAction.PROVIDER_UPDATED,
-                context=RequestContext.system(),
-                org_id=provider.org_id,
-                actor_type=ActorType.SYSTEM,
-                resource_type="provider",
-                resource_id=provider.id,
-                details={"name": provider.name, "changed": ["encryption_key"]},
-            )
-            report.rewritten += 1
-    report.mcp = await reencrypt_mcp_headers(sessionmaker, secretbox)
-    report.webhooks = await reencrypt_webhook_secrets(sessionmaker, secretbox)
-    return report
+    """Provider keys no configured key decrypts are left unchanged and reported; then the
+    MCP servers' headers and the webhooks' secrets (agentkeep.secret_rotation's pass each)."""
+
+    def rotate(provider: Provider) -> None:
+        provider.api_key_ciphertext = secretbox.rotate(provider.api_key_ciphertext)
+
+    kind = RowKind[Provider, UnreadableProvider](
+        ids=lambda session: ProviderRepository(session).all_ids(),
+        locked=lambda session, provider_id: ProviderRepository(session).locked(provider_id),
+        rotate=rotate,
+        action=AuditAction.PROVIDER_UPDATED,
+        resource_type="provider",
+        details=lambda provider: {"name": provider.name},
+        unreadable=lambda provider: UnreadableProvider(provider.org_id, provider.id, provider.name),
+    )
+    providers = await rotate_rows(sessionmaker, kind)
+    return ReencryptReport(
+        rewritten=providers.rewritten,
+        unreadable=providers.unreadable,
+        mcp=await reencrypt_mcp_headers(sessionmaker, secretbox),
+        webhooks=await reencrypt_webhook_secrets(sessionmaker, secretbox),
+    )

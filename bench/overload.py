@@ -11,19 +11,23 @@ bench/agents_list.py, MAX_REQUESTS_IN_FLIGHT at its default unless given. Per ro
 1. wrk at 64 connections: the reference throughput;
 2. wrk at `--connections` (timeout 10 s), counting answers by status (wrk_statuses.lua),
    while this process probes, one request at a time every 20 ms, `GET /health/live` and
-   `GET /api/agents` on their own connections: the probe latencies, and for a refused
-   probe its status, `Retry-After` and content type;
+   `GET /api/agents` on their own keep-alive connections, opened (and answered once) before
+   wrk starts: the probe latencies, and for a refused probe its status, `Retry-After` and
+   content type; and every 0.5 s `GET /health/live` on a new connection (as a Kubernetes
+   probe or a new client comes), whose time counts the wait for serve to accept it;
 3. hey at `--connections` for the same time, whose per-request record separates the
    latency of admitted (200) and refused (503) requests.
 
 Reported per round and as medians: throughput of 200s at each load, admitted p50/p99,
-refusal p50/p99, /health/live p50/p99/max during the overload, errors.
+refusal p50/p99, /health/live p50/p99/max during the overload (established connection,
+and new connections), errors.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import http.client
 import io
 import json
 import shutil
@@ -31,6 +35,7 @@ import statistics
 import subprocess
 import threading
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -45,13 +50,18 @@ from tests.support.server import running_server
 
 
 class Prober(threading.Thread):
-    """Sequential probes of one URL on one keep-alive connection until stopped."""
+    """Sequential probes of one URL on one keep-alive connection until stopped.
+
+    `ready` is set once the first probe is answered (the connection is open); samples are
+    kept only once `measuring` is set."""
 
     def __init__(self, url: str, headers: dict[str, str] | None = None, gap: float = 0.02) -> None:
         super().__init__(daemon=True)
         self.url, self.headers, self.gap = url, headers or {}, gap
         self.samples: list[tuple[int, float]] = []
         self.refusals: list[dict[str, str]] = []
+        self.ready = threading.Event()
+        self.measuring = threading.Event()
         self.stop = threading.Event()
 
     def run(self) -> None:
@@ -61,7 +71,12 @@ class Prober(threading.Thread):
                 try:
                     answer = client.get(self.url)
                 except httpx.HTTPError:
-                    self.samples.append((0, 1000 * (time.perf_counter() - sent)))
+                    if self.measuring.is_set():
+                        self.samples.append((0, 1000 * (time.perf_counter() - sent)))
+                    continue
+                self.ready.set()
+                if not self.measuring.is_set():
+                    self.stop.wait(self.gap)
                     continue
                 self.samples.append((answer.status_code, 1000 * (time.perf_counter() - sent)))
                 if answer.status_code == 503 and len(self.refusals) < 3:
@@ -72,6 +87,48 @@ class Prober(threading.Thread):
                         }
                     )
                 self.stop.wait(self.gap)
+
+
+class NewConnectionProbes(threading.Thread):
+    """Every `gap` seconds until stopped, one `GET` on a connection of its own, each in its
+    own thread so that a slow one does not delay the next: connect, request, answer."""
+
+    def __init__(self, url: str, gap: float = 0.5, timeout: float = 60) -> None:
+        super().__init__(daemon=True)
+        parts = urllib.parse.urlsplit(url)
+        self.host, self.port, self.path = parts.hostname or "127.0.0.1", parts.port, parts.path
+        self.gap, self.timeout = gap, timeout
+        self.samples: list[tuple[int, float]] = []
+        self.stop = threading.Event()
+        self._probes: list[threading.Thread] = []
+
+    def probe(self) -> None:
+        sent = time.perf_counter()
+        connection = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+        try:
+            connection.request("GET", self.path)
+            answer = connection.getresponse()
+            answer.read()
+            status = answer.status
+        except (OSError, http.client.HTTPException):
+            status = 0
+        finally:
+            connection.close()
+        self.samples.append((status, 1000 * (time.perf_counter() - sent)))
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            probe = threading.Thread(target=self.probe, daemon=True)
+            probe.start()
+            self._probes.append(probe)
+            self.stop.wait(self.gap)
+
+    def finish(self) -> None:
+        """Stop sending; wait for the probes sent to be answered (or to time out)."""
+        self.stop.set()
+        self.join()
+        for probe in self._probes:
+            probe.join()
 
 
 def run_hey(url: str, connections: int, seconds: int, headers: dict[str, str]) -> dict[str, Any]:
@@ -107,6 +164,12 @@ def one_round(
     probes = [Prober(health), Prober(url, headers, gap=0.05)]
     for probe in probes:
         probe.start()
+    for probe in probes:  # their connections open before wrk's: accepted, not queued behind
+        if not probe.ready.wait(60):
+            raise SystemExit(f"no answer to {probe.url} within 60 s before the overload")
+        probe.measuring.set()
+    new_connections = NewConnectionProbes(health)
+    new_connections.start()
     with py_spy(serve_pid, profile):
         overload = run_wrk(
             url,
@@ -116,6 +179,7 @@ def one_round(
             script=STATUSES_SCRIPT,
             timeout="10s",
         )
+    new_connections.finish()
     for probe in probes:
         probe.stop.set()
         probe.join()
@@ -138,6 +202,11 @@ def one_round(
         },
         "health_live_ms": {
             **spread(health_ms), "failed": sum(status != 200 for status, _ in probes[0].samples)
+        },
+        "health_live_new_connection_ms": {
+            **spread([ms for status, ms in new_connections.samples if status == 200]),
+            "probes": len(new_connections.samples),
+            "failed": sum(status != 200 for status, _ in new_connections.samples),
         },
         "probe_agents": {
             "ok_ms": spread([ms for status, ms in agents if status == 200]),
@@ -209,6 +278,8 @@ def medians(rounds: list[dict[str, Any]]) -> dict[str, Any]:
         "refused_p99_ms": median(("overload_hey", "latency_ms", "503", "p99")),
         "health_live_p50_ms": median(("health_live_ms", "p50")),
         "health_live_p99_ms": median(("health_live_ms", "p99")),
+        "health_live_new_connection_p50_ms": median(("health_live_new_connection_ms", "p50")),
+        "health_live_new_connection_max_ms": median(("health_live_new_connection_ms", "max")),
         "over_1s_wrk": median(("overload_wrk", "over_1s")),
     }
 

@@ -82,3 +82,17 @@ async def test_outdated_parameters_produce_a_new_hash_on_verify() -> None:
     assert valid
     assert new is not None
     assert "m=19456,t=3,p=1" in new
+
+
+async def test_the_unknown_user_hash_costs_what_a_stored_hash_costs() -> None:
+    """The prebuilt dummy is argon2id with today's parameters (an outdated one would also be
+    rehashed on every unknown-user login), and an ordinary password does not match it."""
+    hasher = PasswordHasher(1)
+    reference = Argon2Hasher(memory_cost=19_456, time_cost=3, parallelism=1)  # docs/SECURITY.md
+    try:
+        assert reference.identify(passwords.UNKNOWN_USER_HASH)
+        assert not reference.check_needs_rehash(passwords.UNKNOWN_USER_HASH)
+        assert await hasher.verify_and_update("hunter2 hunter2", passwords.UNKNOWN_USER_HASH) == (False, None)
+        await hasher.prepare()  # nothing to compute: the module's parameters have their dummy
+    finally:
+        hasher.close()

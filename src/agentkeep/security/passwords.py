@@ -32,6 +32,14 @@ from pwdlib.hashers.argon2 import Argon2Hasher
 ARGON2_MEMORY_COST_KIB = 19_456
 ARGON2_TIME_COST = 3
 ARGON2_PARALLELISM = 1
+# What an unknown user's login is verified against, so it takes the time of a known user's:
+# an argon2id hash, with the parameters above, of a random password nobody kept. It only burns
+# time (the login fails whatever it says), so it need not be secret; built once here instead
+# of by every process at start (a hash of CPU each). tests/auth/test_passwords.py checks that
+# its parameters are the ones above.
+UNKNOWN_USER_HASH = (
+    "$argon2id$v=19$m=19456,t=3,p=1$KLetX66uKch4UWQPE5ELJQ$4Cb8D4eE3rawbi5gaGCuTsEtFdAnhjfpChBQ5LNraoc"
+)
 # How much nicer than the event loop the hashing threads run (Linux: per-thread nice value).
 HASH_THREAD_NICENESS = 10
 
@@ -77,7 +85,8 @@ class PasswordHasher:
             max_workers=concurrency, thread_name_prefix="argon2", initializer=lower_thread_priority
         )
         self._hash = password_hash or build_password_hash()
-        self._dummy_hash: str | None = None
+        # Other parameters than the module's get a dummy of their own (prepare()).
+        self._dummy_hash: str | None = UNKNOWN_USER_HASH if password_hash is None else None
 
     async def _in_thread(self, function: Callable[..., T], *args: object) -> T:
         async with self._semaphore:
@@ -106,7 +115,7 @@ class PasswordHasher:
         await self.verify_and_update(password, self._dummy_hash)
 
     async def prepare(self) -> None:
-        """Compute the dummy hash up front, so the first unknown-user login is not faster."""
+        """Have the dummy hash ready, so the first unknown-user login is not faster."""
         if self._dummy_hash is None:
             self._dummy_hash = await self._run_hash(secrets.token_urlsafe(16))
 

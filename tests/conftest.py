@@ -20,6 +20,7 @@ from tests.support.databases import (
     REDIS_URL,
     create_postgres_database,
     drop_postgres_database,
+    finish_drops,
     migrate,
     postgres_answers,
     truncate_all,
@@ -38,6 +39,10 @@ def pytest_configure(config: pytest.Config) -> None:
     # The operator's shell must not leak settings into tests: each test states its own.
     for name in Settings.model_fields:
         os.environ.pop(name.upper(), None)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    finish_drops()  # databases dropped behind the tests (tests/support/databases.py)
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import NoReturn
 
+import psycopg
 import pytest
+from psycopg import sql
 from sqlalchemy import delete, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -62,14 +65,53 @@ async def create_postgres_database(prefix: str = "agentkeep_test") -> str:
 
 
 async def drop_postgres_database(url: str) -> None:
-    name = make_url(url).database
+    """Search the database a last time, then drop it behind the tests (see `_Dropper`)."""
     scan_database(url, "before it was dropped", last=True)
-    engine = create_async_engine(ADMIN_URL, poolclass=NullPool, isolation_level="AUTOCOMMIT")
-    try:
-        async with engine.connect() as connection:
-            await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        await engine.dispose()
+    _dropper.drop(url)
+
+
+def finish_drops() -> None:
+    """Wait for the databases still being dropped (the end of a test process)."""
+    _dropper.finish()
+
+
+class _Dropper:
+    """Drops databases in a thread of its own, one after the other.
+
+    `DROP DATABASE` waits for a checkpoint of the whole server: one to ten seconds on a busy
+    host, which a test's teardown would otherwise spend waiting. The name is unique and
+    nothing uses the database any more (`WITH (FORCE)` ends any leftover connection), so
+    nothing waits for it but the end of the process.
+    """
+
+    def __init__(self) -> None:
+        self._executor: ThreadPoolExecutor | None = None
+        self._pending: list[Future[None]] = []
+
+    def drop(self, url: str) -> None:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="drop-database")
+        self._pending.append(self._executor.submit(self._drop, url))
+
+    @staticmethod
+    def _drop(url: str) -> None:
+        name = make_url(url).database
+        assert name is not None
+        admin = make_url(ADMIN_URL).set(drivername="postgresql").render_as_string(hide_password=False)
+        with psycopg.connect(admin, autocommit=True, connect_timeout=10) as connection:
+            statement = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+            connection.execute(statement.format(sql.Identifier(name)))
+
+    def finish(self) -> None:
+        pending, self._pending = self._pending, []
+        for future in pending:
+            future.result()
+        if self._executor is not None:
+            self._executor.shutdown()
+            self._executor = None
+
+
+_dropper = _Dropper()
 
 
 # procrastinate's tables emptied with ours (`agentkeep migrate` creates them on PostgreSQL).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -58,6 +59,36 @@ def _hash_passwords_at_normal_priority() -> Iterator[None]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(passwords, "lower_thread_priority", lambda: None)
         yield
+
+
+# argon2id as in production but with the smallest cost argon2 is used with (1 MiB, 1 pass).
+TEST_ARGON2 = {"memory_cost": 1024, "time_cost": 1}
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _cheap_password_hashes() -> Iterator[None]:
+    """In-process apps hash passwords with argon2id at a test cost.
+
+    Nearly every test registers and logs in users, and the production cost (19 MiB, 3 passes,
+    about 60 ms of CPU a hash) made hashing a fifth of the suite's CPU on two cores. The same
+    code runs (pwdlib's argon2id, in the hashing threads, behind the semaphore); only the
+    parameters are smaller, as Django's documentation advises for test suites. The tests about
+    the parameters themselves ask for `production_password_hashing`; `agentkeep serve`
+    processes started by the tests always hash at the production cost.
+    """
+    cheap = functools.partial(passwords.build_password_hash, **TEST_ARGON2)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(passwords, "build_password_hash", cheap)
+        yield
+
+
+@pytest.fixture
+def production_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This test's in-process apps hash at the production cost (the module's own builder)."""
+    monkeypatch.setattr(passwords, "build_password_hash", _PRODUCTION_BUILD_PASSWORD_HASH)
+
+
+_PRODUCTION_BUILD_PASSWORD_HASH = passwords.build_password_hash
 
 
 async def redis_answers(url: str = REDIS_URL) -> bool:

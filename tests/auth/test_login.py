@@ -87,7 +87,7 @@ async def test_unknown_user_wrong_password_and_disabled_user_get_the_same_401(
 
 
 async def test_an_outdated_hash_is_upgraded_on_the_next_login(
-    client: httpx.AsyncClient, settings: Settings
+    production_password_hashing: None, client: httpx.AsyncClient, settings: Settings
 ) -> None:
     await register(client)
     weak = build_password_hash(memory_cost=8192, time_cost=1).hash(normalise_password(PASSWORD))

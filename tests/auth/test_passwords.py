@@ -15,9 +15,10 @@ from agentkeep.security.passwords import PasswordHasher, lower_thread_priority
 
 
 @pytest.fixture(autouse=True)
-def _hashing_below_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Here the hashing threads run at the product's lowered priority (the suite runs them at
-    normal priority, see tests/conftest.py): these tests are about the event loop."""
+def _hashing_below_the_event_loop(monkeypatch: pytest.MonkeyPatch, production_password_hashing: None) -> None:
+    """Here the hashing threads run at the product's lowered priority and cost (the suite runs
+    them at normal priority and a test cost, see tests/conftest.py): these tests are about
+    the event loop and the parameters."""
     monkeypatch.setattr(passwords, "lower_thread_priority", lower_thread_priority)
 
 

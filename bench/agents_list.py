@@ -10,7 +10,12 @@ AgentKeep runs with everything on: JWT verification, the revocation check agains
 database, the per-user rate limit in Redis (its budget raised so the load is not refused),
 the organization membership lookup, security headers, metrics and the access log. Load
 comes from wrk (apt-get install wrk). Reports requests/s, p50/p99, non-2xx, socket errors
-and pool timeouts (read from the server logs); medians of `--runs` rounds.
+and pool timeouts (read from the server logs); medians of `--runs` rounds; the share of the
+bare endpoint as the median of each round's ratio; serve's CPU per request (all its processes).
+
+`--baseline-src DIR` (the `src` folder of another checkout) runs that checkout's `serve` beside
+this one, on the same database, Redis and settings, measured in turn in every round: the row
+of this one adds the medians of its per-round ratios to the other (throughput, CPU).
 """
 
 from __future__ import annotations
@@ -22,21 +27,23 @@ import json
 import os
 import re
 import secrets
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
 from bench.profiling import py_spy
 from bench.profiling import summarise as summarise_profile
-from bench.scale import fresh_database, private_postgres, statement_counts, statement_delta
+from bench.scale import cpu_seconds, fresh_database, private_postgres, statement_counts, statement_delta
 from bench.wrk import OVER_1S_SCRIPT, run_wrk, summarise
 from tests.support.databases import create_postgres_database, drop_postgres_database
-from tests.support.server import running_server
+from tests.support.server import Server, running_server
 from tests.support.throwaway import free_port
 
 PASSWORD = "bench-password-" + secrets.token_hex(8)
@@ -116,6 +123,18 @@ def summary(
     }
 
 
+@dataclass
+class Target:
+    """One AgentKeep `serve` under test: this checkout's, or another's (`--baseline-src`)."""
+
+    code: str
+    server: Server
+    url: str
+    headers: dict[str, str]
+    samples: list[dict[str, float | int]] = field(default_factory=list)
+    cpu_ms_per_request: list[float] = field(default_factory=list)
+
+
 def measure(
     database_url: str,
     redis_url: str,
@@ -124,7 +143,11 @@ def measure(
     seconds: int,
     connections: int,
     profile: Path | None = None,
+    baseline: Path | None = None,
 ) -> list[dict[str, object]]:
+    """`runs` alternating rounds: this `serve`, the baseline's (when given), the bare endpoint.
+    Ratios to the bare endpoint are medians of each round's ratio (the host's load moves
+    all three together within a round, not between rounds)."""
     env = {
         "DATABASE_URL": database_url,
         "REDIS_URL": redis_url,
@@ -132,40 +155,72 @@ def measure(
         "RATE_LIMIT_AUTH": "1000/minute",
         "RUN_EXECUTION": "inprocess",
     }
-    with running_server(env, workers=workers) as server:
-        token, org_id = login_only(server.base_url) if seeded(server.base_url) else seed(server.base_url)
-        headers = {"Authorization": f"Bearer {token}"}
-        url = f"{server.base_url}/api/agents?limit=20"
-        with bare_server(database_url, org_id, workers, pool=20) as bare:
-            ours: list[dict[str, float | int]] = []
-            theirs: list[dict[str, float | int]] = []
-            run_wrk(url, connections=connections, seconds=2, headers=headers)  # warm-up
-            run_wrk(f"{bare}/agents", connections=connections, seconds=2)
-            for index in range(runs):
-                with py_spy(server.process.pid, profile if index == 0 else None):
-                    ours.append(
-                        run_wrk(
-                            url,
-                            connections=connections,
-                            seconds=seconds,
-                            headers=headers,
-                            script=OVER_1S_SCRIPT,
-                        )
-                    )
-                theirs.append(
-                    run_wrk(f"{bare}/agents", connections=connections, seconds=seconds, script=OVER_1S_SCRIPT)
+    codes = [("this", env)]
+    if baseline is not None:
+        codes.append(("baseline", {**env, "PYTHONPATH": str(baseline)}))
+    with contextlib.ExitStack() as stack:
+        targets: list[Target] = []
+        org_id = ""
+        for code, code_env in codes:
+            server = stack.enter_context(running_server(code_env, workers=workers))
+            token, org_id = login_only(server.base_url) if seeded(server.base_url) else seed(server.base_url)
+            targets.append(
+                Target(
+                    code,
+                    server,
+                    f"{server.base_url}/api/agents?limit=20",
+                    {"Authorization": f"Bearer {token}"},
                 )
-        statuses = list_statuses(server.base_url)
-        per_request = asyncio.run(statements_per_request(database_url, url, headers))
-        log = server.log()
-    timeouts = log.count("QueuePool limit") + log.count("database_unavailable")
-    ours_row = summary("agentkeep GET /api/agents", workers, ours, timeouts)
-    bare_row = summary("bare FastAPI + asyncpg", workers, theirs, 0)
-    ours_row["of_bare"] = round(float(ours_row["rps"]) / float(bare_row["rps"]), 2)  # type: ignore[arg-type]
-    ours_row["statuses"] = statuses
-    if per_request is not None:
-        ours_row["statements_per_request"] = per_request
-    return [ours_row, bare_row]
+            )
+        bare = stack.enter_context(bare_server(database_url, org_id, workers, pool=20))
+        theirs: list[dict[str, float | int]] = []
+        for target in targets:  # warm-up
+            run_wrk(target.url, connections=connections, seconds=2, headers=target.headers)
+        run_wrk(f"{bare}/agents", connections=connections, seconds=2)
+        for index in range(runs):
+            for target in targets:
+                cpu_before = cpu_seconds(target.server.process.pid)
+                with py_spy(
+                    target.server.process.pid, profile if index == 0 and target.code == "this" else None
+                ):
+                    sample = run_wrk(
+                        target.url,
+                        connections=connections,
+                        seconds=seconds,
+                        headers=target.headers,
+                        script=OVER_1S_SCRIPT,
+                    )
+                cpu = cpu_seconds(target.server.process.pid) - cpu_before
+                target.samples.append(sample)
+                target.cpu_ms_per_request.append(1000 * cpu / max(1, int(sample.get("requests", 0))))
+            theirs.append(
+                run_wrk(f"{bare}/agents", connections=connections, seconds=seconds, script=OVER_1S_SCRIPT)
+            )
+        rows: list[dict[str, object]] = []
+        for target in targets:
+            statuses = list_statuses(target.server.base_url)
+            per_request = asyncio.run(statements_per_request(database_url, target.url, target.headers))
+            log = target.server.log()
+            timeouts = log.count("QueuePool limit") + log.count("database_unavailable")
+            label = "agentkeep GET /api/agents" + (f" ({target.code})" if baseline is not None else "")
+            row = summary(label, workers, target.samples, timeouts)
+            ratios = [float(o["rps"]) / float(t["rps"]) for o, t in zip(target.samples, theirs, strict=True)]
+            row["of_bare"] = round(statistics.median(ratios), 3)
+            row["of_bare_rounds"] = [round(ratio, 3) for ratio in ratios]
+            row["serve_cpu_ms_per_request"] = round(statistics.median(target.cpu_ms_per_request), 3)
+            row["statuses"] = statuses
+            if per_request is not None:
+                row["statements_per_request"] = per_request
+            rows.append(row)
+        if baseline is not None:
+            this, other = targets
+            pairs = zip(this.samples, other.samples, strict=True)
+            rows[0]["of_baseline_rounds"] = [round(float(a["rps"]) / float(b["rps"]), 3) for a, b in pairs]
+            rows[0]["of_baseline"] = round(statistics.median(rows[0]["of_baseline_rounds"]), 3)  # type: ignore[arg-type]
+            cpu_pairs = zip(this.cpu_ms_per_request, other.cpu_ms_per_request, strict=True)
+            rows[0]["cpu_of_baseline"] = round(statistics.median(a / b for a, b in cpu_pairs), 3)
+    rows.append(summary("bare FastAPI + asyncpg", workers, theirs, 0))
+    return rows
 
 
 async def statements_per_request(
@@ -226,13 +281,26 @@ def main() -> None:
         help="a private cluster (bench/scale.py) instead of the shared server; adds statements per request",
     )
     parser.add_argument("--profile", type=Path, help="py-spy serve in the first round (.w<workers>.txt)")
+    parser.add_argument(
+        "--baseline-src",
+        type=Path,
+        help="another checkout's src/: its serve measured in the same rounds, alternating with this one",
+    )
     args = parser.parse_args()
 
     def rounds(database_url: str) -> None:
         for workers in args.workers:
             profile = args.profile.with_suffix(f".w{workers}.txt") if args.profile else None
+            baseline = args.baseline_src.resolve() if args.baseline_src else None
             for row in measure(
-                database_url, args.redis, workers, args.runs, args.seconds, args.connections, profile
+                database_url,
+                args.redis,
+                workers,
+                args.runs,
+                args.seconds,
+                args.connections,
+                profile,
+                baseline,
             ):
                 print(json.dumps(row), flush=True)
             if profile is not None:

@@ -36,7 +36,7 @@ from agentkeep.db.session import get_session, get_sessionmaker, get_write_sessio
 from agentkeep.dependencies import get_engine
 from agentkeep.errors import PROBLEM_JSON
 from agentkeep.ratelimit.dependency import rate_limit
-from agentkeep.rbac.dependencies import RouteAccess, declared_access, dependency_calls
+from agentkeep.rbac.dependencies import RequirePermission, RouteAccess, declared_access, dependency_calls
 from agentkeep.security.in_flight import NEVER_REFUSED
 
 PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
@@ -138,8 +138,15 @@ class _RouteFacts:
 _RATE_LIMIT_QUALNAME = f"{rate_limit.__qualname__}.<locals>."
 
 
+def _resolves_principal(facts: _RouteFacts) -> bool:
+    """The route authenticates its caller (`get_current_principal`, or `require(...)`, which
+    resolves the caller itself), per-principal API limit included."""
+    requires = any(isinstance(call, RequirePermission) for call in facts.calls)
+    return requires or facts.calls_any(get_current_principal)
+
+
 def _is_rate_limited(facts: _RouteFacts) -> bool:
-    return facts.calls_any(get_current_principal) or any(
+    return _resolves_principal(facts) or any(
         getattr(call, "__qualname__", "").startswith(_RATE_LIMIT_QUALNAME) for call in facts.calls
     )
 

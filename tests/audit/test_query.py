@@ -5,20 +5,25 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import get_args
 
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
+from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agentkeep.app import create_app
 from agentkeep.audit.actions import AuditAction, AuditStatus
+from agentkeep.audit.router import AuditReader
 from agentkeep.audit.sealing import seal_pending
 from agentkeep.audit.service import record
-from agentkeep.auth.dependencies import Principal, get_current_principal
+from agentkeep.auth.dependencies import Principal
 from agentkeep.config import Settings
 from agentkeep.context import RequestContext
+from agentkeep.db.session import SessionDep
 from agentkeep.pagination import decode_cursor, encode_cursor
+from agentkeep.rbac.dependencies import RequirePermission
 from agentkeep.rbac.permissions import Role
 from agentkeep.users.models import User
 from tests.audit.conftest import CONTEXT, add_events
@@ -31,9 +36,14 @@ async def api(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(settings)
     # Authorization is tested in tests/rbac/; here only the query, as a superuser sees it.
     superuser = User(id=uuid.uuid4(), username="root", email="root@example.com", is_superuser=True)
-    app.dependency_overrides[get_current_principal] = lambda: Principal(
-        user_id=superuser.id, user=superuser, session_id=None, jti=None, role=Role.OWNER
-    )
+    principal = Principal(user_id=superuser.id, user=superuser, session_id=None, jti=None, role=Role.OWNER)
+    reader: RequirePermission = get_args(AuditReader)[1].dependency  # require(audit:read)
+
+    async def as_superuser(request: Request, session: SessionDep) -> Principal:
+        # The route's own permission check, on this caller instead of a resolved one.
+        return await reader.check(request, principal, session)
+
+    app.dependency_overrides[reader] = as_superuser
     async with LifespanManager(app) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:

@@ -18,7 +18,7 @@ from agentkeep.agents.schemas import (
     AgentVersionPage,
     AgentVersionRead,
 )
-from agentkeep.agents.service import AgentActor, AgentService, entity_tag
+from agentkeep.agents.service import AgentActor, AgentService, agents_page, entity_tag
 from agentkeep.audit.service import audit_service_for
 from agentkeep.auth.dependencies import Principal
 from agentkeep.db.session import SessionDep
@@ -108,11 +108,12 @@ async def create_agent(
 
 @router.get("", response_model=AgentPage)
 async def list_agents(
-    principal: AgentsRead, query: Annotated[AgentListQuery, Query()], service: AgentServiceDep
+    principal: AgentsRead, query: Annotated[AgentListQuery, Query()], session: SessionDep
 ) -> Response:
     """The organization's agents, newest first, cursor-paginated; filters `status`, `name`."""
-    rows, next_cursor = await service.page(
-        actor_of(principal), query.limit, query.cursor, status=query.status, name=query.name
+    # The session, not the service: the list needs none of what the service is built with.
+    rows, next_cursor = await agents_page(
+        session, actor_of(principal), query.limit, query.cursor, status=query.status, name=query.name
     )
     return AGENT_PAGE.response(rows, next_cursor)
 

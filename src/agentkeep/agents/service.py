@@ -100,6 +100,21 @@ def config_of(agent: Agent) -> dict[str, Any]:
     return {field: copy.deepcopy(getattr(agent, field)) for field in CONFIG_FIELDS}
 
 
+async def agents_page(
+    session: AsyncSession,
+    actor: AgentActor,
+    limit: int,
+    cursor: str | None,
+    *,
+    status: str | None,
+    name: str | None,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """A page of the organization's live agents as `AgentRead` rows. A read that needs
+    nothing else of the service (audit, idempotency, MCP check): the list route calls it
+    with the request's session alone."""
+    return await AgentRepository(session).page_in_org(actor.org_id, limit, cursor, status=status, name=name)
+
+
 class AgentService:
     def __init__(
         self, session: AsyncSession, audit: AuditService, mcp_tools: McpToolCheck | None = None
@@ -173,7 +188,7 @@ class AgentService:
     async def page(
         self, actor: AgentActor, limit: int, cursor: str | None, *, status: str | None, name: str | None
     ) -> tuple[list[dict[str, Any]], str | None]:
-        return await self.repository.page_in_org(actor.org_id, limit, cursor, status=status, name=name)
+        return await agents_page(self.session, actor, limit, cursor, status=status, name=name)
 
     async def versions(
         self, actor: AgentActor, agent_id: uuid.UUID, limit: int, cursor: str | None

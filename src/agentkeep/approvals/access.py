@@ -9,21 +9,21 @@ import uuid
 from typing import Annotated
 
 from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from agentkeep.approvals.repository import approvers_of_run
-from agentkeep.auth.dependencies import CurrentPrincipal, Principal
-from agentkeep.db.session import SessionDep
-from agentkeep.rbac.dependencies import RequirePermission
+from agentkeep.auth.dependencies import Principal
+from agentkeep.rbac.dependencies import PermissionCheck, RequirePermission
 from agentkeep.rbac.permissions import Permission
 
 
-class RequireRunApproval(RequirePermission):
-    """`require(Permission.RUNS_APPROVE)`, with the role list taken from the run's agent."""
+class RunApprovalCheck(PermissionCheck):
+    """`runs:approve`, with the role list taken from the run's agent."""
 
     def __init__(self) -> None:
         super().__init__(Permission.RUNS_APPROVE)
 
-    async def __call__(self, request: Request, principal: CurrentPrincipal, session: SessionDep) -> Principal:
+    async def check(self, request: Request, principal: Principal, session: AsyncSession) -> Principal:
         scoped = principal.scopes is None or self.permission in principal.scopes
         approvers = None
         if principal.org_id is not None and principal.role is not None and scoped:
@@ -48,6 +48,10 @@ class RequireRunApproval(RequirePermission):
             "Deciding this run's tool calls requires the 'runs:approve' permission, which its agent "
             f"grants to: {', '.join(approvers)}.",
         )
+
+
+class RequireRunApproval(RunApprovalCheck, RequirePermission):
+    """`require(Permission.RUNS_APPROVE)`, with the role list taken from the run's agent."""
 
 
 RunApprover = Annotated[Principal, Depends(RequireRunApproval())]

@@ -136,29 +136,44 @@ async def _api_key_principal(request: Request, session: AsyncSession, raw: str, 
     )
 
 
-async def get_current_principal(
-    request: Request,
-    session: SessionDep,
-    token: Annotated[str | None, Depends(bearer_scheme)],
-    api_key: Annotated[str | None, Depends(api_key_scheme)],
-) -> Principal:
+# Where a request keeps its resolved caller: one resolution (and one rate-limit hit) per
+# request, however many of its dependencies ask.
+_PRINCIPAL_SCOPE_KEY = "agentkeep.principal"
+
+
+async def resolve_principal(request: Request, session: AsyncSession) -> Principal:
     """Resolve the caller (access token, or API key in `X-API-Key` or `Authorization:
     Bearer ak_...`) into a Principal or the uniform 401, then count the request against
     the caller's RATE_LIMIT_API budget (per user, or per API key; 429 when it is spent).
 
-    Every authenticated request runs this, so it declares only what it cannot read from the
-    app state: each declared sub-dependency costs FastAPI more than the reading."""
+    Plain code for the dependencies that need the caller (`get_current_principal`,
+    `require(...)`): the two security schemes are called here, not declared, because each
+    dependency FastAPI resolves costs more than the work itself (the OpenAPI document's
+    security comes from the access markers, agentkeep.openapi). The first resolution is
+    kept for the request, so a route whose dependencies ask twice still authenticates and
+    counts it once."""
+    known: Principal | None = request.scope.get(_PRINCIPAL_SCOPE_KEY)
+    if known is not None:
+        return known
+    token = await bearer_scheme(request)
+    api_key = await api_key_scheme(request)
     raw_key = api_key or (token if token and looks_like_api_key(token) else None)
     if raw_key is not None:
         principal = await _api_key_principal(request, session, raw_key, request_context(request).ip_address)
-        await enforce_principal_limit(request, principal.limit_key)
-        return principal
-    found = await authenticate_access_token(
-        session, token_codec_of(request), token, request.app.state.session_cache
-    )
-    principal = session_principal(found)
+    else:
+        found = await authenticate_access_token(
+            session, token_codec_of(request), token, request.app.state.session_cache
+        )
+        principal = session_principal(found)
     await enforce_principal_limit(request, principal.limit_key)
+    request.scope[_PRINCIPAL_SCOPE_KEY] = principal
     return principal
+
+
+async def get_current_principal(request: Request, session: SessionDep) -> Principal:
+    """The caller (`resolve_principal`). Every authenticated request runs this or
+    `require(...)`, so it declares only what it cannot read from the app state."""
+    return await resolve_principal(request, session)
 
 
 def session_principal(found: Authenticated) -> Principal:

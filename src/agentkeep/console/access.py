@@ -29,7 +29,7 @@ from agentkeep.console.session import (
 )
 from agentkeep.db.session import SessionDep
 from agentkeep.ratelimit.dependency import enforce_principal_limit
-from agentkeep.rbac.dependencies import RequirePermission
+from agentkeep.rbac.dependencies import PermissionCheck
 from agentkeep.rbac.permissions import Permission
 
 
@@ -69,13 +69,11 @@ async def console_principal(request: Request, session: SessionDep) -> Principal:
 ConsolePrincipal = Annotated[Principal, Depends(console_principal)]
 
 
-class PagePermission(RequirePermission):
+class PagePermission(PermissionCheck):
     """`require(permission)` for console pages: the same check, audit record and 403."""
 
     async def __call__(self, request: Request, principal: ConsolePrincipal, session: SessionDep) -> Principal:
-        if principal.can(self.permission):
-            return principal
-        raise await self.denial(request, principal, session)
+        return await self.check(request, principal, session)
 
 
 def page_permission(permission: Permission) -> PagePermission:

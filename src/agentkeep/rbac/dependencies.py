@@ -25,7 +25,12 @@ from starlette.routing import BaseRoute
 
 from agentkeep.audit.actions import ActorType, AuditAction, AuditStatus
 from agentkeep.audit.service import audit_service_for
-from agentkeep.auth.dependencies import CurrentPrincipal, Principal, get_superuser_principal
+from agentkeep.auth.dependencies import (
+    CurrentPrincipal,
+    Principal,
+    get_superuser_principal,
+    resolve_principal,
+)
 from agentkeep.auth.errors import SessionRequired
 from agentkeep.db.session import SessionDep
 from agentkeep.errors import Forbidden
@@ -42,8 +47,10 @@ class PermissionDenied(Forbidden):
     title = "Permission denied"
 
 
-class RequirePermission:
-    """The dependency `require(permission)` returns; FastAPI calls the instance."""
+class PermissionCheck:
+    """A permission test on a resolved caller, its audited denial and its 403: what
+    `require(permission)` does once it has the caller, and what the console's page markers
+    do with theirs (agentkeep.console.access)."""
 
     def __init__(self, permission: Permission) -> None:
         self.permission = permission
@@ -51,7 +58,7 @@ class RequirePermission:
     def __repr__(self) -> str:
         return f"require({self.permission.value!r})"
 
-    async def __call__(self, request: Request, principal: CurrentPrincipal, session: SessionDep) -> Principal:
+    async def check(self, request: Request, principal: Principal, session: AsyncSession) -> Principal:
         if principal.can(self.permission):
             return principal
         raise await self.denial(request, principal, session)
@@ -90,6 +97,17 @@ class RequirePermission:
             detail
             or f"This action requires the '{self.permission.value}' permission in the current organization."
         )
+
+
+class RequirePermission(PermissionCheck):
+    """The dependency `require(permission)` returns; FastAPI calls the instance.
+
+    It resolves the caller itself (`resolve_principal`, what `CurrentPrincipal` does) instead
+    of declaring `CurrentPrincipal` and its credentials: on every protected request FastAPI
+    solves two dependencies (this one and the session) instead of five."""
+
+    async def __call__(self, request: Request, session: SessionDep) -> Principal:
+        return await self.check(request, await resolve_principal(request, session), session)
 
 
 def require(permission: Permission) -> RequirePermission:
@@ -167,8 +185,9 @@ def declared_access(dependant: Dependant) -> list[RouteAccess]:
     """Every access marker in a route's dependency tree (a correct route has exactly one)."""
     found: list[RouteAccess] = []
     for call in dependency_calls(dependant):
-        if isinstance(call, RequirePermission):
-            found.append(RouteAccess("permission", call.permission))
+        marker: object = call  # a PermissionCheck subclass is the callable, not the base
+        if isinstance(marker, PermissionCheck):
+            found.append(RouteAccess("permission", marker.permission))
         elif call is authenticated:
             found.append(RouteAccess("authenticated"))
         elif call is get_superuser_principal:

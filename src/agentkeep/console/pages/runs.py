@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import Depends, Form, Header, Query, Request
 from starlette.responses import Response, StreamingResponse
 
-from agentkeep.approvals.access import RequireRunApproval
+from agentkeep.approvals.access import RunApprovalCheck
 from agentkeep.approvals.router import ApprovalServiceDep
 from agentkeep.approvals.schemas import ApprovalDecisions
 from agentkeep.auth.dependencies import Principal
@@ -36,11 +36,11 @@ PAGE_SIZE = 50
 EVENTS_SHOWN = 500
 
 
-class PageRunApproval(RequireRunApproval):
+class PageRunApproval(RunApprovalCheck):
     """The API's approver check (the run's agent names the roles), for console requests."""
 
     async def __call__(self, request: Request, principal: ConsolePrincipal, session: SessionDep) -> Principal:
-        return await super().__call__(request, principal, session)
+        return await self.check(request, principal, session)
 
 
 RunApprover = Annotated[Principal, Depends(PageRunApproval())]

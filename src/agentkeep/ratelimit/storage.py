@@ -22,7 +22,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import structlog
 from limits import RateLimitItem, RateLimitItemPerSecond
@@ -223,23 +223,36 @@ class ResilientStorage:
         return await operation(LimitBackend(self._memory, self.fallback_divisor))
 
     async def _call_redis(self, awaitable: Awaitable[T]) -> T:
-        """Await a Redis call; past the timeout, wait on as long as the probe says Redis is up.
-
-        The call is awaited in the request's own task, watched by timers (`_CallWatch`): a
-        request whose call answers in time (nearly all) pays one timer, not a task of its
-        own and a wait on it. A verdict that Redis is down, or the hard bound, cancels the
-        call, which then raises RedisUnresponsive or SlowRedisCall instead."""
+        """Await a Redis call; past the timeout, wait on as long as the probe says Redis is up."""
         assert self._parts is not None
-        watch = _CallWatch(self._parts.probe, self._timeout, self._hard_timeout)
+        loop = asyncio.get_running_loop()
+        task = asyncio.ensure_future(awaitable)
+        started = loop.time()
+        verdict: asyncio.Future[bool] | None = None
         try:
-            return await awaitable
-        except asyncio.CancelledError:
-            outcome = watch.cancelled_the_call()
-            if outcome is None:
-                raise
-            raise outcome from None
+            while True:
+                waiting: set[asyncio.Future[Any]] = {task}
+                if verdict is None:
+                    bound = self._timeout
+                else:
+                    bound = self._hard_timeout
+                    if not verdict.done():
+                        waiting.add(verdict)
+                remaining = max(0.0, started + bound - loop.time())
+                await asyncio.wait(waiting, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+                if task.done():
+                    return task.result()
+                if verdict is None:
+                    verdict = self._parts.probe.verdict()
+                elif verdict.done() and not _alive(verdict):
+                    raise RedisUnresponsive(f"no answer to PING within {self._parts.probe.timeout:g}s")
+                elif loop.time() - started >= self._hard_timeout:
+                    raise SlowRedisCall(f"no answer within {self._hard_timeout:g}s while Redis answers PINGs")
         finally:
-            watch.stop()
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, *REDIS_FAULTS):
+                    await task
 
     def _recovery_due(self) -> bool:
         """While degraded: True for one request every retry period, which tries Redis with the
@@ -337,58 +350,6 @@ class ResilientStorage:
                     await asyncio.wait_for(self._parts.registry.leave(self._parts.client), self._timeout * 10)
             await self._parts.probe.close()
             await self._parts.client.aclose()
-
-
-class _CallWatch:
-    """The bounds of one Redis call awaited in the current task (as `asyncio.timeout` does
-    it): after `timeout` the probe is asked; its verdict that Redis is down, or the hard
-    bound, cancels the task, and `cancelled_the_call` tells that cancellation from any other."""
-
-    def __init__(self, probe: LivenessProbe, timeout: float, hard_timeout: float) -> None:
-        self._probe = probe
-        self._hard_timeout = hard_timeout
-        self._loop = asyncio.get_running_loop()
-        self._task = asyncio.current_task()
-        self._started = self._loop.time()
-        self._timer: asyncio.TimerHandle | None = self._loop.call_at(self._started + timeout, self._slow)
-        self._verdict: asyncio.Future[bool] | None = None
-        self._outcome: Exception | None = None
-        self._done = False
-
-    def _slow(self) -> None:
-        """Past the timeout: ask the probe, and cancel the call at the hard bound."""
-        self._timer = self._loop.call_at(self._started + self._hard_timeout, self._past_hard_bound)
-        self._verdict = self._probe.verdict()
-        self._verdict.add_done_callback(self._judged)
-
-    def _judged(self, verdict: asyncio.Future[bool]) -> None:
-        if not _alive(verdict):
-            self._cancel(RedisUnresponsive(f"no answer to PING within {self._probe.timeout:g}s"))
-
-    def _past_hard_bound(self) -> None:
-        self._timer = None
-        self._cancel(SlowRedisCall(f"no answer within {self._hard_timeout:g}s while Redis answers PINGs"))
-
-    def _cancel(self, outcome: Exception) -> None:
-        if self._done or self._outcome is not None or self._task is None:
-            return
-        self._outcome = outcome
-        self._task.cancel()
-
-    def cancelled_the_call(self) -> Exception | None:
-        """What to raise instead of the CancelledError the call ended with, if this watch
-        cancelled it and nothing else asked the task to stop meanwhile."""
-        if self._outcome is None or self._task is None or self._task.uncancel() > 0:
-            return None
-        return self._outcome
-
-    def stop(self) -> None:
-        self._done = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if self._verdict is not None:
-            self._verdict.remove_done_callback(self._judged)
 
 
 def _alive(verdict: asyncio.Future[bool]) -> bool:

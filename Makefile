@@ -48,14 +48,12 @@ typecheck: $(STAMP)
 
 # The suite runs in PYTEST_WORKERS parallel processes (pytest-xdist). Most tests wait on
 # servers, subprocesses and databases rather than compute, so more workers than cores pay
-# off. `load` hands the tests out from the front of the collection as workers free up, and
-# tests/conftest.py puts the slow ones there: the long tests start first and the short ones
-# fill in at the end. PYTEST_WORKERS=0 runs everything in this one process. A plain
-# `.venv/bin/pytest FILE` stays serial.
+# off; `worksteal` lets an idle worker take queued tests from a busy one. PYTEST_WORKERS=0
+# runs everything in this one process. A plain `.venv/bin/pytest FILE` stays serial.
 PYTEST_WORKERS ?= 3
 
 pytest: $(STAMP)
-	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist load $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 test: lint typecheck pytest
 

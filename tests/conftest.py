@@ -42,14 +42,6 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ.pop(name.upper(), None)
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Slow tests first (real servers, throwaway database servers; `slow` marker), in their
-    collected order, then the rest: under xdist's `load` distribution every worker starts
-    with its share of the long tests, and the short ones fill in at the end, instead of a
-    long test starting last and ending the run alone."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
-
-
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     finish_drops()  # databases dropped behind the tests (tests/support/databases.py)
 

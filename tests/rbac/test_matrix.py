@@ -51,7 +51,13 @@ async def test_a_denial_is_audited_once_per_principal_permission_and_window(
     await client.get("/api/audit-logs", headers=team.headers(Role.VIEWER))
     async with app.state.sessionmaker() as session:
         rows = list(
-            (await session.scalars(select(AuditLog).where(AuditLog.action == "permission_denied"))).all()
+            (
+                await session.scalars(
+                    select(AuditLog)
+                    .where(AuditLog.action == "permission_denied")
+                    .order_by(AuditLog.timestamp)  # in the order the requests were made
+                )
+            ).all()
         )
     assert [(row.details["permission"], row.resource_id) for row in rows] == [
         ("members:manage", "POST /api/orgs/{org_id}/members"),

@@ -17,11 +17,7 @@ from typing import Any, cast
 
 from sqlalchemy import (
     CursorResult,
-    Executable,
-    Integer,
-    String,
     and_,
-    bindparam,
     exists,
     func,
     insert,
@@ -35,16 +31,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import ColumnElement
 
-from agentkeep.approvals.models import RunApproval
 from agentkeep.notify import topics
-from agentkeep.notify.announce import CHANNEL, announce, hub_of, notify_in
-from agentkeep.orgs.models import Organization
-from agentkeep.providers.models import Provider
+from agentkeep.notify.announce import CHANNEL, hub_of
 from agentkeep.runs.contract import RunOutcome, Usage
 from agentkeep.runs.models import Run, RunEvent
 from agentkeep.runs.repository import append_event, append_events, created_at_param, event_batch
 from agentkeep.runs.states import ACTIVE_STATUSES, EventKind, RunStatus, StopReason
-from agentkeep.webhooks.models import Webhook
 
 
 class LeaseLost(Exception):
@@ -66,20 +58,17 @@ class Claim:
     started_at: datetime
     # The seq the next event of this run gets (events are appended under the lease only).
     next_seq: int
-    # Read by the claim's UPDATE for the run's request, so that building it reads them no more:
-    # the organization's own monthly token budget (None: the deployment default applies),
-    # whether the run paused for approval before (only then is there a pause to resume), and
-    # whether the organization has a model provider (only then is one looked up).
-    org_budget: int | None = None
-    may_resume: bool = True
-    has_provider: bool = True
 
 
 def _rows(result: Any) -> int:
     return int(cast(CursorResult[Any], result).rowcount)
 
 
-def lease_expired(now: datetime | ColumnElement[datetime]) -> ColumnElement[bool]:
+def _stamp(value: datetime) -> ColumnElement[datetime]:
+    return literal(value, type_=Run.__table__.c.started_at.type)
+
+
+def lease_expired(now: datetime) -> ColumnElement[bool]:
     return and_(Run.status == RunStatus.RUNNING, Run.lease_expires_at < now)
 
 
@@ -100,7 +89,7 @@ def turn_is_next() -> ColumnElement[bool]:
     return or_(Run.thread_id.is_(None), ~exists(unfinished_before))
 
 
-def _claimable(now: datetime | ColumnElement[datetime]) -> ColumnElement[bool]:
+def _claimable(now: datetime) -> ColumnElement[bool]:
     queued = and_(Run.status == RunStatus.QUEUED, Run.cancel_requested_at.is_(None))
     return and_(or_(queued, lease_expired(now)), turn_is_next())
 
@@ -123,28 +112,47 @@ async def claim(
     Appends the `running` status event. None when another runner holds it, it is finished,
     cancelled, or out of attempts (see `exhaust`).
     """
-    postgres = session.get_bind().dialect.name == "postgresql"
-    notifies = _notifies(session)
-    params = {
-        "claim_run_id": run_id,
-        "claim_owner": owner,
-        "claim_now": now,
-        "claim_expires": now + timedelta(seconds=lease_seconds),
-        "claim_max_attempts": max_attempts,
-        "claim_topic": topics.run_events(run_id),
-        "claim_event_at": now,
-    }
-    # (No key may be named as a column of `runs`: an UPDATE's parameters name its SET clause.)
-    row = (await session.execute(_claim_statement(postgres, notifies), params)).first()
+    # The UPDATE hands back what the attempt needs, the number of the run's last event too:
+    # one statement where a claim, a read of the row and a max(seq) query were three.
+    last_seq = (
+        select(func.coalesce(func.max(RunEvent.seq), 0)).where(RunEvent.run_id == run_id).scalar_subquery()
+    )
+    row = (
+        await session.execute(
+            update(Run)
+            .where(Run.id == run_id, Run.attempts < max_attempts, _claimable(now))
+            .values(
+                status=RunStatus.RUNNING,
+                lease_owner=owner,
+                lease_expires_at=now + timedelta(seconds=lease_seconds),
+                heartbeat_at=now,
+                attempts=Run.attempts + 1,
+                started_at=func.coalesce(Run.started_at, _stamp(now)),
+                updated_at=now,
+            )
+            .returning(
+                Run.org_id,
+                Run.agent_id,
+                Run.agent_version,
+                Run.input,
+                Run.attempts,
+                Run.started_at,
+                Run.thread_id,
+                last_seq.label("last_seq"),
+            )
+            .execution_options(synchronize_session=False)
+        )
+    ).first()
     if row is None:
         return None
     running_seq = int(row.last_seq) + 1
-    if not postgres:
-        # A Core INSERT (as the attempt's later batches), not an ORM object flushed.
-        running: dict[str, Any] = {"status": RunStatus.RUNNING, "attempt": row.attempts}
-        await append_events(session, run_id, [(EventKind.STATUS, running)], running_seq)
-    if notifies:
-        announce(session, topics.run_events(run_id), notified=True)
+    await append_event(
+        session,
+        run_id,
+        EventKind.STATUS,
+        {"status": RunStatus.RUNNING, "attempt": row.attempts},
+        seq=running_seq,
+    )
     return Claim(
         run_id=run_id,
         org_id=row.org_id,
@@ -155,88 +163,7 @@ async def claim(
         thread_id=row.thread_id,
         started_at=row.started_at or now,
         next_seq=running_seq + 1,
-        org_budget=row.org_budget,
-        may_resume=bool(row.may_resume),
-        has_provider=bool(row.has_provider),
     )
-
-
-@functools.cache
-def _claim_statement(postgres: bool, notifies: bool) -> Executable:
-    """The claim, built once per process: its per-run values are bound parameters (`claim`).
-    Built per run, with its WITH clause, it cost more CPU than it took to execute.
-
-    The UPDATE hands back what the attempt needs, the number of the run's last event too:
-    one statement where a claim, a read of the row and a max(seq) query were three. And what
-    building the run's request would read next (its organization's budget, whether it has a
-    provider, whether the run has a pause): three statements fewer per run. With `notifies`
-    (PostgreSQL) it also sends the `running` event's notification (at the commit, as
-    `announce` would); on PostgreSQL it inserts that event too: the UPDATE in a WITH clause,
-    the event inserted once per row it returns, so none when the claim failed.
-    """
-    run_id = bindparam("claim_run_id", type_=Run.__table__.c.id.type)
-    now: ColumnElement[datetime] = bindparam("claim_now", type_=Run.__table__.c.started_at.type)
-    last_seq = (
-        select(func.coalesce(func.max(RunEvent.seq), 0)).where(RunEvent.run_id == run_id).scalar_subquery()
-    )
-    org_budget = (
-        select(Organization.monthly_token_budget).where(Organization.id == Run.org_id).scalar_subquery()
-    )
-    may_resume = exists().where(RunApproval.run_id == run_id)
-    has_provider = exists().where(Provider.org_id == Run.org_id)
-    topic = bindparam("claim_topic", type_=String)
-    notified = [notify_in(topic).label("notified")] if notifies else []
-    max_attempts = bindparam("claim_max_attempts", type_=Integer)
-    claimed = (
-        update(Run)
-        .where(Run.id == run_id, Run.attempts < max_attempts, _claimable(now))
-        .values(
-            status=RunStatus.RUNNING,
-            lease_owner=bindparam("claim_owner", type_=String),
-            lease_expires_at=bindparam("claim_expires", type_=Run.__table__.c.lease_expires_at.type),
-            heartbeat_at=now,
-            attempts=Run.attempts + 1,
-            started_at=func.coalesce(Run.started_at, now),
-            updated_at=now,
-        )
-        .returning(
-            Run.id,
-            Run.org_id,
-            Run.agent_id,
-            Run.agent_version,
-            Run.input,
-            Run.attempts,
-            Run.started_at,
-            Run.thread_id,
-            last_seq.label("last_seq"),
-            org_budget.label("org_budget"),
-            may_resume.label("may_resume"),
-            has_provider.label("has_provider"),
-            *notified,
-        )
-    )
-    if not postgres:
-        return claimed.execution_options(synchronize_session=False)
-    claim_cte = claimed.cte("claimed")
-    data = func.jsonb_build_object(
-        literal("status", String), literal(RunStatus.RUNNING.value, String), literal("attempt", String),
-        claim_cte.c.attempts,
-    )  # fmt: skip
-    running = (
-        insert(RunEvent)
-        .from_select(
-            ["run_id", "seq", "kind", "data", "created_at"],
-            select(
-                claim_cte.c.id,
-                claim_cte.c.last_seq + 1,
-                literal(EventKind.STATUS.value, String),
-                data,
-                bindparam("claim_event_at", type_=RunEvent.__table__.c.created_at.type),
-            ),
-        )
-        .cte("running_event")
-    )
-    return select(claim_cte).add_cte(running)
 
 
 def exhausted_error(attempts: int) -> str:
@@ -437,9 +364,6 @@ class Finished:
     output_tokens: int
     started_at: datetime | None
     finished_at: datetime | None
-    # Whether the organization has an enabled webhook: only then are its subscriptions read
-    # for the run's webhook event (most organizations have none: a statement less per run).
-    webhooks: bool
 
 
 FINISHED_COLUMNS = (
@@ -452,90 +376,38 @@ FINISHED_COLUMNS = (
     Run.output_tokens,
     Run.started_at,
     Run.finished_at,
-    exists().where(Webhook.org_id == Run.org_id, Webhook.enabled.is_(True)).label("webhooks"),
 )
 
 
 def finished(row: Any) -> Finished:
-    return Finished(
-        org_id=row.org_id,
-        status=row.status,
-        stop_reason=row.stop_reason,
-        attempts=row.attempts,
-        requests=row.requests,
-        input_tokens=row.input_tokens,
-        output_tokens=row.output_tokens,
-        started_at=row.started_at,
-        finished_at=row.finished_at,
-        webhooks=bool(row.webhooks),
-    )
+    return Finished(*(row[index] for index in range(len(FINISHED_COLUMNS))))
 
 
 async def finish(
-    session: AsyncSession,
-    run_id: uuid.UUID,
-    owner: str,
-    outcome: RunOutcome,
-    *,
-    now: datetime,
-    events: list[tuple[EventKind, dict[str, Any]]] | None = None,
-    first_seq: int = 0,
+    session: AsyncSession, run_id: uuid.UUID, owner: str, outcome: RunOutcome, *, now: datetime
 ) -> Finished | None:
-    """Record the outcome (usage added to earlier attempts') and append `events` (numbered
-    from `first_seq`) if the lease is still held; the row as recorded, or None (nothing
-    written) when the lease is gone.
-
-    On PostgreSQL one statement: the UPDATE in a WITH clause, the events inserted once per row
-    it returns (as `append_fenced_at_once`), and the run's streams notified (at the commit)."""
-    topic = topics.run_events(run_id)
-    postgres = session.get_bind().dialect.name == "postgresql"
-    notifies = _notifies(session)
-    notified = [notify_in(topic).label("notified")] if notifies else []
-    recorded = (
-        update(Run)
-        .where(_held_by(run_id, owner))
-        .values(
-            status=outcome.status,
-            stop_reason=outcome.stop_reason,
-            output=outcome.output,
-            error=outcome.error,
-            lease_owner=None,
-            lease_expires_at=None,
-            finished_at=now,
-            updated_at=now,
-            **_usage_values(outcome.usage),
-        )
-        .returning(Run.id, *FINISHED_COLUMNS, *notified)
-    )
-    if postgres and events:
-        fenced = recorded.cte("recorded")
-        batch = event_batch(events, first_seq)
-        inserted = (
-            insert(RunEvent)
-            .from_select(
-                ["run_id", "seq", "kind", "data", "created_at"],
-                select(fenced.c.id, batch.c.seq, batch.c.kind, batch.c.data, created_at_param(now)).join_from(
-                    fenced, batch, true()
-                ),
+    """Record the outcome (usage added to earlier attempts') if the lease is still held; the
+    row as recorded, or None when the lease is gone."""
+    row = (
+        await session.execute(
+            update(Run)
+            .where(_held_by(run_id, owner))
+            .values(
+                status=outcome.status,
+                stop_reason=outcome.stop_reason,
+                output=outcome.output,
+                error=outcome.error,
+                lease_owner=None,
+                lease_expires_at=None,
+                finished_at=now,
+                updated_at=now,
+                **_usage_values(outcome.usage),
             )
-            .cte("inserted")
+            .returning(*FINISHED_COLUMNS)
+            .execution_options(synchronize_session=False)
         )
-        row = (await session.execute(select(fenced).add_cte(inserted))).first()
-    else:
-        row = (await session.execute(recorded.execution_options(synchronize_session=False))).first()
-    if row is None:
-        return None
-    if events and not postgres:
-        await append_events(session, run_id, events, first_seq)
-    if notifies:
-        announce(session, topic, notified=True)
-    return finished(row)
-
-
-def _notifies(session: AsyncSession) -> bool:
-    """Whether the session's transaction sends its notifications with `pg_notify`."""
-    hub = hub_of(session)
-    return hub is not None and hub.cross_process
+    ).first()
+    return None if row is None else finished(row)
 
 
 async def pause(session: AsyncSession, run_id: uuid.UUID, owner: str, usage: Usage, *, now: datetime) -> bool:

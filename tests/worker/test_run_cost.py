@@ -3,23 +3,32 @@
 
 from __future__ import annotations
 
+import asyncio
+import re
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg  # type: ignore[import-untyped]
 import pytest
 from sqlalchemy import event, select, update
 from sqlalchemy.engine.interfaces import CacheStats
 
+from agentkeep.notify import topics
+from agentkeep.notify.announce import CHANNEL
+from agentkeep.orgs.models import Organization
+from agentkeep.runs.contract import EventSink, RunOutcome, RunRequest, Transcript
 from agentkeep.runs.executor import execute
 from agentkeep.runs.models import Run
-from agentkeep.runs.states import EventKind, RunStatus
+from agentkeep.runs.repository import append_events
+from agentkeep.runs.states import EventKind, RunStatus, StopReason
+from agentkeep.tools.context import ToolContext
 from agentkeep.worker import leases
 from agentkeep.worker.driver import RunDriver
 from agentkeep.worker.leases import LeaseLost
 from agentkeep.worker.sink import FencedEventSink
-from tests.worker.helpers import Sessionmaker, assert_gap_free, events, load_run, make_run
+from tests.worker.helpers import Sessionmaker, assert_gap_free, events, load_run, make_run, statuses
 
 DriverFactory = Callable[..., RunDriver]
 
@@ -147,3 +156,125 @@ async def test_after_a_first_run_every_statement_of_a_run_comes_from_the_compile
     finally:
         event.remove(engine, "after_cursor_execute", record)
     assert compiled == [], "\n\n".join(compiled)
+
+
+class _RequestSeen:
+    """An executor that keeps the request it was given, then completes the run."""
+
+    def __init__(self) -> None:
+        self.request: RunRequest | None = None
+
+    async def __call__(
+        self,
+        request: RunRequest,
+        sink: EventSink,
+        *,
+        tool_context: ToolContext | None = None,
+        transcript: Transcript | None = None,
+    ) -> RunOutcome:
+        self.request = request
+        await sink.emit(EventKind.OUTPUT, {"text": "seen"})
+        return RunOutcome(RunStatus.COMPLETED, StopReason.END_TURN, output="seen")
+
+
+def _record_statements(sessionmaker: Sessionmaker) -> tuple[list[str], Callable[[], None]]:
+    engine = sessionmaker.kw["bind"].sync_engine
+    seen: list[str] = []
+
+    def record(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        seen.append(" ".join(statement.split()))
+
+    event.listen(engine, "before_cursor_execute", record)
+    return seen, lambda: event.remove(engine, "before_cursor_execute", record)
+
+
+async def test_a_run_reads_its_budget_provider_and_pause_in_its_claim_and_notifies_in_its_updates(
+    sessionmaker: Sessionmaker, make_driver: DriverFactory, backend: str
+) -> None:
+    """An organization without a provider or a webhook, a run that never paused: building the
+    request and recording the outcome read nothing besides what the claim's and the outcome's
+    UPDATEs hand back; on PostgreSQL the run's streams are notified by those UPDATEs too."""
+    own_budget = await make_run(sessionmaker, "own budget")
+    org_id = (await load_run(sessionmaker, own_budget)).org_id
+    async with sessionmaker() as session, session.begin():
+        await session.execute(
+            update(Organization).where(Organization.id == org_id).values(monthly_token_budget=900)
+        )
+    deployment_budget = await make_run(sessionmaker, "deployment default")
+    executor = _RequestSeen()
+    driver = make_driver("w1", executor, org_monthly_token_budget=500)
+
+    seen, stop = _record_statements(sessionmaker)
+    try:
+        assert await driver.drive(own_budget) == RunStatus.COMPLETED
+        assert executor.request is not None
+        assert executor.request.token_budget == 900  # the organization's own (nothing used yet)
+        assert await driver.drive(deployment_budget) == RunStatus.COMPLETED
+        assert executor.request is not None
+        assert executor.request.token_budget == 500  # none of its own: the deployment's
+    finally:
+        stop()
+
+    reads = [
+        s
+        for s in seen
+        if s.startswith("SELECT") and re.search(r"FROM (organizations|providers|run_approvals|webhooks)\b", s)
+    ]
+    assert reads == []
+    if backend == "postgres":
+        assert [s for s in seen if s.startswith("SELECT pg_notify")] == []
+    for run_id in (own_budget, deployment_budget):
+        assert await statuses(sessionmaker, run_id) == ["running", "completed"]
+        assert_gap_free(await events(sessionmaker, run_id))
+
+
+class _Abandoned(Exception):
+    pass
+
+
+async def _claim_then_abandon(sessionmaker: Sessionmaker, run_id: uuid.UUID) -> None:
+    async with sessionmaker() as session, session.begin():
+        claim = await leases.claim(
+            session, run_id, "w1", now=datetime.now(UTC), lease_seconds=30, max_attempts=3
+        )
+        assert claim is not None
+        raise _Abandoned  # the transaction rolls back
+
+
+async def test_the_claim_and_the_outcome_notify_the_run_s_streams_at_their_commit_only(
+    sessionmaker: Sessionmaker, database_url: str, backend: str
+) -> None:
+    if backend != "postgres":
+        pytest.skip("notifications cross processes on PostgreSQL only")
+    heard: asyncio.Queue[str] = asyncio.Queue()
+    listener = await asyncpg.connect(database_url.replace("postgresql+asyncpg://", "postgresql://"))
+    await listener.add_listener(CHANNEL, lambda *args: heard.put_nowait(str(args[-1])))
+    run_id = await make_run(sessionmaker)
+    topic = topics.run_events(run_id)
+
+    async def next_topic() -> str:
+        return await asyncio.wait_for(heard.get(), 5)
+
+    try:
+        with pytest.raises(_Abandoned):
+            await _claim_then_abandon(sessionmaker, run_id)
+        await asyncio.sleep(0.2)
+        assert heard.empty()  # rolled back: the claim and its notification never happened
+        await _claim(sessionmaker, run_id, "w1", lease=30)
+        assert await next_topic() == topic
+
+        outcome = RunOutcome(RunStatus.COMPLETED, StopReason.END_TURN, output="done")
+        async with sessionmaker() as session, session.begin():
+            assert (
+                await leases.finish(session, run_id, "someone-else", outcome, now=datetime.now(UTC)) is None
+            )
+        async with sessionmaker() as session, session.begin():
+            recorded = await leases.finish(session, run_id, "w1", outcome, now=datetime.now(UTC))
+            assert recorded is not None
+            await append_events(session, run_id, [(EventKind.STATUS, {"status": "completed"})], 2)
+        assert await next_topic() == topic  # once: the refused finish notified nobody
+        await asyncio.sleep(0.2)
+        assert heard.empty()
+    finally:
+        await listener.close()
+    assert await statuses(sessionmaker, run_id) == ["running", "completed"]

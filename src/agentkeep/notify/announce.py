@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import event, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from agentkeep.notify.hub import Hub
 
@@ -45,28 +46,46 @@ def hub_of(session: AsyncSession | Session) -> Hub | None:
     return hub if isinstance(hub, Hub) else None
 
 
-def announce(session: AsyncSession | Session, topic: str) -> None:
-    """Deliver `topic` to every waiter once the session's transaction commits."""
+# The session's hub, the topics to notify before the commit, and those a statement of the
+# transaction notified itself (`notify_in`): delivered to this process's hub all the same.
+_Pending = tuple[Hub, set[str], set[str]]
+
+
+def announce(session: AsyncSession | Session, topic: str, *, notified: bool = False) -> None:
+    """Deliver `topic` to every waiter once the session's transaction commits.
+
+    `notified`: a statement of this transaction already called `pg_notify` for the topic
+    (`notify_in`, saving the separate statement before the commit): only this process's
+    hub is left to tell after the commit.
+    """
     hub = hub_of(session)
     if hub is not None:
-        pending: tuple[Hub, set[str]] = session.info.setdefault(_PENDING_KEY, (hub, set()))
-        pending[1].add(topic)
+        pending: _Pending = session.info.setdefault(_PENDING_KEY, (hub, set(), set()))
+        (pending[2] if notified else pending[1]).add(topic)
+
+
+def notify_in(topic: str) -> ColumnElement[Any]:
+    """`pg_notify` of `topic` as a column of a statement (PostgreSQL only), e.g. in the
+    RETURNING of an UPDATE, so that it is sent only when the UPDATE matched; PostgreSQL
+    delivers it at the commit of the transaction, as `announce` would. Follow with
+    `announce(session, topic, notified=True)`."""
+    return func.pg_notify(CHANNEL, topic)
 
 
 @event.listens_for(Session, "before_commit")
 def _send(session: Session) -> None:
-    pending: tuple[Hub, set[str]] | None = session.info.get(_PENDING_KEY)
+    pending: _Pending | None = session.info.get(_PENDING_KEY)
     if pending is not None and pending[0].cross_process:
-        for topic in sorted(pending[1]):
+        for topic in sorted(pending[1] - pending[2]):
             session.execute(select(func.pg_notify(CHANNEL, topic)))
 
 
 @event.listens_for(Session, "after_commit")
 def _deliver(session: Session) -> None:
-    pending: tuple[Hub, set[str]] | None = session.info.pop(_PENDING_KEY, None)
+    pending: _Pending | None = session.info.pop(_PENDING_KEY, None)
     if pending is not None:
-        hub, topics = pending
-        for topic in topics:
+        hub, topics, notified = pending
+        for topic in topics | notified:
             hub.deliver(topic)
 
 

@@ -7,6 +7,7 @@ it has none, the deployment default `ORG_MONTHLY_TOKEN_BUDGET`; neither set: unl
 
 from __future__ import annotations
 
+import enum
 import uuid
 from datetime import UTC, datetime
 
@@ -15,6 +16,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from agentkeep.orgs.models import Organization
 from agentkeep.runs.models import Run
+
+
+class Unread(enum.Enum):
+    """The organization's own budget has not been read (None means it has none)."""
+
+    UNREAD = "unread"
+
+
+UNREAD = Unread.UNREAD
 
 
 def month_start(now: datetime) -> datetime:
@@ -60,11 +70,20 @@ async def monthly_budget(session: AsyncSession, org_id: uuid.UUID, default: int 
 
 
 async def remaining_tokens(
-    session: AsyncSession, org_id: uuid.UUID, default_budget: int | None, now: datetime | None = None
+    session: AsyncSession,
+    org_id: uuid.UUID,
+    default_budget: int | None,
+    now: datetime | None = None,
+    *,
+    own_budget: int | Unread | None = UNREAD,
 ) -> int | None:
-    """Tokens left this month (never negative); None when the budget is unlimited."""
+    """Tokens left this month (never negative); None when the budget is unlimited.
+    `own_budget`: the organization's own budget when the caller has read it already."""
     now = now or datetime.now(UTC)
-    budget = await monthly_budget(session, org_id, default_budget)
+    if isinstance(own_budget, Unread):
+        budget = await monthly_budget(session, org_id, default_budget)
+    else:
+        budget = own_budget if own_budget is not None else default_budget
     if budget is None:
         return None
     return max(0, budget - await tokens_used_this_month(session, org_id, now))

@@ -254,8 +254,11 @@ class RunDriver:
             async with self.sessionmaker() as own:
                 return await self.build_request(claim, own)
         spec = await self._spec(session, claim)
-        budget = await remaining_tokens(session, claim.org_id, self.settings.org_monthly_token_budget)
-        endpoint = await self.endpoint_for(session, claim.org_id)
+        # The claim read the organization's budget and whether it has a provider.
+        budget = await remaining_tokens(
+            session, claim.org_id, self.settings.org_monthly_token_budget, own_budget=claim.org_budget
+        )
+        endpoint = await self.endpoint_for(session, claim.org_id, has_provider=claim.has_provider)
         history = await ThreadHistory(session, claim.thread_id).load() if claim.thread_id else []
         # Loaded with the agent loop (prepare() imports it off the event loop): no import cost here.
         from agentkeep.approvals.pause import load_resume
@@ -284,7 +287,7 @@ class RunDriver:
             mcp_servers=mcp_servers,
             mcp_egress=self.mcp_egress,
             # A run that paused for approval continues from its pause (one lookup by key).
-            resume=await load_resume(session, claim.run_id),
+            resume=await load_resume(session, claim.run_id) if claim.may_resume else None,
         )
 
     async def _spec(self, session: AsyncSession, claim: Claim) -> AgentSpec:

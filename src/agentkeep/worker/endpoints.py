@@ -7,7 +7,8 @@ failure of a run that cannot start at all.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
+from typing import Protocol
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -29,8 +30,13 @@ class RunSetupError(Exception):
         self.stop_reason = stop_reason
 
 
-# Which model endpoint an organization's runs use (default: `organization_endpoint`).
-EndpointResolver = Callable[[AsyncSession, uuid.UUID], Awaitable[ModelEndpoint | None]]
+class EndpointResolver(Protocol):
+    """Which model endpoint an organization's runs use (default: `organization_endpoint`).
+    `has_provider` False: the caller knows the organization has no provider (none is read)."""
+
+    def __call__(
+        self, session: AsyncSession, org_id: uuid.UUID, /, *, has_provider: bool = True
+    ) -> Awaitable[ModelEndpoint | None]: ...
 
 
 def provider_allowlist(settings: Settings) -> EgressAllowlist:
@@ -44,7 +50,9 @@ def deployment_endpoint(settings: Settings) -> EndpointResolver:
     if settings.openai_base_url is not None:
         allowlist = allowlist.with_host(httpx.URL(settings.openai_base_url).host)
 
-    async def endpoint_for(_session: AsyncSession, _org_id: uuid.UUID) -> ModelEndpoint | None:
+    async def endpoint_for(
+        _session: AsyncSession, _org_id: uuid.UUID, *, has_provider: bool = True
+    ) -> ModelEndpoint | None:
         if settings.openai_base_url is None and settings.openai_api_key is None:
             return None
         return ModelEndpoint(
@@ -63,7 +71,11 @@ def organization_endpoint(settings: Settings, secretbox: SecretBox | None) -> En
     deployment = deployment_endpoint(settings)
     allowlist = provider_allowlist(settings)
 
-    async def endpoint_for(session: AsyncSession, org_id: uuid.UUID) -> ModelEndpoint | None:
+    async def endpoint_for(
+        session: AsyncSession, org_id: uuid.UUID, *, has_provider: bool = True
+    ) -> ModelEndpoint | None:
+        if not has_provider:
+            return await deployment(session, org_id)
         try:
             endpoint = await provider_endpoint(session, secretbox, org_id, allowlist=allowlist)
         except AppError as exc:

@@ -45,8 +45,9 @@ async def audit_finished(
     only to webhooks that opted in to content)."""
     if run is None:
         run = await finished_row(session, run_id)
-    data = run_data(run_id, run, output)
-    await webhook_outbox.record(session, org_id=run.org_id, type=run_event(run.status), data=data)
+    if run.webhooks:
+        data = run_data(run_id, run, output)
+        await webhook_outbox.record(session, org_id=run.org_id, type=run_event(run.status), data=data)
     audited = _AUDITED.get(RunStatus(run.status))
     if audited is None:
         return

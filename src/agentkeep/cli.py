@@ -125,6 +125,16 @@ def create_admin(
     typer.echo(f"created administrator {user.username} ({user.id})", err=True)
 
 
+# asyncio's event loop, not uvloop (which uvicorn would pick when installed): asyncio accepts
+# every connection waiting on the listening socket at each turn of the loop, libuv one per
+# turn. Under overload a turn lasts tens of milliseconds, so with uvloop a new connection (a
+# load balancer's health check, a Kubernetes probe) waited seconds for its accept and probes
+# failed on a process that was only busy; uvloop's gain at normal load is a few percent
+# (bench/README.md, "Which event loop serve runs on"). `agentkeep worker` keeps uvloop: it
+# accepts no client connections.
+SERVE_EVENT_LOOP = "asyncio"
+
+
 @cli.command()
 def serve(
     host: Annotated[str, typer.Option(envvar="HOST", help="Interface to bind")] = "127.0.0.1",
@@ -160,6 +170,7 @@ def serve(
         # After SIGTERM and the drain period: stop accepting, give in-flight requests this
         # long, then run the lifespan shutdown. See agentkeep.serving.
         "timeout_graceful_shutdown": settings.shutdown_timeout_seconds,
+        "loop": SERVE_EVENT_LOOP,
     }
     if workers > 1:
         # Each worker writes its metric samples here; any worker's /metrics aggregates them.

@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from agentkeep.audit.models import AuditLog
+from agentkeep.config import Settings
 from agentkeep.observability.metrics import Metrics
 from agentkeep.providers.models import Provider
 from agentkeep.runs.contract import RunOutcome, Usage
@@ -86,8 +87,14 @@ async def test_two_runners_claiming_one_run_execute_it_once(
 ) -> None:
     run_id = await make_run(sessionmaker)
     first, second = ScriptedExecutor(seconds=0.3), ScriptedExecutor(seconds=0.3)
+    # The product's default lease, not the 2 s these tests use for takeovers: on a host
+    # loaded enough to stall this process for 2 s, the second runner would take over an
+    # expired lease, as it must (a dead worker's run), and run the executor again. What is
+    # checked here is that two claims at once cannot both win.
+    lease = Settings.model_fields["run_lease_seconds"].default
     results = await asyncio.gather(
-        make_driver("w1", first).drive(run_id), make_driver("w2", second).drive(run_id)
+        make_driver("w1", first, run_lease_seconds=lease).drive(run_id),
+        make_driver("w2", second, run_lease_seconds=lease).drive(run_id),
     )
 
     assert sorted(results, key=str) == sorted([RunStatus.COMPLETED, None], key=str)

@@ -287,3 +287,40 @@ async def test_the_claim_and_the_outcome_notify_the_run_s_streams_at_their_commi
     finally:
         await listener.close()
     assert await statuses(sessionmaker, run_id) == ["running", "completed"]
+
+
+async def test_an_outcome_and_its_last_events_are_one_write_refused_whole_without_the_lease(
+    sessionmaker: Sessionmaker,
+) -> None:
+    """The outcome's UPDATE and the events it carries (on PostgreSQL one statement): a runner
+    that lost its lease records neither; the holder records both, numbered on."""
+    run_id = await make_run(sessionmaker)
+    claim = await _claim(sessionmaker, run_id, "w1", lease=30)
+    outcome = RunOutcome(RunStatus.COMPLETED, StopReason.END_TURN, output="done")
+    last: list[tuple[EventKind, dict[str, Any]]] = [
+        (EventKind.OUTPUT, {"text": "done"}),
+        (EventKind.STATUS, {"status": "completed", "stop_reason": "end_turn"}),
+    ]
+
+    async def finish(owner: str) -> leases.Finished | None:
+        async with sessionmaker() as session, session.begin():
+            return await leases.finish(
+                session, run_id, owner, outcome, now=datetime.now(UTC), events=last, first_seq=claim.next_seq
+            )
+
+    assert await finish("someone-else") is None
+    assert [row.kind for row in await events(sessionmaker, run_id)] == ["status"]
+    assert (await load_run(sessionmaker, run_id)).status == RunStatus.RUNNING
+
+    recorded = await finish("w1")
+    assert recorded is not None
+    assert (recorded.status, recorded.webhooks) == ("completed", False)
+    rows = await events(sessionmaker, run_id)
+    assert_gap_free(rows)
+    assert [(row.kind, row.data) for row in rows] == [
+        ("status", {"status": "running", "attempt": 1}),
+        ("output", {"text": "done"}),
+        ("status", {"status": "completed", "stop_reason": "end_turn"}),
+    ]
+    run = await load_run(sessionmaker, run_id)
+    assert (run.status, run.output, run.lease_owner) == ("completed", "done", None)

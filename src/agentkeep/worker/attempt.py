@@ -231,9 +231,19 @@ class Attempt:
             self.log.warning("run_lease_lost")
             return None
         run_id = self.claim.run_id
+        data: dict[str, JsonValue] = {"status": outcome.status, "stop_reason": outcome.stop_reason}
         async with self.driver.sessionmaker() as session, session.begin():
-            # The outcome's UPDATE is the fence: it matches only while the lease is held.
-            finished = await leases.finish(session, run_id, self.driver.owner, outcome, now=_now())
+            # The outcome's UPDATE is the fence: it matches only while the lease is held. Every
+            # earlier event is written, or written with it: the sink knows the next number.
+            finished = await leases.finish(
+                session,
+                run_id,
+                self.driver.owner,
+                outcome,
+                now=_now(),
+                events=[*pending, (EventKind.STATUS, data)],
+                first_seq=self.sink.next_seq,
+            )
             if finished is None:
                 self.log.warning("run_lease_lost_before_outcome", status=outcome.status)
                 return None
@@ -241,9 +251,6 @@ class Attempt:
             if thread_id is not None:
                 messages = complete(self.transcript.messages)
                 await ThreadHistory(session, thread_id).append(run_id, messages, _now())
-            data: dict[str, JsonValue] = {"status": outcome.status, "stop_reason": outcome.stop_reason}
-            # Every earlier event is written, or written here: the sink knows the next number.
-            await append_events(session, run_id, [*pending, (EventKind.STATUS, data)], self.sink.next_seq)
             await audit_finished(session, run_id, finished, outcome.output)
         self.driver.count(finished)
         if thread_id is not None:

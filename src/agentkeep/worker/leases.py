@@ -17,6 +17,8 @@ from typing import Any, cast
 
 from sqlalchemy import (
     CursorResult,
+    Select,
+    String,
     and_,
     exists,
     func,
@@ -137,44 +139,50 @@ async def claim(
     has_provider = exists().where(Provider.org_id == Run.org_id)
     # PostgreSQL: the `running` event's notification too (sent at the commit, as `announce`'s).
     topic = topics.run_events(run_id)
+    postgres = session.get_bind().dialect.name == "postgresql"
     notifies = _notifies(session)
     notified = [notify_in(topic).label("notified")] if notifies else []
-    row = (
-        await session.execute(
-            update(Run)
-            .where(Run.id == run_id, Run.attempts < max_attempts, _claimable(now))
-            .values(
-                status=RunStatus.RUNNING,
-                lease_owner=owner,
-                lease_expires_at=now + timedelta(seconds=lease_seconds),
-                heartbeat_at=now,
-                attempts=Run.attempts + 1,
-                started_at=func.coalesce(Run.started_at, _stamp(now)),
-                updated_at=now,
-            )
-            .returning(
-                Run.org_id,
-                Run.agent_id,
-                Run.agent_version,
-                Run.input,
-                Run.attempts,
-                Run.started_at,
-                Run.thread_id,
-                last_seq.label("last_seq"),
-                org_budget.label("org_budget"),
-                may_resume.label("may_resume"),
-                has_provider.label("has_provider"),
-                *notified,
-            )
-            .execution_options(synchronize_session=False)
+    claimed = (
+        update(Run)
+        .where(Run.id == run_id, Run.attempts < max_attempts, _claimable(now))
+        .values(
+            status=RunStatus.RUNNING,
+            lease_owner=owner,
+            lease_expires_at=now + timedelta(seconds=lease_seconds),
+            heartbeat_at=now,
+            attempts=Run.attempts + 1,
+            started_at=func.coalesce(Run.started_at, _stamp(now)),
+            updated_at=now,
         )
-    ).first()
+        .returning(
+            Run.id,
+            Run.org_id,
+            Run.agent_id,
+            Run.agent_version,
+            Run.input,
+            Run.attempts,
+            Run.started_at,
+            Run.thread_id,
+            last_seq.label("last_seq"),
+            org_budget.label("org_budget"),
+            may_resume.label("may_resume"),
+            has_provider.label("has_provider"),
+            *notified,
+        )
+    )
+    if postgres:
+        # The `running` event inserted by the same statement (a data-modifying WITH clause
+        # that inserts one row per claimed row, so none when the claim failed).
+        row = (await session.execute(_claimed_with_running_event(claimed, now))).first()
+    else:
+        row = (await session.execute(claimed.execution_options(synchronize_session=False))).first()
     if row is None:
         return None
     running_seq = int(row.last_seq) + 1
-    # A Core INSERT (as the attempt's later batches), not an ORM object flushed.
-    running: dict[str, Any] = {"status": RunStatus.RUNNING, "attempt": row.attempts}
-    await append_events(session, run_id, [(EventKind.STATUS, running)], running_seq)
+    if not postgres:
+        # A Core INSERT (as the attempt's later batches), not an ORM object flushed.
+        running: dict[str, Any] = {"status": RunStatus.RUNNING, "attempt": row.attempts}
+        await append_events(session, run_id, [(EventKind.STATUS, running)], running_seq)
     if notifies:
         announce(session, topic, notified=True)
     return Claim(
@@ -191,6 +199,31 @@ async def claim(
         may_resume=bool(row.may_resume),
         has_provider=bool(row.has_provider),
     )
+
+
+def _claimed_with_running_event(claimed: Any, now: datetime) -> Select[Any]:
+    """The claim's UPDATE in a WITH clause, and the `running` status event
+    `{"status": "running", "attempt": n}` numbered after the run's last one, in one statement."""
+    claim_cte = claimed.cte("claimed")
+    data = func.jsonb_build_object(
+        literal("status", String), literal(RunStatus.RUNNING.value, String), literal("attempt", String),
+        claim_cte.c.attempts,
+    )  # fmt: skip
+    running = (
+        insert(RunEvent)
+        .from_select(
+            ["run_id", "seq", "kind", "data", "created_at"],
+            select(
+                claim_cte.c.id,
+                claim_cte.c.last_seq + 1,
+                literal(EventKind.STATUS.value, String),
+                data,
+                created_at_param(now),
+            ),
+        )
+        .cte("running_event")
+    )
+    return select(claim_cte).add_cte(running)
 
 
 def exhausted_error(attempts: int) -> str:
@@ -426,38 +459,61 @@ def finished(row: Any) -> Finished:
 
 
 async def finish(
-    session: AsyncSession, run_id: uuid.UUID, owner: str, outcome: RunOutcome, *, now: datetime
+    session: AsyncSession,
+    run_id: uuid.UUID,
+    owner: str,
+    outcome: RunOutcome,
+    *,
+    now: datetime,
+    events: list[tuple[EventKind, dict[str, Any]]] | None = None,
+    first_seq: int = 0,
 ) -> Finished | None:
-    """Record the outcome (usage added to earlier attempts') if the lease is still held; the
-    row as recorded, or None when the lease is gone.
+    """Record the outcome (usage added to earlier attempts') and append `events` (numbered
+    from `first_seq`) if the lease is still held; the row as recorded, or None (nothing
+    written) when the lease is gone.
 
-    On PostgreSQL the UPDATE also notifies the run's streams (at the commit) of the events
-    the caller appends in this transaction: the outcome's transaction needs no statement of
-    its own for it."""
+    On PostgreSQL one statement: the UPDATE in a WITH clause, the events inserted once per row
+    it returns (as `append_fenced_at_once`), and the run's streams notified (at the commit)."""
     topic = topics.run_events(run_id)
+    postgres = session.get_bind().dialect.name == "postgresql"
     notifies = _notifies(session)
     notified = [notify_in(topic).label("notified")] if notifies else []
-    row = (
-        await session.execute(
-            update(Run)
-            .where(_held_by(run_id, owner))
-            .values(
-                status=outcome.status,
-                stop_reason=outcome.stop_reason,
-                output=outcome.output,
-                error=outcome.error,
-                lease_owner=None,
-                lease_expires_at=None,
-                finished_at=now,
-                updated_at=now,
-                **_usage_values(outcome.usage),
-            )
-            .returning(*FINISHED_COLUMNS, *notified)
-            .execution_options(synchronize_session=False)
+    recorded = (
+        update(Run)
+        .where(_held_by(run_id, owner))
+        .values(
+            status=outcome.status,
+            stop_reason=outcome.stop_reason,
+            output=outcome.output,
+            error=outcome.error,
+            lease_owner=None,
+            lease_expires_at=None,
+            finished_at=now,
+            updated_at=now,
+            **_usage_values(outcome.usage),
         )
-    ).first()
+        .returning(Run.id, *FINISHED_COLUMNS, *notified)
+    )
+    if postgres and events:
+        fenced = recorded.cte("recorded")
+        batch = event_batch(events, first_seq)
+        inserted = (
+            insert(RunEvent)
+            .from_select(
+                ["run_id", "seq", "kind", "data", "created_at"],
+                select(fenced.c.id, batch.c.seq, batch.c.kind, batch.c.data, created_at_param(now)).join_from(
+                    fenced, batch, true()
+                ),
+            )
+            .cte("inserted")
+        )
+        row = (await session.execute(select(fenced).add_cte(inserted))).first()
+    else:
+        row = (await session.execute(recorded.execution_options(synchronize_session=False))).first()
     if row is None:
         return None
+    if events and not postgres:
+        await append_events(session, run_id, events, first_seq)
     if notifies:
         announce(session, topic, notified=True)
     return finished(row)

@@ -64,7 +64,7 @@ def announce(session: AsyncSession | Session, topic: str, *, notified: bool = Fa
         (pending[2] if notified else pending[1]).add(topic)
 
 
-def notify_in(topic: str) -> ColumnElement[Any]:
+def notify_in(topic: str | ColumnElement[str]) -> ColumnElement[Any]:
     """`pg_notify` of `topic` as a column of a statement (PostgreSQL only), e.g. in the
     RETURNING of an UPDATE, so that it is sent only when the UPDATE matched; PostgreSQL
     delivers it at the commit of the transaction, as `announce` would. Follow with

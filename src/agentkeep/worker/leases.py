@@ -17,9 +17,11 @@ from typing import Any, cast
 
 from sqlalchemy import (
     CursorResult,
-    Select,
+    Executable,
+    Integer,
     String,
     and_,
+    bindparam,
     exists,
     func,
     insert,
@@ -77,11 +79,7 @@ def _rows(result: Any) -> int:
     return int(cast(CursorResult[Any], result).rowcount)
 
 
-def _stamp(value: datetime) -> ColumnElement[datetime]:
-    return literal(value, type_=Run.__table__.c.started_at.type)
-
-
-def lease_expired(now: datetime) -> ColumnElement[bool]:
+def lease_expired(now: datetime | ColumnElement[datetime]) -> ColumnElement[bool]:
     return and_(Run.status == RunStatus.RUNNING, Run.lease_expires_at < now)
 
 
@@ -102,7 +100,7 @@ def turn_is_next() -> ColumnElement[bool]:
     return or_(Run.thread_id.is_(None), ~exists(unfinished_before))
 
 
-def _claimable(now: datetime) -> ColumnElement[bool]:
+def _claimable(now: datetime | ColumnElement[datetime]) -> ColumnElement[bool]:
     queued = and_(Run.status == RunStatus.QUEUED, Run.cancel_requested_at.is_(None))
     return and_(or_(queued, lease_expired(now)), turn_is_next())
 
@@ -125,10 +123,59 @@ async def claim(
     Appends the `running` status event. None when another runner holds it, it is finished,
     cancelled, or out of attempts (see `exhaust`).
     """
-    # The UPDATE hands back what the attempt needs, the number of the run's last event too:
-    # one statement where a claim, a read of the row and a max(seq) query were three. And
-    # what building the run's request would read next (its organization's budget, whether
-    # it has a provider, whether the run has a pause): three statements fewer per run.
+    postgres = session.get_bind().dialect.name == "postgresql"
+    notifies = _notifies(session)
+    params = {
+        "claim_run_id": run_id,
+        "claim_owner": owner,
+        "claim_now": now,
+        "claim_expires": now + timedelta(seconds=lease_seconds),
+        "claim_max_attempts": max_attempts,
+        "claim_topic": topics.run_events(run_id),
+        "claim_event_at": now,
+    }
+    # (No key may be named as a column of `runs`: an UPDATE's parameters name its SET clause.)
+    row = (await session.execute(_claim_statement(postgres, notifies), params)).first()
+    if row is None:
+        return None
+    running_seq = int(row.last_seq) + 1
+    if not postgres:
+        # A Core INSERT (as the attempt's later batches), not an ORM object flushed.
+        running: dict[str, Any] = {"status": RunStatus.RUNNING, "attempt": row.attempts}
+        await append_events(session, run_id, [(EventKind.STATUS, running)], running_seq)
+    if notifies:
+        announce(session, topics.run_events(run_id), notified=True)
+    return Claim(
+        run_id=run_id,
+        org_id=row.org_id,
+        agent_id=row.agent_id,
+        agent_version=row.agent_version,
+        input=row.input,
+        attempt=row.attempts,
+        thread_id=row.thread_id,
+        started_at=row.started_at or now,
+        next_seq=running_seq + 1,
+        org_budget=row.org_budget,
+        may_resume=bool(row.may_resume),
+        has_provider=bool(row.has_provider),
+    )
+
+
+@functools.cache
+def _claim_statement(postgres: bool, notifies: bool) -> Executable:
+    """The claim, built once per process: its per-run values are bound parameters (`claim`).
+    Built per run, with its WITH clause, it cost more CPU than it took to execute.
+
+    The UPDATE hands back what the attempt needs, the number of the run's last event too:
+    one statement where a claim, a read of the row and a max(seq) query were three. And what
+    building the run's request would read next (its organization's budget, whether it has a
+    provider, whether the run has a pause): three statements fewer per run. With `notifies`
+    (PostgreSQL) it also sends the `running` event's notification (at the commit, as
+    `announce` would); on PostgreSQL it inserts that event too: the UPDATE in a WITH clause,
+    the event inserted once per row it returns, so none when the claim failed.
+    """
+    run_id = bindparam("claim_run_id", type_=Run.__table__.c.id.type)
+    now: ColumnElement[datetime] = bindparam("claim_now", type_=Run.__table__.c.started_at.type)
     last_seq = (
         select(func.coalesce(func.max(RunEvent.seq), 0)).where(RunEvent.run_id == run_id).scalar_subquery()
     )
@@ -137,21 +184,19 @@ async def claim(
     )
     may_resume = exists().where(RunApproval.run_id == run_id)
     has_provider = exists().where(Provider.org_id == Run.org_id)
-    # PostgreSQL: the `running` event's notification too (sent at the commit, as `announce`'s).
-    topic = topics.run_events(run_id)
-    postgres = session.get_bind().dialect.name == "postgresql"
-    notifies = _notifies(session)
+    topic = bindparam("claim_topic", type_=String)
     notified = [notify_in(topic).label("notified")] if notifies else []
+    max_attempts = bindparam("claim_max_attempts", type_=Integer)
     claimed = (
         update(Run)
         .where(Run.id == run_id, Run.attempts < max_attempts, _claimable(now))
         .values(
             status=RunStatus.RUNNING,
-            lease_owner=owner,
-            lease_expires_at=now + timedelta(seconds=lease_seconds),
+            lease_owner=bindparam("claim_owner", type_=String),
+            lease_expires_at=bindparam("claim_expires", type_=Run.__table__.c.lease_expires_at.type),
             heartbeat_at=now,
             attempts=Run.attempts + 1,
-            started_at=func.coalesce(Run.started_at, _stamp(now)),
+            started_at=func.coalesce(Run.started_at, now),
             updated_at=now,
         )
         .returning(
@@ -170,40 +215,8 @@ async def claim(
             *notified,
         )
     )
-    if postgres:
-        # The `running` event inserted by the same statement (a data-modifying WITH clause
-        # that inserts one row per claimed row, so none when the claim failed).
-        row = (await session.execute(_claimed_with_running_event(claimed, now))).first()
-    else:
-        row = (await session.execute(claimed.execution_options(synchronize_session=False))).first()
-    if row is None:
-        return None
-    running_seq = int(row.last_seq) + 1
     if not postgres:
-        # A Core INSERT (as the attempt's later batches), not an ORM object flushed.
-        running: dict[str, Any] = {"status": RunStatus.RUNNING, "attempt": row.attempts}
-        await append_events(session, run_id, [(EventKind.STATUS, running)], running_seq)
-    if notifies:
-        announce(session, topic, notified=True)
-    return Claim(
-        run_id=run_id,
-        org_id=row.org_id,
-        agent_id=row.agent_id,
-        agent_version=row.agent_version,
-        input=row.input,
-        attempt=row.attempts,
-        thread_id=row.thread_id,
-        started_at=row.started_at or now,
-        next_seq=running_seq + 1,
-        org_budget=row.org_budget,
-        may_resume=bool(row.may_resume),
-        has_provider=bool(row.has_provider),
-    )
-
-
-def _claimed_with_running_event(claimed: Any, now: datetime) -> Select[Any]:
-    """The claim's UPDATE in a WITH clause, and the `running` status event
-    `{"status": "running", "attempt": n}` numbered after the run's last one, in one statement."""
+        return claimed.execution_options(synchronize_session=False)
     claim_cte = claimed.cte("claimed")
     data = func.jsonb_build_object(
         literal("status", String), literal(RunStatus.RUNNING.value, String), literal("attempt", String),
@@ -218,7 +231,7 @@ def _claimed_with_running_event(claimed: Any, now: datetime) -> Select[Any]:
                 claim_cte.c.last_seq + 1,
                 literal(EventKind.STATUS.value, String),
                 data,
-                created_at_param(now),
+                bindparam("claim_event_at", type_=RunEvent.__table__.c.created_at.type),
             ),
         )
         .cte("running_event")

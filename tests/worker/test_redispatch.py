@@ -25,7 +25,7 @@ from agentkeep.worker.command import run_worker
 from agentkeep.worker.driver import RunDriver
 from agentkeep.worker.inprocess import InProcessRunQueue
 from agentkeep.worker.jobqueue import QUEUE_NAME, JobRunQueue, create_job_app
-from agentkeep.worker.recovery import RecoverySweep
+from agentkeep.worker.recovery import REDISPATCH_AFTER_SECONDS, RecoverySweep
 from agentkeep.worker.redispatch import candidates
 from tests.support.timing import SCHEDULING_MARGIN_SECONDS
 from tests.worker.helpers import (
@@ -264,12 +264,16 @@ async def test_runs_held_by_the_in_process_runner_are_not_sent_again(
             await set_run(sessionmaker, run_id, dispatched_at=long_ago)
         lost = await make_run(sessionmaker, "accepted, then the dispatch was lost")
 
+        # The product's window, not the short one of the other tests: a vouch counts for that
+        # long, and a host that stalls this process between the two sweeps for longer than a
+        # short window would let the second sweep find the vouch stale, as it should. The lost
+        # run was never dispatched, so it is stale under any window.
         own = await RecoverySweep(
-            sessionmaker, run_settings(), runner, redispatch_after=REDISPATCH_AFTER
+            sessionmaker, run_settings(), runner, redispatch_after=REDISPATCH_AFTER_SECONDS
         ).run_once()
         # Another process's sweep sees them vouched for by the runner that holds them.
         theirs = await RecoverySweep(
-            sessionmaker, run_settings(), other, redispatch_after=REDISPATCH_AFTER
+            sessionmaker, run_settings(), other, redispatch_after=REDISPATCH_AFTER_SECONDS
         ).run_once()
 
         assert (own.redispatched, theirs.redispatched) == ([lost], [])

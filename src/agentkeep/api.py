@@ -23,7 +23,16 @@ from agentkeep.webhooks.router import router as webhooks_router
 
 
 def mount_routers(app: FastAPI) -> None:
+    """Routers in the order requests are matched: FastAPI tries each included router's routes
+    in turn until one matches, a cost every request pays for the routers before its own
+    (bench/README.md, "Routing order"). Probes first, then the busiest paths: agents, their
+    runs and event streams, approvals and threads; the rest in the order of the API's
+    sections. Routers that share a path prefix keep their order relative to each other."""
     app.include_router(health_router)
+    app.include_router(agents_router)
+    app.include_router(runs_router)
+    app.include_router(approvals_router)
+    app.include_router(threads_router)
     app.include_router(observability_router)
     app.include_router(auth_router)
     app.include_router(sso_router)
@@ -34,8 +43,4 @@ def mount_routers(app: FastAPI) -> None:
     app.include_router(providers_router)
     app.include_router(mcp_router)
     app.include_router(webhooks_router)
-    app.include_router(agents_router)
-    app.include_router(runs_router)
-    app.include_router(approvals_router)
-    app.include_router(threads_router)
     app.include_router(usage_router)

@@ -33,7 +33,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
+from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.selectable import CTE
 
 from agentkeep.approvals.models import RunApproval
 from agentkeep.notify import topics
@@ -342,19 +344,7 @@ async def append_fenced_at_once(
     statement commits on its own, all or nothing.
     """
     fenced = update(Run).where(_held_by(run_id, owner)).values(updated_at=now).returning(Run.id).cte("fence")
-    batch = event_batch(events, first_seq)
-    created_at = created_at_param(now)
-    inserted = (
-        insert(RunEvent)
-        .from_select(
-            ["run_id", "seq", "kind", "data", "created_at"],
-            select(fenced.c.id, batch.c.seq, batch.c.kind, batch.c.data, created_at).join_from(
-                fenced, batch, true()
-            ),
-        )
-        .returning(RunEvent.seq)
-        .cte("inserted")
-    )
+    inserted = _events_per_row(fenced, events, first_seq, now).returning(RunEvent.seq).cte("inserted")
     written = select(func.count().label("rows")).select_from(inserted).subquery("written")
     topic = topics.run_events(run_id)
     statement = select(written.c.rows, func.pg_notify(CHANNEL, topic)).where(written.c.rows > 0)
@@ -363,6 +353,20 @@ async def append_fenced_at_once(
     hub = hub_of(session)
     if hub is not None:
         hub.deliver(topic)  # this process's waiters, as after a commit
+
+
+def _events_per_row(
+    fenced: CTE, events: list[tuple[EventKind, dict[str, Any]]], first_seq: int, now: datetime
+) -> Insert:
+    """INSERT of `events` (numbered from `first_seq`) for each run id the fencing UPDATE in
+    `fenced` returned: none when it matched no row, so the events go in only under the lease."""
+    batch = event_batch(events, first_seq)
+    return insert(RunEvent).from_select(
+        ["run_id", "seq", "kind", "data", "created_at"],
+        select(fenced.c.id, batch.c.seq, batch.c.kind, batch.c.data, created_at_param(now)).join_from(
+            fenced, batch, true()
+        ),
+    )
 
 
 async def renew(
@@ -509,17 +513,7 @@ async def finish(
     )
     if postgres and events:
         fenced = recorded.cte("recorded")
-        batch = event_batch(events, first_seq)
-        inserted = (
-            insert(RunEvent)
-            .from_select(
-                ["run_id", "seq", "kind", "data", "created_at"],
-                select(fenced.c.id, batch.c.seq, batch.c.kind, batch.c.data, created_at_param(now)).join_from(
-                    fenced, batch, true()
-                ),
-            )
-            .cte("inserted")
-        )
+        inserted = _events_per_row(fenced, events, first_seq, now).cte("inserted")
         row = (await session.execute(select(fenced).add_cte(inserted))).first()
     else:
         row = (await session.execute(recorded.execution_options(synchronize_session=False))).first()

@@ -8,6 +8,7 @@ has one writer at a time, and the (run_id, seq) primary key refuses a second one
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -17,8 +18,10 @@ from typing import Any, cast
 from sqlalchemy import (
     ColumnElement,
     CursorResult,
+    Executable,
     Integer,
     String,
+    Table,
     bindparam,
     column,
     func,
@@ -215,8 +218,9 @@ async def append_event(
     return event
 
 
-def event_batch(events: list[tuple[EventKind, dict[str, Any]]], first_seq: int) -> TableValuedAlias:
-    """A batch of events as rows `(seq, kind, data)` unnested from three arrays (PostgreSQL).
+def event_batch() -> TableValuedAlias:
+    """A batch of events as rows `(seq, kind, data)` unnested from three arrays (PostgreSQL),
+    bound by `batch_parameters`.
 
     The statement's text is the same whatever the batch's size or content, so SQLAlchemy
     compiles it once per process; inline VALUES rows made every batch a statement of its own
@@ -224,17 +228,50 @@ def event_batch(events: list[tuple[EventKind, dict[str, Any]]], first_seq: int) 
     """
     return (
         func.unnest(
-            bindparam("seqs", [first_seq + offset for offset in range(len(events))], type_=ARRAY(Integer)),
-            bindparam("kinds", [kind.value for kind, _ in events], type_=ARRAY(String)),
-            bindparam("datas", [data for _, data in events], type_=ARRAY(JSONB)),
+            bindparam("event_seqs", type_=ARRAY(Integer)),
+            bindparam("event_kinds", type_=ARRAY(String)),
+            bindparam("event_datas", type_=ARRAY(JSONB)),
         )
         .table_valued(column("seq", Integer), column("kind", String), column("data", JSONB))
         .render_derived("batch")
     )
 
 
-def created_at_param(now: datetime) -> BindParameter[datetime]:
-    return bindparam("created_at", now, type_=RunEvent.__table__.c.created_at.type)
+def created_at_param() -> BindParameter[datetime]:
+    """The batch's creation time (`batch_parameters`)."""
+    return bindparam("event_created_at", type_=RunEvent.__table__.c.created_at.type)
+
+
+def batch_parameters(
+    events: list[tuple[EventKind, dict[str, Any]]], first_seq: int, now: datetime
+) -> dict[str, Any]:
+    """The values of `event_batch` and `created_at_param`: `events` numbered from `first_seq`."""
+    return {
+        "event_seqs": [first_seq + offset for offset in range(len(events))],
+        "event_kinds": [kind.value for kind, _ in events],
+        "event_datas": [data for _, data in events],
+        "event_created_at": now,
+    }
+
+
+def events_table() -> Table:
+    """`run_events` as a table, for Core statements: an ORM INSERT given parameters is a
+    bulk insert of them."""
+    table = RunEvent.__table__
+    assert isinstance(table, Table)
+    return table
+
+
+@functools.cache
+def _batch_insert() -> Executable:
+    """The INSERT of a batch for one run (`event_run_id`), built once per process: a
+    statement built per call costs SQLAlchemy a new cache key each time."""
+    batch = event_batch()
+    run = bindparam("event_run_id", type_=RunEvent.__table__.c.run_id.type)
+    return insert(events_table()).from_select(
+        ["run_id", "seq", "kind", "data", "created_at"],
+        select(run, batch.c.seq, batch.c.kind, batch.c.data, created_at_param()),
+    )
 
 
 async def append_events(
@@ -249,13 +286,8 @@ async def append_events(
         return
     now = utcnow()
     if session.get_bind().dialect.name == "postgresql":
-        batch = event_batch(events, first_seq)
-        run = bindparam("run_id", run_id, type_=RunEvent.__table__.c.run_id.type)
         await session.execute(
-            insert(RunEvent).from_select(
-                ["run_id", "seq", "kind", "data", "created_at"],
-                select(run, batch.c.seq, batch.c.kind, batch.c.data, created_at_param(now)),
-            )
+            _batch_insert(), {**batch_parameters(events, first_seq, now), "event_run_id": run_id}
         )
     else:
         # SQLite: one executemany of one cached INSERT (in-process, no round trips to save).

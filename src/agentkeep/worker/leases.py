@@ -44,7 +44,14 @@ from agentkeep.orgs.models import Organization
 from agentkeep.providers.models import Provider
 from agentkeep.runs.contract import RunOutcome, Usage
 from agentkeep.runs.models import Run, RunEvent
-from agentkeep.runs.repository import append_event, append_events, created_at_param, event_batch
+from agentkeep.runs.repository import (
+    append_event,
+    append_events,
+    batch_parameters,
+    created_at_param,
+    event_batch,
+    events_table,
+)
 from agentkeep.runs.states import ACTIVE_STATUSES, EventKind, RunStatus, StopReason
 from agentkeep.webhooks.models import Webhook
 
@@ -343,27 +350,49 @@ async def append_fenced_at_once(
     streams are notified (as `announce` would) only when the events were written. The
     statement commits on its own, all or nothing.
     """
-    fenced = update(Run).where(_held_by(run_id, owner)).values(updated_at=now).returning(Run.id).cte("fence")
-    inserted = _events_per_row(fenced, events, first_seq, now).returning(RunEvent.seq).cte("inserted")
-    written = select(func.count().label("rows")).select_from(inserted).subquery("written")
     topic = topics.run_events(run_id)
-    statement = select(written.c.rows, func.pg_notify(CHANNEL, topic)).where(written.c.rows > 0)
-    if (await session.execute(statement)).first() is None:
+    parameters = {
+        **batch_parameters(events, first_seq, now),
+        "fence_run_id": run_id,
+        "fence_owner": owner,
+        "fence_now": now,
+        "fence_topic": topic,
+    }
+    if (await session.execute(_fenced_append_statement(), parameters)).first() is None:
         raise LeaseLost(str(run_id))
     hub = hub_of(session)
     if hub is not None:
         hub.deliver(topic)  # this process's waiters, as after a commit
 
 
-def _events_per_row(
-    fenced: CTE, events: list[tuple[EventKind, dict[str, Any]]], first_seq: int, now: datetime
-) -> Insert:
-    """INSERT of `events` (numbered from `first_seq`) for each run id the fencing UPDATE in
-    `fenced` returned: none when it matched no row, so the events go in only under the lease."""
-    batch = event_batch(events, first_seq)
-    return insert(RunEvent).from_select(
+def _held_by_bound(prefix: str) -> ColumnElement[bool]:
+    """`_held_by` with the run id and owner as parameters `<prefix>_run_id`, `<prefix>_owner`:
+    for statements built once per process. (No parameter may be named as a column of `runs`:
+    an UPDATE's parameters name its SET clause.)"""
+    run_id = bindparam(f"{prefix}_run_id", type_=Run.__table__.c.id.type)
+    owner = bindparam(f"{prefix}_owner", type_=String)
+    return and_(Run.id == run_id, Run.lease_owner == owner, Run.status == RunStatus.RUNNING)
+
+
+@functools.cache
+def _fenced_append_statement() -> Executable:
+    """`append_fenced_at_once`'s statement, built once per process (`fence_*` parameters and
+    `batch_parameters`): built per batch, SQLAlchemy computed its cache key every time."""
+    now = bindparam("fence_now", type_=Run.__table__.c.updated_at.type)
+    fenced = update(Run).where(_held_by_bound("fence")).values(updated_at=now).returning(Run.id).cte("fence")
+    inserted = _events_per_row(fenced).returning(RunEvent.seq).cte("inserted")
+    written = select(func.count().label("rows")).select_from(inserted).subquery("written")
+    topic = bindparam("fence_topic", type_=String)
+    return select(written.c.rows, func.pg_notify(CHANNEL, topic)).where(written.c.rows > 0)
+
+
+def _events_per_row(fenced: CTE) -> Insert:
+    """INSERT of a batch (`batch_parameters`) for each run id the fencing UPDATE in `fenced`
+    returned: none when it matched no row, so the events go in only under the lease."""
+    batch = event_batch()
+    return insert(events_table()).from_select(
         ["run_id", "seq", "kind", "data", "created_at"],
-        select(fenced.c.id, batch.c.seq, batch.c.kind, batch.c.data, created_at_param(now)).join_from(
+        select(fenced.c.id, batch.c.seq, batch.c.kind, batch.c.data, created_at_param()).join_from(
             fenced, batch, true()
         ),
     )
@@ -494,29 +523,22 @@ async def finish(
     topic = topics.run_events(run_id)
     postgres = session.get_bind().dialect.name == "postgresql"
     notifies = _notifies(session)
-    notified = [notify_in(topic).label("notified")] if notifies else []
-    recorded = (
-        update(Run)
-        .where(_held_by(run_id, owner))
-        .values(
-            status=outcome.status,
-            stop_reason=outcome.stop_reason,
-            output=outcome.output,
-            error=outcome.error,
-            lease_owner=None,
-            lease_expires_at=None,
-            finished_at=now,
-            updated_at=now,
-            **_usage_values(outcome.usage),
-        )
-        .returning(Run.id, *FINISHED_COLUMNS, *notified)
-    )
-    if postgres and events:
-        fenced = recorded.cte("recorded")
-        inserted = _events_per_row(fenced, events, first_seq, now).cte("inserted")
-        row = (await session.execute(select(fenced).add_cte(inserted))).first()
-    else:
-        row = (await session.execute(recorded.execution_options(synchronize_session=False))).first()
+    with_events = postgres and bool(events)
+    parameters: dict[str, Any] = {
+        "finish_run_id": run_id,
+        "finish_owner": owner,
+        "finish_status": outcome.status,
+        "finish_stop_reason": outcome.stop_reason,
+        "finish_output": outcome.output,
+        "finish_error": outcome.error,
+        "finish_now": now,
+        "finish_requests": outcome.usage.requests,
+        "finish_input_tokens": outcome.usage.input_tokens,
+        "finish_output_tokens": outcome.usage.output_tokens,
+        **({"finish_topic": topic} if notifies else {}),
+        **(batch_parameters(events or [], first_seq, now) if with_events else {}),
+    }
+    row = (await session.execute(_finish_statement(postgres, notifies, with_events), parameters)).first()
     if row is None:
         return None
     if events and not postgres:
@@ -524,6 +546,36 @@ async def finish(
     if notifies:
         announce(session, topic, notified=True)
     return finished(row)
+
+
+@functools.cache
+def _finish_statement(postgres: bool, notifies: bool, with_events: bool) -> Executable:
+    """`finish`'s statement, built once per process for each shape (`finish_*` parameters,
+    and `batch_parameters` `with_events`)."""
+    now = bindparam("finish_now", type_=Run.__table__.c.finished_at.type)
+    notified = [notify_in(bindparam("finish_topic", type_=String)).label("notified")] if notifies else []
+    recorded = (
+        update(Run)
+        .where(_held_by_bound("finish"))
+        .values(
+            status=bindparam("finish_status", type_=Run.__table__.c.status.type),
+            stop_reason=bindparam("finish_stop_reason", type_=Run.__table__.c.stop_reason.type),
+            output=bindparam("finish_output", type_=Run.__table__.c.output.type),
+            error=bindparam("finish_error", type_=Run.__table__.c.error.type),
+            lease_owner=None,
+            lease_expires_at=None,
+            finished_at=now,
+            updated_at=now,
+            requests=Run.requests + bindparam("finish_requests", type_=Integer),
+            input_tokens=Run.input_tokens + bindparam("finish_input_tokens", type_=Integer),
+            output_tokens=Run.output_tokens + bindparam("finish_output_tokens", type_=Integer),
+        )
+        .returning(Run.id, *FINISHED_COLUMNS, *notified)
+    )
+    if postgres and with_events:
+        fenced = recorded.cte("recorded")
+        return select(fenced).add_cte(_events_per_row(fenced).cte("inserted"))
+    return recorded.execution_options(synchronize_session=False)
 
 
 def _notifies(session: AsyncSession) -> bool:

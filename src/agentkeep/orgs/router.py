@@ -27,6 +27,7 @@ from agentkeep.orgs.schemas import (
 from agentkeep.orgs.service import OrgService
 from agentkeep.rbac.dependencies import Authenticated, require
 from agentkeep.rbac.permissions import Permission, Role
+from agentkeep.runs.budget import effective_budget
 
 router = APIRouter(prefix="/api/orgs", tags=["organizations"])
 
@@ -97,7 +98,7 @@ async def set_org_budget(
     return OrgBudgetRead(
         org_id=org.id,
         monthly_token_budget=own,
-        effective_budget=own if own is not None else settings.org_monthly_token_budget,
+        effective_budget=effective_budget(own, settings.org_monthly_token_budget),
     )
 
 

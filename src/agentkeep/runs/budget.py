@@ -64,9 +64,14 @@ async def tokens_used_this_month(session: AsyncSession, org_id: uuid.UUID, now: 
     return int(total or 0)
 
 
+def effective_budget(own: int | None, default: int | None) -> int | None:
+    """The organization's own budget, or the deployment default when it has none."""
+    return own if own is not None else default
+
+
 async def monthly_budget(session: AsyncSession, org_id: uuid.UUID, default: int | None) -> int | None:
     own = await session.scalar(select(Organization.monthly_token_budget).where(Organization.id == org_id))
-    return own if own is not None else default
+    return effective_budget(own, default)
 
 
 async def remaining_tokens(
@@ -83,7 +88,7 @@ async def remaining_tokens(
     if isinstance(own_budget, Unread):
         budget = await monthly_budget(session, org_id, default_budget)
     else:
-        budget = own_budget if own_budget is not None else default_budget
+        budget = effective_budget(own_budget, default_budget)
     if budget is None:
         return None
     return max(0, budget - await tokens_used_this_month(session, org_id, now))

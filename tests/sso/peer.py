@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import secrets
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -139,7 +141,11 @@ def running_provider(
         command = [require_binary("faketime"), "-f", clock_offset, *command]
     log = process_log(f"openid-provider-{port}")
     with log.open("wb") as output:
-        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, cwd=PROVIDER_DIR)
+        # A group of its own: under faketime, node is faketime's child, and stopping only
+        # faketime would leave the provider running after the test.
+        process = subprocess.Popen(
+            command, stdout=output, stderr=subprocess.STDOUT, cwd=PROVIDER_DIR, start_new_session=True
+        )
     provider.process = process
     try:
         deadline = time.monotonic() + START_TIMEOUT
@@ -149,9 +155,16 @@ def running_provider(
             time.sleep(0.05)
         yield provider
     finally:
-        process.terminate()
+        _signal_group(process, signal.SIGTERM)
         try:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
-            process.kill()
+            _signal_group(process, signal.SIGKILL)
             process.wait()
+        # The group's other members (node under faketime) end with their leader's signal.
+        _signal_group(process, signal.SIGKILL)
+
+
+def _signal_group(process: subprocess.Popen[bytes], signum: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signum)

@@ -8,7 +8,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
-from collections.abc import Callable
+import socket
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
@@ -21,6 +22,15 @@ from tests.sso.tamper_proxy import TamperProxy, bound_socket, running_proxy
 pytestmark = pytest.mark.slow
 
 PROBLEM = "urn:agentkeep:problem:"
+
+
+@pytest.fixture
+def sock() -> Iterator[socket.socket]:
+    """The tampering proxy's socket, bound before the provider starts (it must know the
+    proxy's URL); closed here too, should the provider never start."""
+    bound = bound_socket()
+    yield bound
+    bound.close()
 
 
 def problem_type(response: httpx.Response) -> str:
@@ -131,9 +141,8 @@ ProxyFactory = Callable[..., TamperProxy]
 
 
 async def test_an_id_token_signed_by_a_key_the_provider_does_not_publish_is_refused(
-    sso_app: SsoAppFactory, start_provider: Callable[..., OpenIdProvider]
+    sso_app: SsoAppFactory, start_provider: Callable[..., OpenIdProvider], sock: socket.socket
 ) -> None:
-    sock = bound_socket()
     front = f"http://127.0.0.1:{sock.getsockname()[1]}"
     signer = start_provider(issuer=front)
     attacker = start_provider()
@@ -147,10 +156,9 @@ async def test_an_id_token_signed_by_a_key_the_provider_does_not_publish_is_refu
 
 
 async def test_an_id_token_from_another_issuer_is_refused(
-    sso_app: SsoAppFactory, start_provider: Callable[..., OpenIdProvider]
+    sso_app: SsoAppFactory, start_provider: Callable[..., OpenIdProvider], sock: socket.socket
 ) -> None:
     """Discovery (altered in transit) names the expected issuer; the token names its real one."""
-    sock = bound_socket()
     front = f"http://127.0.0.1:{sock.getsockname()[1]}"
     real = start_provider()
     real.add_user("issuer-user")
@@ -173,9 +181,8 @@ async def test_a_discovery_document_naming_another_issuer_is_refused(
 
 
 async def test_an_id_token_issued_to_another_client_is_refused(
-    sso_app: SsoAppFactory, start_provider: Callable[..., OpenIdProvider]
+    sso_app: SsoAppFactory, start_provider: Callable[..., OpenIdProvider], sock: socket.socket
 ) -> None:
-    sock = bound_socket()
     front = f"http://127.0.0.1:{sock.getsockname()[1]}"
     real = start_provider(issuer=front)
     real.add_user("audience-user")

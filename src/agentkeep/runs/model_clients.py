@@ -3,9 +3,10 @@
 Building a client per run cost what a run should not: a TLS context (the CA bundle parsed
 again), a connection pool opened cold, a handshake per run. A runner keeps one client per
 endpoint (base URL, key, address allowlist, resolver, timeout, retries) for its whole life,
-so runs reuse warm connections; its pool admits as many connections as the runner runs
-runs (each run has at most one model request in flight). The least recently used clients
-are closed beyond `max_endpoints` (organizations with their own providers).
+so runs reuse warm connections; its pools (several per host, tools/guarded_transport.py)
+admit together as many connections as the runner runs runs (each run has at most one model
+request in flight). The least recently used clients are closed beyond `max_endpoints`
+(organizations with their own providers).
 """
 
 from __future__ import annotations
